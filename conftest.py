@@ -1,0 +1,143 @@
+"""pytest setup shared by every topic: the impl switch, the seed, markers, devices and shared fixtures.
+
+    pytest exercises/inf10                      # your code (exercises/)
+    pytest exercises/inf10 --impl solutions     # the reference (or LAB_IMPL=solutions)
+    pytest exercises/inf10 --seed 1234          # replay a run (the seed is printed in the header)
+"""
+from __future__ import annotations
+
+import os
+import random
+import zlib
+
+import pytest
+
+MARKERS = {
+    "gpu": "needs a CUDA GPU; skipped elsewhere and shown as 'not graded on this hardware'",
+    "multi_gpu": "needs two or more CUDA GPUs",
+    "speed": "a speed threshold: a ratio measured in the same run",
+    "slow": "takes more than a few seconds on a CPU",
+}
+NOT_GRADED = "not graded on this hardware"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("lab")
+    group.addoption("--impl", default=None,
+                    help="implementation under test: exercises (default), solutions, or a folder laid out "
+                         "like them; also settable with LAB_IMPL")
+    group.addoption("--seed", type=int, default=None,
+                    help="base seed for random inputs (default: fresh each run, printed); also LAB_SEED")
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    impl = config.getoption("--impl") or os.environ.get("LAB_IMPL", "exercises")
+    os.environ["LAB_IMPL"] = impl
+    from lab.impl import block_solutions, impl_root
+    try:
+        root = impl_root()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    if root == "exercises":
+        block_solutions()
+    seed = config.getoption("--seed")
+    if seed is None:
+        seed = int(os.environ.get("LAB_SEED") or random.SystemRandom().randrange(2**31))
+    config._lab_seed = seed
+    os.environ["LAB_SEED"] = str(seed)
+
+
+def pytest_report_header(config):
+    return [f"lab impl: {os.environ['LAB_IMPL']}", f"lab seed: {config._lab_seed}  (replay with --seed {config._lab_seed})"]
+
+
+def _has_cuda(min_devices: int = 1) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available() and torch.cuda.device_count() >= min_devices
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("multi_gpu") and not _has_cuda(2):
+        pytest.skip(f"{NOT_GRADED}: needs two CUDA GPUs")
+    if item.get_closest_marker("gpu") and not _has_cuda():
+        pytest.skip(f"{NOT_GRADED}: needs a CUDA GPU")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Say 'not started' plainly when a test reaches a stub, instead of a long traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and report.failed and _reached_stub(call.excinfo.value):
+        report.longrepr = NotStarted(f"not started: {_stub_message(call.excinfo.value)}")
+
+
+class NotStarted:
+    """A one-line failure report for a test that reached a stub (shown in the summary line too)."""
+
+    def __init__(self, message: str):
+        self.message = message
+        self.reprcrash = self                     # pytest's summary reads longrepr.reprcrash.message
+
+    def toterminal(self, tw) -> None:
+        tw.line(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _reached_stub(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, NotImplementedError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _stub_message(error: BaseException) -> str:
+    while not isinstance(error, NotImplementedError):
+        error = error.__cause__ or error.__context__
+    return str(error) or "a stub raised NotImplementedError"
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def seed(request) -> int:
+    """A per-test seed: the run's base seed mixed with the test's id (fresh each run, replayable)."""
+    return (request.config._lab_seed + zlib.crc32(request.node.nodeid.encode())) % 2**31
+
+
+@pytest.fixture
+def rng(seed):
+    """A torch.Generator seeded with the per-test seed; also seeds torch's and Python's global RNGs."""
+    import torch
+    torch.manual_seed(seed)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="session")
+def device():
+    """'cuda' when a GPU is present, else 'cpu'."""
+    return "cuda" if _has_cuda() else "cpu"
+
+
+@pytest.fixture(scope="session")
+def real_model():
+    """SmolLM2-135M-Instruct in float32 on the CPU (the lab's real model; shared, do not modify it)."""
+    from lab.weights import load_real_model
+    model = load_real_model()
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The real model's tokenizer, built from its GGUF file."""
+    from lab.tokenizer import load_tokenizer
+    return load_tokenizer()

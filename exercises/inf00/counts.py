@@ -1,0 +1,70 @@
+"""inf00 · Inference basics: FLOPs, bytes and arithmetic intensity of prefill and decode.
+
+Conventions (the tests count the lab model's real work the same way):
+- A matmul of [m, k] by [k, n] costs 2*m*k*n FLOPs. Norms, RoPE, softmax and activations are left out:
+  they are under 1% of the total.
+- The output head runs on every new token (as `model(ids)` does), and attention is counted dense, as a
+  kernel computes it: each new token scores against every key slot it is given (QK^T) and mixes as many
+  values (PV), 2 * 2 * num_heads * head_dim FLOPs per (token, key) pair per layer.
+- Bytes are the fewest a step must move through memory: every weight it multiplies by once (the
+  projections, the output head and the norms), the KV cache read once per sequence, and the new tokens'
+  K and V written once. Activations and the few embedding rows looked up are left out (well under 1%).
+"""
+from __future__ import annotations
+
+from lab.config import ModelConfig
+
+
+def matmul_params(config: ModelConfig) -> int:
+    """Weights that take part in a matmul for every token: all projections and the output head.
+
+    The embedding table is only indexed (one row per token), so it counts here only as the output head
+    when the two are tied. Example: SmolLM2-135M has 134,515,008 parameters, of which 134,479,872 are matmul weights.
+    Hint: per layer q, k, v, o and the three MLP projections; then the head, vocab_size x hidden_size.
+    """
+    raise NotImplementedError("inf00: implement matmul_params")
+
+
+def forward_flops(config: ModelConfig, num_tokens: int, past_len: int = 0, batch: int = 1) -> int:
+    """FLOPs of one forward pass over `num_tokens` new tokens per sequence, `past_len` tokens cached.
+
+    Prefill of a prompt of length T: forward_flops(c, T). One decode step at context S (S tokens already
+    cached): forward_flops(c, 1, past_len=S). Each new token attends to past_len + num_tokens key slots.
+    Hint: 2 * tokens * matmul_params, plus attention's 4 * num_heads * head_dim per (token, key) per layer.
+    """
+    raise NotImplementedError("inf00: implement forward_flops")
+
+
+def weight_bytes(config: ModelConfig, dtype_bytes: int) -> int:
+    """Bytes of all the model's parameters at `dtype_bytes` per value (a tied embedding counted once)."""
+    raise NotImplementedError("inf00: implement weight_bytes")
+
+
+def kv_cache_bytes(config: ModelConfig, seq_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
+    """Bytes of the K and V of `seq_len` tokens for every layer and KV head, for `batch` sequences.
+
+    Hint: 2 (K and V) * layers * num_kv_heads * head_dim per token.
+    """
+    raise NotImplementedError("inf00: implement kv_cache_bytes")
+
+
+def decode_step_bytes(config: ModelConfig, past_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
+    """The fewest bytes one decode step moves: the matmul weights and the norms once, each sequence's
+    cached K/V of `past_len` tokens read once, and each sequence's new K/V written once.
+
+    Hint: there are 2 * num_layers + 1 RMSNorm weight vectors of hidden_size each.
+    """
+    raise NotImplementedError("inf00: implement decode_step_bytes")
+
+
+def prefill_bytes(config: ModelConfig, prompt_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
+    """The fewest bytes a prefill of `prompt_len` tokens moves: the matmul weights and the norms once,
+    and all prompt K/V written once."""
+    raise NotImplementedError("inf00: implement prefill_bytes")
+
+
+
+
+def arithmetic_intensity(flops: int, num_bytes: int) -> float:
+    """FLOPs per byte moved. Below the device's ridge (peak FLOP/s / peak bytes/s) work is memory-bound."""
+    raise NotImplementedError("inf00: implement arithmetic_intensity")

@@ -1,0 +1,234 @@
+"""The lab's decoder: a readable Llama-family transformer with pluggable attention, linears and cache.
+
+One forward pass is `model(input_ids, positions=None, cache=None, attention_mask=None)`:
+
+    input_ids       [batch, num_tokens] int64   the new tokens of this step
+    positions       [batch, num_tokens] int64   their RoPE positions (default: cache slots, 0, 1, 2, ...)
+    cache           anything with `seq_len` and `update(layer_idx, k, v)` (see `Cache` below), or None
+    attention_mask  [batch, seq_len + num_tokens] bool/int, 1 = a real token, 0 = padding, or None
+    returns         logits [batch, num_tokens, vocab_size] (only the last position with last_only=True)
+
+Three seams let later topics plug in a student's parts without touching this file:
+- `model.attention`: a function `(q, k, v, mask) -> out` (see `sdpa_attention` for the contract);
+- `model.replace_linears(factory)`: swap every projection for, e.g., an int8 or int4 linear;
+- the `cache` argument: the student's KV cache from inf10.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab.config import ModelConfig
+
+# An attention function. q: [B, num_heads, T, D]; k, v: [B, num_kv_heads, S, D]; mask: bool
+# [B or 1, 1, T, S] (True = may attend) or None (every query sees every key). Returns [B, num_heads, T, D].
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+class Cache(Protocol):
+    """What the model needs from a KV cache.
+
+    `seq_len` is the number of token slots already stored (read once, before layer 0 of a forward).
+    `update(layer_idx, k, v)` stores this step's k, v ([B, num_kv_heads, T, D]) after the ones already
+    stored for that layer and returns everything stored for it: ([B, num_kv_heads, seq_len + T, D], same).
+    """
+
+    @property
+    def seq_len(self) -> int: ...
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Scaled dot-product attention with grouped KV heads, through torch's fused SDPA."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in float32 whatever the input dtype (as Llama does)."""
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
+    """The RoPE inverse frequencies [head_dim // 2] in float32, with Llama-3 scaling if configured.
+
+    Only the plain and "llama3" schemes live here; inf23 teaches the others.
+    """
+    d = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    scaling = config.rope_scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "llama3":
+        factor = scaling["factor"]
+        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old_len = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        smooth = ((old_len / wavelen) - low) / (high - low)
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        is_medium = (wavelen <= old_len / low) & (wavelen >= old_len / high)
+        blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        inv_freq = torch.where(is_medium, blended, scaled)
+    elif kind not in (None, "default"):
+        raise ValueError(f"lab.model supports plain and llama3 RoPE; got rope_type={kind!r} (see inf23)")
+    return inv_freq.float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, H, T, D] by angles given as cos, sin [B, 1, T, D] (halves layout, as Hugging Face)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.config, self.layer_idx = config, layer_idx
+        h = config.hidden_size
+        self.q_proj = nn.Linear(h, config.q_size, bias=False)
+        self.k_proj = nn.Linear(h, config.kv_size, bias=False)
+        self.v_proj = nn.Linear(h, config.kv_size, bias=False)
+        self.o_proj = nn.Linear(config.q_size, h, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache: Cache | None, attention: AttentionFn) -> torch.Tensor:
+        b, t, _ = x.shape
+        c = self.config
+        q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)      # [B, H, T, D]
+        k = self.k_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)   # [B, Hkv, T, D]
+        v = self.v_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)                                 # [B, Hkv, S, D]
+        out = attention(q, k, v, mask)                                                # [B, H, T, D]
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, c.q_size))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h, f = config.hidden_size, config.intermediate_size
+        self.gate_proj = nn.Linear(h, f, bias=False)
+        self.up_proj = nn.Linear(h, f, bias=False)
+        self.down_proj = nn.Linear(f, h, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, mask, cache, attention):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, attention)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def build_mask(batch: int, num_tokens: int, past_len: int, attention_mask: torch.Tensor | None,
+               device: torch.device) -> torch.Tensor | None:
+    """The bool mask [B or 1, 1, T, S] of which key slots each new token may attend to, or None if all.
+
+    New token i sits in slot past_len + i and sees slots <= its own (causal), minus padding slots.
+    """
+    seq_len = past_len + num_tokens
+    if attention_mask is not None and attention_mask.shape != (batch, seq_len):
+        raise ValueError(f"attention_mask must be [batch, past + new] = [{batch}, {seq_len}], "
+                         f"got {list(attention_mask.shape)}")
+    if attention_mask is None and num_tokens == 1:
+        return None                                           # one new token sees every stored slot
+    q_slot = past_len + torch.arange(num_tokens, device=device)
+    k_slot = torch.arange(seq_len, device=device)
+    mask = (k_slot[None, :] <= q_slot[:, None])[None, None]  # [1, 1, T, S]
+    if attention_mask is not None:
+        mask = mask & attention_mask.bool()[:, None, None, :]
+        # A padding query would see no key at all; let it see itself so softmax stays finite.
+        mask = mask | _self_slots(num_tokens, seq_len, device)
+    return mask
+
+
+def _self_slots(num_tokens: int, seq_len: int, device) -> torch.Tensor:
+    """[1, 1, T, S] True where key slot == query slot."""
+    q_slot = seq_len - num_tokens + torch.arange(num_tokens, device=device)
+    return (torch.arange(seq_len, device=device)[None, :] == q_slot[:, None])[None, None]
+
+
+class LlamaModel(nn.Module):
+    """The whole decoder. Parameter names follow Hugging Face's LlamaForCausalLM, minus the `model.` prefix."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.register_buffer("inv_freq", rope_inv_freq(config), persistent=False)
+        self.attention: AttentionFn = sdpa_attention
+
+    def _apply(self, fn, recurse=True):
+        # `.to(torch.bfloat16)`, `.half()` and `.to_empty()` go through here and would round the RoPE
+        # frequencies to 8 mantissa bits (angles off by ~0.5 rad at position 500) or leave them
+        # uninitialised; recompute them in float32 on the new device instead.
+        super()._apply(fn, recurse)
+        self.inv_freq = rope_inv_freq(self.config).to(self.inv_freq.device)
+        return self
+
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [B, 1, T, head_dim] for positions [B, T], computed in float32."""
+        angles = positions.float()[..., None] * self.inv_freq                        # [B, T, D/2]
+        angles = torch.cat((angles, angles), dim=-1)[:, None]                          # [B, 1, T, D]
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
+                cache: Cache | None = None, attention_mask: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, num_tokens], got shape {list(input_ids.shape)}")
+        batch, num_tokens = input_ids.shape
+        past_len = cache.seq_len if cache is not None else 0
+        if positions is None:
+            positions = (past_len + torch.arange(num_tokens, device=input_ids.device)).expand(batch, -1)
+        x = self.embed_tokens(input_ids)
+        cos, sin = self.rope(positions, x.dtype)
+        mask = build_mask(batch, num_tokens, past_len, attention_mask, input_ids.device)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, cache, self.attention)
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.norm(x))
+
+    def replace_linears(self, factory: Callable[[str, nn.Linear], nn.Module]) -> "LlamaModel":
+        """Replace every projection inside the layers by `factory(name, linear)` (lm_head stays)."""
+        for name, module in list(self.layers.named_modules()):
+            for child_name, child in list(module.named_children()):
+                if isinstance(child, nn.Linear):
+                    setattr(module, child_name, factory(f"layers.{name}.{child_name}", child))
+        return self
+
+    def weight_bytes(self) -> int:
+        """Bytes of all parameters and buffers that hold weights, counting a tied embedding once."""
+        seen, total = set(), 0
+        for t in list(self.parameters()) + list(self.buffers()):
+            if t.data_ptr() not in seen and t is not self.inv_freq:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+        return total
