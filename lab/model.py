@@ -6,7 +6,14 @@ One forward pass is `model(input_ids, positions=None, cache=None, attention_mask
     positions       [batch, num_tokens] int64   their RoPE positions (default: cache slots, 0, 1, 2, ...)
     cache           anything with `seq_len` and `update(layer_idx, k, v)` (see `Cache` below), or None
     attention_mask  [batch, seq_len + num_tokens] bool/int, 1 = a real token, 0 = padding, or None
+    cache_position  [num_tokens] int64 slots to write this step's K/V into a *static* cache, or None
     returns         logits [batch, num_tokens, vocab_size] (only the last position with last_only=True)
+
+Two cache modes. Dynamic (no `cache_position`): the model reads `cache.seq_len` and the cache returns
+the K/V stored so far, so shapes grow by one every decode step. Static (`cache_position` given, as
+gpt-fast and Hugging Face's StaticCache do): the cache returns its whole preallocated buffers
+[batch, num_kv_heads, max_len, head_dim] and the mask hides the slots after `cache_position`; no shape
+and no Python number changes between steps, so `torch.compile` and CUDA graphs can capture one step.
 
 Three seams let later topics plug in a student's parts without touching this file:
 - `model.attention`: a function `(q, k, v, mask) -> out` (see `sdpa_attention` for the contract);
@@ -41,6 +48,17 @@ class Cache(Protocol):
     def seq_len(self) -> int: ...
 
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class StaticCacheProtocol(Protocol):
+    """A preallocated cache for the static mode: `update(layer_idx, k, v, cache_position)` writes k, v
+    ([B, num_kv_heads, T, D]) into slots `cache_position` ([T]) and returns the whole buffers
+    ([B, num_kv_heads, max_len, D]); `max_len` is their slot count."""
+
+    max_len: int
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor,
+               cache_position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -103,14 +121,17 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, config.kv_size, bias=False)
         self.o_proj = nn.Linear(config.q_size, h, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: Cache | None, attention: AttentionFn) -> torch.Tensor:
+    def forward(self, x, cos, sin, mask, cache: Cache | None, attention: AttentionFn,
+                cache_position: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         c = self.config
         q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)      # [B, H, T, D]
         k = self.k_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)   # [B, Hkv, T, D]
         v = self.v_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
+        if cache_position is not None:
+            k, v = cache.update(self.layer_idx, k, v, cache_position)                 # [B, Hkv, max_len, D]
+        elif cache is not None:
             k, v = cache.update(self.layer_idx, k, v)                                 # [B, Hkv, S, D]
         out = attention(q, k, v, mask)                                                # [B, H, T, D]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, c.q_size))
@@ -136,8 +157,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, mask, cache, attention):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, attention)
+    def forward(self, x, cos, sin, mask, cache, attention, cache_position=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, attention, cache_position)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -160,6 +181,21 @@ def build_mask(batch: int, num_tokens: int, past_len: int, attention_mask: torch
         mask = mask & attention_mask.bool()[:, None, None, :]
         # A padding query would see no key at all; let it see itself so softmax stays finite.
         mask = mask | _self_slots(num_tokens, seq_len, device)
+    return mask
+
+
+def build_static_mask(cache_position: torch.Tensor, max_len: int,
+                      attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The bool mask [B or 1, 1, T, max_len] for a static cache: slot s is visible to the token written
+    at slot p when s <= p (and, with attention_mask [B, max_len], when s holds a real token)."""
+    k_slot = torch.arange(max_len, device=cache_position.device)
+    mask = (k_slot[None, :] <= cache_position[:, None])[None, None]
+    if attention_mask is not None:
+        if attention_mask.shape[-1] != max_len:
+            raise ValueError(f"with a static cache attention_mask must be [batch, max_len={max_len}], "
+                             f"got {list(attention_mask.shape)}")
+        mask = mask & attention_mask.bool()[:, None, None, :]
+        mask = mask | (k_slot[None, :] == cache_position[:, None])[None, None]
     return mask
 
 
@@ -199,19 +235,26 @@ class LlamaModel(nn.Module):
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
-                cache: Cache | None = None, attention_mask: torch.Tensor | None = None,
-                last_only: bool = False) -> torch.Tensor:
+                cache: Cache | StaticCacheProtocol | None = None, attention_mask: torch.Tensor | None = None,
+                last_only: bool = False, cache_position: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, num_tokens], got shape {list(input_ids.shape)}")
         batch, num_tokens = input_ids.shape
-        past_len = cache.seq_len if cache is not None else 0
-        if positions is None:
-            positions = (past_len + torch.arange(num_tokens, device=input_ids.device)).expand(batch, -1)
+        if cache_position is not None:
+            if cache is None:
+                raise ValueError("cache_position needs a static cache to write into")
+            if positions is None:
+                positions = cache_position.expand(batch, -1)
+            mask = build_static_mask(cache_position, cache.max_len, attention_mask)
+        else:
+            past_len = cache.seq_len if cache is not None else 0
+            if positions is None:
+                positions = (past_len + torch.arange(num_tokens, device=input_ids.device)).expand(batch, -1)
+            mask = build_mask(batch, num_tokens, past_len, attention_mask, input_ids.device)
         x = self.embed_tokens(input_ids)
         cos, sin = self.rope(positions, x.dtype)
-        mask = build_mask(batch, num_tokens, past_len, attention_mask, input_ids.device)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, cache, self.attention)
+            x = layer(x, cos, sin, mask, cache, self.attention, cache_position)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.norm(x))

@@ -16,6 +16,8 @@ Rules this module keeps, so that a speed test is fair and hard to fool:
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -122,6 +124,9 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
         benchmark.extra_info.update(result.as_dict())
     if record is not None:
         record("speed", result.as_dict())
+    if os.environ.get("LAB_SPEED_LOG"):                 # grading.calibrate collects every comparison
+        with open(os.environ["LAB_SPEED_LOG"], "a") as log:
+            log.write(json.dumps(result.as_dict()) + "\n")
     return result
 
 

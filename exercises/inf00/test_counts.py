@@ -42,7 +42,7 @@ def test_forward_flops_equal_the_flop_counter(rng):
     config = random_config(rng)
     model = random_lab_model(config, rng)
     model.attention = naive_attention
-    batch, past_len, num_tokens = pick(rng, 1, 3), pick(rng, 0, 19), pick(rng, 1, 13)
+    batch, past_len, num_tokens = pick(rng, 1, 3), pick(rng, 0, 19), pick(rng, 2, 13)
     cache = ConcatCache(config.num_layers)
     with torch.no_grad():
         if past_len:

@@ -1,0 +1,83 @@
+"""The lab's promises about its topics: stubs generated from solutions, same API, notebooks built."""
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading import notebooks, stubs
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION_MODULES = sorted(p.relative_to(ROOT / "solutions") for p in (ROOT / "solutions").glob("inf*/*.py")
+                          if p.name != "__init__.py")
+TOPICS = sorted(p.name for p in (ROOT / "exercises").glob("inf[0-9][0-9]") if p.is_dir())
+
+
+def test_committed_stubs_equal_the_generated_ones():
+    stale = [str(p.relative_to(ROOT)) for p, text in stubs.expected_stubs().items()
+             if not p.exists() or p.read_text() != text]
+    assert not stale, f"stubs out of date with their solutions (run `make stubs`): {stale}"
+
+
+def test_stub_generator_replaces_regions_and_names_the_function():
+    source = ('import os\n# BEGIN SOLUTION\nimport math\n# END SOLUTION\n\n\nclass Cache:\n'
+              '    def update(self, k):\n        """doc"""\n        # BEGIN SOLUTION\n        return k\n'
+              '        # END SOLUTION\n')
+    out = stubs.generate_stub(source, "inf99")
+    assert "import math" not in out and "return k" not in out and '"""doc"""' in out
+    assert 'raise NotImplementedError("inf99: implement Cache.update")' in out
+    with pytest.raises(stubs.MarkerError):
+        stubs.generate_stub("def f():\n    # BEGIN SOLUTION\n    pass\n", "inf99")
+
+
+def _public_api(path: Path) -> dict[str, str]:
+    """name -> signature text of every public top-level function, class and method of a module."""
+    api = {}
+
+    def visit(body, prefix=""):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                returns = ast.unparse(node.returns) if node.returns else ""
+                api[prefix + node.name] = f"({ast.unparse(node.args)}) -> {returns}"
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                api[prefix + node.name] = "class(" + ", ".join(ast.unparse(b) for b in node.bases) + ")"
+                visit(node.body, prefix + node.name + ".")
+    visit(ast.parse(path.read_text()).body)
+    return api
+
+
+@pytest.mark.parametrize("module", SOLUTION_MODULES, ids=str)
+def test_stub_and_solution_expose_the_same_names_and_signatures(module):
+    solution, stub = _public_api(ROOT / "solutions" / module), _public_api(ROOT / "exercises" / module)
+    assert solution == stub, f"{module}: public API differs; solution-only {set(solution) - set(stub)}, " \
+                             f"stub-only {set(stub) - set(solution)}"
+
+
+def test_committed_notebooks_equal_the_built_ones():
+    stale = [str(p.relative_to(ROOT)) for p, text in notebooks.expected_notebooks().items()
+             if not p.exists() or p.read_text() != text]
+    assert not stale, f"notebooks out of date (python -m grading.notebooks --write): {stale}"
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_every_topic_has_lesson_notebook_and_points(topic):
+    folder = ROOT / "exercises" / topic
+    assert (folder / "README.md").is_file(), f"{topic}: no lesson README.md"
+    nb = nbformat.read(folder / f"{topic}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert any(c.cell_type == "code" for c in nb.cells)
+    import tomllib
+    points = tomllib.loads((ROOT / "grading" / "points.toml").read_text())
+    assert topic in points, f"{topic}: no [{topic}] section in grading/points.toml"
+
+
+@pytest.mark.slow
+def test_inf00_notebook_runs_end_to_end(monkeypatch):
+    monkeypatch.setenv("LAB_IMPL", "solutions")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = notebooks.run("inf00", timeout=300)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
