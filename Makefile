@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs clean
+.PHONY: setup grade test stubs doctor release clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -25,6 +25,12 @@ test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly
 
 stubs: setup          ## regenerate exercises/ stubs from the marked solutions
 	$(PY) -m grading.stubs --write
+
+doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
+	$(PY) -m grading doctor
+
+release: setup        ## the student release into DIR (instructors): make release DIR=../lab-release
+	$(PY) -m grading release $(DIR) --smoke
 
 clean:
 	rm -rf $(VENV) .lab-cache grading-out

@@ -17,6 +17,8 @@ MARKERS = {
     "multi_gpu": "needs two or more CUDA GPUs",
     "speed": "a speed threshold: a ratio measured in the same run",
     "slow": "takes more than a few seconds on a CPU",
+    "bans": "bans(*targets, reason=''): the student's code may not call or import these while the test runs "
+            "(modules or dotted callables; lab/guard.py)",
 }
 NOT_GRADED = "not graded on this hardware"
 
@@ -35,13 +37,16 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     impl = config.getoption("--impl") or os.environ.get("LAB_IMPL", "exercises")
     os.environ["LAB_IMPL"] = impl
-    from lab.impl import block_solutions, impl_root
+    from lab.impl import block_solutions, impl_root, solutions_allowed
     try:
         root = impl_root()
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    if root == "exercises":
+    if not solutions_allowed(root):         # a student's code (exercises/ or a submission) never sees them
         block_solutions()
+    if not config.pluginmanager.has_plugin("lab-guard"):
+        from lab.guard_plugin import GuardPlugin      # bans on library shortcuts; the timing seal
+        config.pluginmanager.register(GuardPlugin(), "lab-guard")
     seed = config.getoption("--seed")
     if seed is None:
         seed = int(os.environ.get("LAB_SEED") or random.SystemRandom().randrange(2**31))

@@ -1,13 +1,19 @@
 """Calibrate a topic's speed thresholds: its speed tests, run with the reference and with each planted
 naive version, several times, in one process tree, on the machine at hand (an H200 for the GPU figures).
 
-    python -m grading.calibrate inf10 [inf11 ...] [--runs 3] [--out DIR]
+    python -m grading.calibrate inf10 [inf11 ...] [--runs 3] [--repeat 1] [--flips] [--out DIR] [-- pytest args]
 
 For each topic it runs `pytest exercises/<topic> -m speed` once per run with `--impl solutions` and with
 every planted implementation marked `naive = true` in tests/planted/<topic>/*/planted.toml, collects each
 comparison `lab.timing.compare` made (through LAB_SPEED_LOG), and prints one row per threshold: the
 solution's and the naive version's ratios per run, the worst margins, and whether the rule holds (the
 solution clears the threshold by >= 20% in every run; the naive version misses it in every run).
+
+The flip check (docs/thresholds.md): `--runs 2 --repeat 5 --flips` measures every comparison ten times per
+implementation (`--repeat` re-measures inside one pytest process, through LAB_SPEED_REPEAT, so the model
+is built once) and prints, per threshold and implementation, how often the test's verdict (pass or fail,
+after lab.timing's own retry) went each way; a flip is a measurement whose verdict differs from the
+majority's. With --flips the exit code is 1 when any verdict flipped or a rule does not hold.
 """
 from __future__ import annotations
 
@@ -24,19 +30,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MARGIN = 1.2
 
 
-def naive_impls(topic: str) -> list[Path]:
-    found = []
+def naive_impls(topic: str) -> dict[Path, list[str]]:
+    """The topic's naive planted versions -> the comparisons each is the baseline for (`naive_for` in its
+    planted.toml: parts of a comparison's `what`; absent: every comparison of the topic)."""
+    found = {}
     for meta in sorted((REPO_ROOT / "tests" / "planted" / topic).glob("*/planted.toml")):
-        if tomllib.loads(meta.read_text()).get("naive"):
-            found.append(meta.parent)
+        data = tomllib.loads(meta.read_text())
+        if data.get("naive"):
+            found[meta.parent] = data.get("naive_for", [])
     return found
 
 
-def run_speed_tests(topic: str, impl: str, extra: list[str]) -> list[dict]:
+def run_speed_tests(topic: str, impl: str, extra: list[str], repeat: int = 1) -> list[dict]:
     """Every comparison of one run of the topic's speed tests with one implementation."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as log:
         path = log.name
-    env = {**os.environ, "LAB_SPEED_LOG": path, "LAB_IMPL": impl}
+    env = {**os.environ, "LAB_SPEED_LOG": path, "LAB_IMPL": impl, "LAB_SPEED_REPEAT": str(repeat)}
     cmd = [sys.executable, "-m", "pytest", f"exercises/{topic}", "-m", "speed", "--impl", impl, "-q",
            "-p", "no:cacheprovider", *extra]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
@@ -47,17 +56,38 @@ def run_speed_tests(topic: str, impl: str, extra: list[str]) -> list[dict]:
     return rows
 
 
-def calibrate(topic: str, runs: int, extra: list[str]) -> dict:
-    """{what: {"threshold": t, "solution": [ratios], "<naive name>": [ratios]}} for one topic."""
+def calibrate(topic: str, runs: int, extra: list[str], repeat: int = 1, verdicts: dict | None = None) -> dict:
+    """{what: {"threshold": t, "solution": [ratios], "<naive name>": [ratios]}} for one topic; each
+    measurement's verdict (passed or not) goes to `verdicts[(topic, what, label)]` when given."""
     table: dict[str, dict] = {}
-    impls = [("solution", "solutions")] + [(p.name, str(p)) for p in naive_impls(topic)]
+    impls = [("solution", "solutions", [])] + [(p.name, str(p), for_) for p, for_ in naive_impls(topic).items()]
     for run in range(runs):
         print(f"{topic}: run {run + 1}/{runs}", flush=True)
-        for label, impl in impls:
-            for row in run_speed_tests(topic, impl, extra):
+        for label, impl, targets in impls:
+            for row in run_speed_tests(topic, impl, extra, repeat):
+                if targets and not any(t in row["what"] for t in targets):
+                    continue                    # this naive version is the baseline of another threshold
                 entry = table.setdefault(row["what"], {"threshold": row["threshold"]})
                 entry.setdefault(label, []).append(row["ratio"])
+                if verdicts is not None:
+                    verdicts.setdefault((topic, row["what"], label), []).append(bool(row["passed"]))
     return table
+
+
+def flips(verdicts: list[bool]) -> int:
+    """Measurements whose verdict differs from the majority's (0 when every one agrees)."""
+    return min(sum(verdicts), len(verdicts) - sum(verdicts))
+
+
+def print_flips(verdicts: dict) -> int:
+    """One line per (topic, threshold, implementation); returns the number of flips."""
+    print(f"\n{'topic':6} {'impl':24} {'passed':>7} {'failed':>7} {'flips':>6}  what")
+    total = 0
+    for (topic, what, label), seen in sorted(verdicts.items()):
+        total += flips(seen)
+        print(f"{topic:6} {label:24} {sum(seen):7d} {len(seen) - sum(seen):7d} {flips(seen):6d}  {what}")
+    print(f"\n{total} flip(s) in {sum(map(len, verdicts.values()))} measurements")
+    return total
 
 
 def verdict(entry: dict) -> str:
@@ -72,17 +102,20 @@ def verdict(entry: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.calibrate", description=__doc__.split("\n")[0])
     parser.add_argument("topics", nargs="+")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="pytest processes per implementation")
+    parser.add_argument("--repeat", type=int, default=1, help="measurements of each comparison per process")
+    parser.add_argument("--flips", action="store_true", help="print the flip table; exit 1 on a flip or a broken rule")
     parser.add_argument("--out", type=Path, help="write the figures as JSON into this folder")
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []       # after --: extra pytest arguments
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     known = sorted(p.name for p in (REPO_ROOT / "exercises").glob("inf[0-9][0-9]"))
     bad = [t for t in args.topics if t not in known]
     if bad:
         print(f"unknown topic(s) {', '.join(bad)}; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    extra = [a for a in args.pytest_args if a != "--"]
-    results = {topic: calibrate(topic, args.runs, extra) for topic in args.topics}
+    verdicts: dict = {}
+    results = {topic: calibrate(topic, args.runs, extra, args.repeat, verdicts) for topic in args.topics}
     print(f"\n{'topic':6} {'threshold':>9}  {'solution ratios':24} {'naive ratios':30} verdict  what")
     for topic, table in results.items():
         for what, entry in table.items():
@@ -93,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "calibration.json").write_text(json.dumps(results, indent=2))
+    if args.flips:
+        broken = [what for table in results.values() for what, entry in table.items() if verdict(entry) != "ok"]
+        return 1 if print_flips(verdicts) or broken else 0
     return 0
 
 

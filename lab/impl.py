@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_ROOTS = ("exercises", "solutions")
+PLANTED_ROOT = REPO_ROOT / "tests" / "planted"     # planted versions build on the reference: they may import it
 
 
 def impl_root() -> str:
@@ -33,6 +34,21 @@ def impl_root() -> str:
         raise ValueError(f"--impl / LAB_IMPL must be 'exercises', 'solutions' or an existing folder; "
                          f"{root!r} is none of these")
     return str(path.resolve())
+
+
+def root_folder(root: str | None = None) -> Path:
+    """The folder of an implementation root (`impl_root()` by default): exercises/, solutions/ or the path."""
+    root = impl_root() if root is None else root
+    return REPO_ROOT / root if root in BUILTIN_ROOTS else Path(root).resolve()
+
+
+def solutions_allowed(root: str | None = None) -> bool:
+    """Whether code graded under `root` may import `solutions`: only the reference itself and the planted
+    versions under tests/planted/ (which import the reference for the modules they leave alone)."""
+    root = impl_root() if root is None else root
+    if root in BUILTIN_ROOTS:
+        return root == "solutions"
+    return Path(root).resolve().is_relative_to(PLANTED_ROOT.resolve())
 
 
 def _package_for(root: str) -> str:
@@ -73,7 +89,7 @@ class _SolutionsBlocker:
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname == "solutions" or fullname.startswith("solutions."):
-            raise ImportError(f"importing {fullname!r} is not allowed while grading exercises: "
+            raise ImportError(f"importing {fullname!r} is not allowed while grading a student's code: "
                               "the reference solutions are not part of a submission")
         return None
 

@@ -8,7 +8,7 @@ Two things differ between a GGUF file and a Hugging Face checkpoint, and the con
 - GGUF lists a tensor's dimensions fastest-first (`ne`), so a [out, in] weight is shown as [in, out];
   `gguf.quants.dequantize` already returns the row-major [out, in] array.
 - llama.cpp's converter permutes the rows of q_proj and k_proj within each head, from Hugging Face's
-  "halves" RoPE layout (rotate dim i with i + D/2) to GPT-J's "pairs" layout (rotate 2i with 2i + 1).
+  "halves" RoPE layout (rotate dim i with i + D/2) back to Meta's original "pairs" layout (2i with 2i + 1).
   `unpermute_qk` reverses it exactly as transformers' GGUF loader does.
 
 `random_model(shape)` builds a model of a named real shape (`lab.config.SHAPES`) directly on the target
@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from lab.config import SHAPES, ModelConfig, get_shape
@@ -91,6 +92,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> bool:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         write(Path(tmp))
+        os.chmod(tmp, 0o644)   # mkstemp makes it private; a cache is for everyone on the machine
         os.replace(tmp, path)
         return True
     except OSError as e:
@@ -105,7 +107,10 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> bool:
 @lru_cache(maxsize=1)
 def gguf_reader():
     """The parsed GGUF file (a `gguf.GGUFReader`; parsing its 49k-token vocabulary takes ~2 s)."""
-    import gguf
+    try:
+        import gguf
+    except ImportError:
+        raise RuntimeError("reading the real model's GGUF file needs the gguf package: pip install gguf") from None
     return gguf.GGUFReader(gguf_path())
 
 
@@ -176,7 +181,8 @@ def dequantize_gguf(reader, config: ModelConfig) -> dict[str, torch.Tensor]:
     state = {}
     for tensor in reader.tensors:
         name = _lab_name(tensor.name)
-        weight = torch.from_numpy(dequantize(tensor.data, tensor.tensor_type).astype("float32", copy=False))
+        # [out, in] row-major (GGUF's `ne` lists [in, out]); a copy, as F32 tensors come back memory-mapped
+        weight = torch.from_numpy(np.array(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32))
         if name.endswith("q_proj.weight"):
             weight = unpermute_qk(weight, config.num_heads)
         elif name.endswith("k_proj.weight"):
@@ -198,7 +204,7 @@ def _lab_name(gguf_name: str) -> str:
 def real_state_dict() -> dict[str, torch.Tensor]:
     """The real model's float32 weights under the lab's names, from the cache (built on first use)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load_file, safe_open, save_file
 
     config, path = get_shape(REAL_SHAPE), cache_path("weights", ".safetensors")
     if path.is_file():
@@ -213,7 +219,6 @@ def real_state_dict() -> dict[str, torch.Tensor]:
     values = gguf_config_values(reader)
     check_config(config, values)
     state = dequantize_gguf(reader, config)
-    from safetensors.torch import save_file
     meta = {"config": json.dumps(values), "gguf": str(gguf_path()), "conversion": str(CONVERSION_VERSION)}
     write_atomically(path, lambda tmp: save_file(state, tmp, metadata=meta))
     return state

@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_MODULES = sorted(p.relative_to(ROOT / "solutions") for p in (ROOT / "solutions").glob("inf*/*.py")
                           if p.name != "__init__.py")
 TOPICS = sorted(p.name for p in (ROOT / "exercises").glob("inf[0-9][0-9]") if p.is_dir())
+needs_solutions = pytest.mark.skipif(not (ROOT / "solutions").is_dir(),
+                                     reason="an instructors' check: the student release has no solutions/")
 
 
+@needs_solutions
 def test_committed_stubs_equal_the_generated_ones():
     stale = [str(p.relative_to(ROOT)) for p, text in stubs.expected_stubs().items()
              if not p.exists() or p.read_text() != text]
@@ -75,9 +78,63 @@ def test_every_topic_has_lesson_notebook_and_points(topic):
 
 
 @pytest.mark.slow
+@needs_solutions
 def test_inf00_notebook_runs_end_to_end(monkeypatch):
     monkeypatch.setenv("LAB_IMPL", "solutions")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = notebooks.run("inf00", timeout=300)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+
+
+# ------------------------------------------------------------------ every topic, through the grader
+import json
+import subprocess
+import sys
+
+
+def _grade(impl: str, out: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "grading", "--impl", impl, "--json", str(out / "card.json"),
+                           "--gradescope", str(out / "results.json"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, f"the grader failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads((out / "card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def solution_card(tmp_path_factory):
+    return _grade("solutions", tmp_path_factory.mktemp("solutions"))
+
+
+@pytest.fixture(scope="module")
+def stub_card(tmp_path_factory):
+    return _grade("exercises", tmp_path_factory.mktemp("exercises"))
+
+
+def _topic(card: dict, topic: str) -> dict:
+    return next(t for t in card["topics"] if t["topic"] == topic)
+
+
+def test_points_table_matches_the_collected_tests():
+    from grading.rubric import check_against_collection
+    problems = check_against_collection()
+    assert not problems, "grading/points.toml and the tests disagree:\n" + "\n".join(problems)
+
+
+@needs_solutions
+@pytest.mark.parametrize("topic", TOPICS)
+def test_solutions_earn_every_point_gradable_here(solution_card, topic):
+    card = _topic(solution_card, topic)
+    short = [f"{t['name']}: {t['state']}: {t['message']}" for t in card["tests"]
+             if t["points"]["earned"] < t["points"]["possible_here"]]
+    assert not short, f"{topic} with the reference solutions ({card['status']}):\n" + "\n".join(short)
+
+
+@needs_solutions          # in a student's checkout the stubs are no longer untouched
+@pytest.mark.parametrize("topic", TOPICS)
+def test_untouched_stubs_score_zero_and_fail_only_as_not_started(stub_card, topic):
+    card = _topic(stub_card, topic)
+    assert card["points"]["earned"] == 0, f"{topic}: the stubs earned {card['points']['earned']} points"
+    wrong = [f"{t['name']}: {t['state']}: {t['message']}" for t in card["tests"]
+             if t["state"] not in ("not started", "not graded on this hardware")]
+    assert not wrong, f"{topic}: with the stubs, tests must fail only by reaching a stub:\n" + "\n".join(wrong)

@@ -1,0 +1,58 @@
+"""inf02 · TTFT and TBT: the two latencies a user feels, measured on a generation with a KV cache.
+
+Time to first token (TTFT) is the prefill: one forward over the whole prompt, whose cost grows with its
+length. Time between tokens (TBT) is one decode step: one token through the model, reading every weight
+and the cached K/V, nearly the same cost at any context a model of this size serves. The device works
+asynchronously, so a timer must synchronize before each clock read; the tests hand you a fake device
+whose clock only moves when you do.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from lab.hardware import synchronize as device_synchronize
+
+
+@dataclass
+class LatencyTiming:
+    """What `measure_latency` measured.
+
+    new_ids: the generated token ids (greedy).
+    ttft_s:  seconds from just before the prefill forward until the first new token is known on the host.
+    tbt_s:   seconds of each decode step, one per token after the first (len(new_ids) - 1 entries).
+    """
+
+    new_ids: list[int]
+    ttft_s: float
+    tbt_s: list[float] = field(default_factory=list)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Tokens per second of the decode phase alone (nan when there was none)."""
+        return len(self.tbt_s) / sum(self.tbt_s) if self.tbt_s else float("nan")
+
+
+@torch.inference_mode()
+def measure_latency(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor, max_new_tokens: int,
+                    cache, *, clock: Callable[[], float] = time.perf_counter,
+                    synchronize: Callable[[], None] | None = None) -> LatencyTiming:
+    """Generate `max_new_tokens` tokens greedily with a KV cache, timing the prefill and each decode step.
+
+    model:      a `lab.model.LlamaModel` (or anything with its call signature and a parameter).
+    prompt_ids: 1-D token ids of one prompt.
+    cache:      an empty KV cache in the model's dynamic mode (`lab.model.Cache`), e.g.
+                `lab.cache.StaticCache(model.config, 1, len(prompt_ids) + max_new_tokens)`.
+    clock, synchronize: the clock to read and the function that waits for queued device work (default:
+                `lab.hardware.synchronize` on the model's device). Call synchronize() right before *every*
+                clock read.
+    The prefill is one forward over the whole prompt, `model(ids [1, P], cache=cache, last_only=True)`,
+    then the argmax; each decode step feeds only the last token ([1, 1]) with the same cache. TTFT ends
+    when the first token is known on the host (`int(...)`), each TBT entry when its token is.
+    Raises ValueError if max_new_tokens < 1 or the prompt is empty.
+    Hint: the loop of inf00's timed_generate, but the cache means each step feeds one token.
+    """
+    raise NotImplementedError("inf02: implement measure_latency")

@@ -1,0 +1,95 @@
+"""inf02 speed tests: the shapes of your measured curves. TTFT grows about linearly with the prompt;
+TBT stays about flat as the context grows. Both measured with your `measure_latency` on random weights
+of a real shape (SmolLM2-135M in fp32 on one CPU thread; Llama-3.2-1B in bf16 on a GPU).
+
+A curve's shape is its exponent: fit log(time) against log(length), and the slope `a` says time ~ length**a
+(1 = proportional, 0 = flat, 2 = quadratic).
+"""
+import statistics
+
+import pytest
+import torch
+
+from lab.cache import StaticCache
+from lab.figures import loglog_slope, one_cpu_thread, record_figure
+from lab.impl import Topic
+from lab.weights import random_model
+
+impl = Topic("inf02")
+
+# Thresholds (docs/thresholds.md, inf02). TTFT exponent: a flat TTFT (a timer that misses the prefill's
+# device work) gives ~0, a quadratic one ~2. A prefill's fixed cost (reading every weight once, launching
+# every kernel) pulls a real one below 1 at short prompts, attention's P^2 pushes it above 1 at long ones:
+# the reference measured 0.60-0.70 on the lab's CPU at a load of ~11.
+TTFT_EXPONENT_MIN, TTFT_EXPONENT_MAX = 0.4, 1.6
+# TBT flatness = 1 - exponent of TBT vs context: a cached decode step measured 0.90-1.04 on the CPU; a
+# decode without a cache re-runs the whole sequence (0.25-0.40).
+TBT_FLATNESS_MIN = 0.7
+# Prompt lengths span 8x on a CPU (the fixed cost of a forward is small there), 3.4x on a GPU, where an
+# eager forward of the 1B shape costs ~10 ms of launches below ~2k tokens and attention (dense, masked)
+# outgrows the matmuls above ~7k.
+REGIMES = {
+    "cpu": dict(shape="smollm2-135m", dtype=torch.float32, prompt_lens=(32, 64, 128, 256), num_new=4,
+                repeats=3, warm_all=False),
+    "cuda": dict(shape="llama-3.2-1b", dtype=torch.bfloat16, prompt_lens=(2048, 3072, 4608, 6912), num_new=9,
+                 repeats=3, warm_all=True),
+}
+_curves: dict[str, dict[int, tuple[float, float]]] = {}
+
+
+def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[float, float]]:
+    """{prompt_len: (median TTFT, median TBT)} from your measure_latency, measured once per device."""
+    if regime is None and device in _curves:
+        return _curves[device]
+    r = regime or REGIMES[device]
+    model = random_model(r["shape"], r["dtype"], device)
+    gen = torch.Generator().manual_seed(0)
+
+    def run(prompt_len: int, num_new: int):
+        prompt = torch.randint(model.config.vocab_size, (prompt_len,), generator=gen).tolist()
+        cache = StaticCache(model.config, 1, prompt_len + num_new, dtype=r["dtype"], device=device)
+        return impl.latency.measure_latency(model, prompt, num_new, cache)
+
+    ttft = {p: [] for p in r["prompt_lens"]}
+    tbt = {p: [] for p in r["prompt_lens"]}
+    with one_cpu_thread(device):
+        for prompt_len in r["prompt_lens"] if r["warm_all"] else r["prompt_lens"][:1]:
+            run(prompt_len, 2)                                # warm-up: allocator, kernels, caches
+        for _ in range(r["repeats"]):
+            for prompt_len in r["prompt_lens"]:               # interleaved: load drift hits every length
+                timing = run(prompt_len, r["num_new"])
+                ttft[prompt_len].append(timing.ttft_s)
+                tbt[prompt_len].extend(timing.tbt_s)
+    curves = {p: (statistics.median(ttft[p]), statistics.median(tbt[p])) for p in r["prompt_lens"]}
+    if regime is None:
+        _curves[device] = curves
+    return curves
+
+
+def describe(curves, column: int) -> str:
+    return ", ".join(f"{p}: {v[column] * 1e3:.1f} ms" for p, v in curves.items())
+
+
+@pytest.mark.speed
+def test_ttft_grows_linearly_with_prompt_length(device, record_property):
+    curves = measure_curves(device)
+    exponent = loglog_slope(list(curves), [v[0] for v in curves.values()])
+    figure = record_figure(f"TTFT exponent vs prompt length ({device})", ratio=exponent, threshold=TTFT_EXPONENT_MIN,
+                           passed=TTFT_EXPONENT_MIN <= exponent <= TTFT_EXPONENT_MAX, record=record_property,
+                           ttft_s={str(p): v[0] for p, v in curves.items()})
+    assert figure["passed"], (
+        f"TTFT ~ prompt_len^{exponent:.2f}; a prefill's cost grows about linearly, so the exponent must lie in "
+        f"[{TTFT_EXPONENT_MIN}, {TTFT_EXPONENT_MAX}]. Your TTFTs: {describe(curves, 0)}. Near 0: the timer misses the "
+        "prefill's device work (synchronize before reading the clock); near 2: the prefill does quadratic work")
+
+
+@pytest.mark.speed
+def test_tbt_stays_flat_with_context(device, record_property):
+    curves = measure_curves(device)
+    flatness = 1 - loglog_slope(list(curves), [v[1] for v in curves.values()])
+    figure = record_figure(f"TBT flatness vs context ({device})", ratio=flatness, threshold=TBT_FLATNESS_MIN,
+                           record=record_property, tbt_s={str(p): v[1] for p, v in curves.items()})
+    assert figure["passed"], (
+        f"TBT flatness {flatness:.2f} (1 - the exponent of TBT vs context), required >= {TBT_FLATNESS_MIN}. "
+        f"Your TBTs: {describe(curves, 1)}. A decode step feeds one token and reads the cache; if it grows "
+        "with the context, each step re-processes the sequence")

@@ -1,0 +1,56 @@
+"""inf13 · torch.compile: seeing what the compiler did, through dynamo's own counters.
+
+A compiled step is fast only if it is compiled once and runs as one graph. Two things silently undo it:
+- a *recompile*: a guard fails (a Python number changed, a shape changed, a new object came in) and
+  dynamo traces and compiles the function again, taking seconds, or after `recompile_limit` (8) times
+  gives up and runs it eagerly;
+- a *graph break*: dynamo meets something it cannot trace (`print`, `.item()`, data-dependent Python
+  control flow), cuts the graph there and runs that piece in Python, between two smaller graphs.
+`torch._dynamo.utils.counters` counts both for the whole process; `torch._dynamo.explain` traces a
+function once and reports its graphs and breaks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch._dynamo.utils import counters
+
+
+@dataclass
+class CompileWatch:
+    """What dynamo did inside a `with` block, from the change in `torch._dynamo.utils.counters`.
+
+        with CompileWatch() as watch:
+            for _ in range(20):
+                compiled_step(token_ids, cache_position)
+        watch.num_graphs          # graphs compiled inside the block: after a warm-up call, recompiles
+        watch.num_graph_breaks    # graph breaks met while tracing inside the block
+        watch.graph_break_reasons # dynamo's reason for each kind of break met inside the block
+
+    Counters are process-wide and only grow: record them on entry and report the differences on exit.
+    `counters["stats"]["unique_graphs"]` counts compiled graphs; `counters["graph_break"]` maps each
+    break reason to how many times it was met.
+    """
+
+    num_graphs: int = 0
+    num_graph_breaks: int = 0
+    graph_break_reasons: list[str] = field(default_factory=list)
+
+    def __enter__(self) -> "CompileWatch":
+        raise NotImplementedError("inf13: implement CompileWatch.__enter__")
+
+    def __exit__(self, *exc_info) -> None:
+        raise NotImplementedError("inf13: implement CompileWatch.__exit__")
+
+
+def graph_break_reasons(fn: Callable, *args) -> list[str]:
+    """Why dynamo would cut `fn(*args)` into several graphs: one reason per break, [] for one graph.
+
+    Use `torch._dynamo.explain(fn)(*args)`: it traces fn (without Inductor), and its `break_reasons` hold
+    each break's `.reason` text (e.g. mentioning `print` or `Tensor.item()`).
+    Note: explain resets dynamo, so every function compiled before recompiles on its next call.
+    Hint: pass the plain function, not a torch.compile'd one.
+    """
+    raise NotImplementedError("inf13: implement graph_break_reasons")

@@ -1,0 +1,178 @@
+"""inf14 tests: weight-only int8 layers: their bytes, their outputs, the real model's perplexity, and the
+batch-1 GEMV kernel against bf16.
+
+Oracles: exact byte counts of the stored tensors; float64 products with the dequantized weight; the
+real model's perplexity in float32 on the lab's evaluation text (lab.data, lab.eval).
+"""
+import copy
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab.impl import Topic
+from lab.timing import compare
+from lab.triton_interpreter import run_in_interpreter
+
+impl = Topic("inf14")
+
+# Speed threshold (see docs/thresholds.md, inf14): the Triton int8 GEMV at batch 1 over the MLP weights
+# of GEMV_LAYERS Llama-3-8B layers (gate_up 4096 -> 28672, down 14336 -> 4096), against cuBLAS bf16
+# F.linear on the same shapes. Half the bytes to read: at most 2x.
+GEMV_SPEEDUP = 1.5
+GEMV_LAYERS = 8
+# Perplexity of the real model with every projection int8 (weight-only) within 1% of float32, on the
+# first PPL_WINDOWS windows of 512 tokens of the lab's evaluation text.
+PPL_WINDOWS, PPL_WINDOW = 4, 512
+PPL_TOLERANCE = 0.01
+
+
+def pick(rng, lo, hi) -> int:
+    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
+
+
+def stored_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t for name, t in list(module.named_parameters()) + list(module.named_buffers()) if t is not None}
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["no_bias", "bias"])
+def test_int8_linear_stores_half_the_bytes_of_fp16(rng, bias):
+    k, n = pick(rng, 30, 300) | 1, pick(rng, 20, 200) | 1
+    linear = nn.Linear(k, n, bias=bias)
+    layer = impl.weight_only.Int8Linear.from_linear(linear)
+    tensors = stored_tensors(layer)
+    fp16_weight_bytes = n * k * 2
+    int8 = [t for t in tensors.values() if t.dtype == torch.int8]
+    assert len(int8) == 1 and int8[0].shape == (n, k), \
+        f"expected one int8 weight [{n}, {k}], got {[(name, t.dtype, list(t.shape)) for name, t in tensors.items()]}"
+    assert int8[0].numel() * int8[0].element_size() * 2 == fp16_weight_bytes, "int8 weight: half of fp16's bytes"
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    want = n * k + 4 * n + (4 * n if bias else 0)
+    assert total == want, (f"Int8Linear holds {total:,} bytes; expected {want:,} = the int8 weight ({n * k:,}) + "
+                           f"float32 scales (4 x {n}){' + the float32 bias' if bias else ''}. Keep no float copy "
+                           f"of the weight: {[(name, t.dtype, list(t.shape)) for name, t in tensors.items()]}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_int8_linear_matches_the_dequantized_weight(rng, device, dtype):
+    """On a GPU this also runs the GEMV kernel (decode-sized inputs) through Int8Linear.forward."""
+    k, n = pick(rng, 30, 300) | 1, pick(rng, 20, 200) | 1
+    linear = nn.Linear(k, n, bias=True)
+    with torch.no_grad():
+        linear.weight.mul_(torch.logspace(-2, 1, n)[:, None])
+    layer = impl.weight_only.Int8Linear.from_linear(linear).to(device)
+    w64 = linear.weight.double()
+    scale = w64.abs().amax(1) / 127
+    w_deq = torch.round(w64 / scale[:, None]) * scale[:, None]             # the oracle's dequantized weight
+    for shape in [(1, k), (3, k), (2, pick(rng, 3, 20), k)]:               # decode batch, and a prefill
+        x = torch.randn(*shape, generator=rng).to(dtype)
+        got = layer(x.to(device))
+        want = x.double() @ w_deq.t() + linear.bias.double()
+        assert got.shape == (*shape[:-1], n) and got.dtype == dtype, \
+            f"input {list(shape)} {dtype}: expected {dtype} {[*shape[:-1], n]}, got {got.dtype} {list(got.shape)}"
+        tol = (1e-5 if dtype == torch.float32 else 2**-7) * (x.double().abs() @ w_deq.abs().t() + 1)
+        err = (got.cpu().double() - want).abs()
+        assert (err <= tol).all(), (f"input {list(shape)} {dtype}: off by up to {err.max():.3g} from x @ "
+                                    "(codes * scale).T + bias (per-channel scale, round to nearest)")
+
+
+def check_gemv_kernel(seed: int) -> None:
+    """The Triton GEMV against the float64 product: a CPU runs it in the Triton interpreter, a GPU natively."""
+    gen = torch.Generator().manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    n, k = pick(gen, 20, 70) | 1, pick(gen, 65, 300) | 1
+    if device == "cuda":
+        n, k = n * 37, k * 11
+    wq = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8)
+    w_scale = torch.rand(n, generator=gen) / 100 + 1e-4
+    for m, dtype in [(1, torch.bfloat16), (3, torch.float32), (pick(gen, 2, 16), torch.bfloat16)]:
+        x = torch.randn(m, k, generator=gen).to(dtype)
+        got = impl.weight_only.int8_linear_triton(x.to(device), wq.to(device), w_scale.to(device))
+        want = x.double() @ (wq.double() * w_scale.double()[:, None]).t()
+        assert got.dtype == dtype and got.shape == (m, n), \
+            f"x [{m}, {k}] {dtype}: expected {dtype} [{m}, {n}], got {got.dtype} {list(got.shape)}"
+        scale_of_terms = x.double().abs() @ (wq.double().abs() * w_scale.double()[:, None]).t()
+        err = (got.cpu().double() - want).abs() / scale_of_terms
+        limit = 1e-5 if dtype == torch.float32 else 2**-7
+        assert err.max() <= limit, (f"int8_linear_triton, x [{m}, {k}] {dtype}, w [{n}, {k}]: error {err.max():.2e} "
+                                    "of the sum of |terms|: check the K-tail and N-edge masks, the float32 "
+                                    "accumulator and the scale (one token per program on grid axis 0)")
+
+
+def test_int8_gemv_kernel_matches_the_pytorch_path(seed):
+    if torch.cuda.is_available():
+        check_gemv_kernel(seed)
+    else:
+        run_in_interpreter(__file__, "check_gemv_kernel", seed)
+
+
+def test_weight_only_int8_keeps_perplexity_within_1_percent(real_model, tokenizer, record_property):
+    """Every projection of SmolLM2-135M in int8 (weight-only, per channel): perplexity within 1% of fp32."""
+    from lab.data import eval_token_ids
+    from lab.eval import perplexity
+
+    start = time.perf_counter()
+    ids = eval_token_ids(tokenizer, max_tokens=PPL_WINDOWS * PPL_WINDOW)
+    model = copy.deepcopy(real_model)
+    linears = {name: m for name, m in model.layers.named_modules() if isinstance(m, nn.Linear)}
+    model.replace_linears(lambda name, linear: impl.weight_only.Int8Linear.from_linear(linear))
+    int8_bytes = sum(t.numel() for t in model.buffers() if t.dtype == torch.int8)
+    fp16_bytes = sum(m.weight.numel() * 2 for m in linears.values())
+    assert not any(isinstance(m, nn.Linear) for m in model.layers.modules()) and 2 * int8_bytes == fp16_bytes, \
+        f"the projections should hold exactly half their fp16 bytes in int8: {int8_bytes:,} int8 bytes vs " \
+        f"{fp16_bytes:,} fp16"
+    fp32 = perplexity(real_model, ids, window=PPL_WINDOW, stride=PPL_WINDOW)
+    int8 = perplexity(model, ids, window=PPL_WINDOW, stride=PPL_WINDOW)
+    seconds = time.perf_counter() - start
+    record_property("perplexity", {"fp32": fp32, "int8": int8, "tokens": len(ids), "seconds": round(seconds, 1)})
+    assert int8 != fp32, "int8 perplexity equals fp32 exactly: are the projections really quantized?"
+    assert int8 <= fp32 * (1 + PPL_TOLERANCE), (
+        f"perplexity {int8:.3f} with int8 weights vs {fp32:.3f} in fp32 (+{(int8 / fp32 - 1) * 100:.2f}%, at most "
+        f"+{PPL_TOLERANCE:.0%}) on {len(ids)} tokens: per-channel scales and round-to-nearest keep it within ~0.3%")
+
+
+def time_gemv_against_bf16(num_layers: int, hidden: int, ffn: int, device: str, threshold: float,
+                           benchmark=None, record=None, rounds: int = 15):
+    """Time int8_linear_triton at batch 1 against bf16 F.linear over the MLP weights of `num_layers`
+    layers (gate_up [2 * ffn, hidden] and down [hidden, ffn]), one call per weight, fresh x each call."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    int8_layers, bf16_layers = [], []
+    for _ in range(num_layers):
+        for n, k in ((2 * ffn, hidden), (hidden, ffn)):
+            wq = torch.randint(-127, 128, (n, k), generator=gen, device=device, dtype=torch.int8)
+            w_scale = torch.rand(n, generator=gen, device=device) / 1000 + 1e-5
+            int8_layers.append((wq, w_scale))
+            bf16_layers.append((wq.to(torch.bfloat16) * w_scale[:, None].to(torch.bfloat16)))
+
+    def make_inputs():
+        return (torch.randn(1, hidden, generator=gen, device=device, dtype=torch.bfloat16),
+                torch.randn(1, ffn, generator=gen, device=device, dtype=torch.bfloat16))
+
+    def candidate(x_hidden, x_ffn):
+        return [impl.weight_only.int8_linear_triton(x_ffn if i % 2 else x_hidden, wq, w_scale)
+                for i, (wq, w_scale) in enumerate(int8_layers)]
+
+    def baseline(x_hidden, x_ffn):
+        return [F.linear(x_ffn if i % 2 else x_hidden, w) for i, w in enumerate(bf16_layers)]
+
+    def check(outs, args):
+        for i in (0, 1):
+            wq, w_scale = int8_layers[i]
+            want = args[i].float() @ (wq.float() * w_scale[:, None]).t()
+            assert torch.allclose(outs[i].float(), want, rtol=2**-6, atol=2e-2 * want.abs().max().item()), \
+                "the timed GEMV output differs from x @ (codes * scale).T"
+
+    return compare(candidate, baseline, threshold=threshold, make_inputs=make_inputs, check=check,
+                   what=f"int8 GEMV vs bf16 cuBLAS at batch 1, MLP weights of {num_layers} layers "
+                        f"({hidden} x {ffn})", rounds=rounds, benchmark=benchmark, record=record)
+
+
+@pytest.mark.gpu
+@pytest.mark.speed
+def test_int8_gemv_beats_bf16_at_batch_1(benchmark, record_property):
+    from lab.config import SHAPES
+    shape = SHAPES["llama-3-8b"]
+    time_gemv_against_bf16(GEMV_LAYERS, shape.hidden_size, shape.intermediate_size, "cuda", GEMV_SPEEDUP,
+                           benchmark, record_property).assert_passes()

@@ -1,0 +1,7 @@
+"""The lab's grader (`python -m grading`, see grading/README.md) and the tools beside it.
+
+Grader modules: runner (one pytest process per topic, time limits), plugin (per-test records written
+from inside pytest), hardware (what the run saw), rubric (the points table), score (points and
+statuses), scorecard (the one document every output renders), report (terminal, Markdown),
+export (JSON, Gradescope, JUnit).
+"""

@@ -1,0 +1,188 @@
+"""`python -m grading`: grade topics, print the scorecard, write the files asked for.
+
+    python -m grading [--impl X | --submission PATH] [options]    # grade (see grading/README.md)
+    python -m grading release DIR [--autograder] [--zip]           # the student release (grading/release.py)
+    python -m grading doctor                                       # check the environment (grading/doctor.py)
+    python -m grading classroom --write|--check                    # GitHub Classroom's autograding.json
+
+Exit codes: 0 when grading ran (whatever the score), 2 for a mistake in the arguments (bad --topics,
+--impl, --submission, --root, --points, limits, or an output path that cannot be written), reported in one
+line without a traceback; 130 when interrupted (Ctrl-C), after killing the running topic.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from grading import audit, export, history, isolate, report, rubric, runner, score, scorecard
+
+SUBCOMMANDS = {"release": "grading.release", "doctor": "grading.doctor", "classroom": "grading.classroom"}
+GIB = 2**30
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
+def _gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give GiB >= 0 (0: no limit)")
+    return value
+
+
+def default_memory_gib() -> float:
+    """16 GiB of address space per topic on a CPU machine; no limit where CUDA is (it maps huge ranges)."""
+    has_cuda = any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
+    return 0.0 if has_cuda or os.name != "posix" else 16.0
+
+
+def _env_seed() -> int:
+    try:
+        return int(os.environ["LAB_SEED"])
+    except (KeyError, ValueError):
+        return random.SystemRandom().randrange(2**31)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grading", description=(
+        "Run each topic's tests in its own process and print a scorecard (see grading/README.md)."))
+    p.add_argument("--impl", default="exercises", help="exercises (default), solutions, or a folder "
+                   "laid out like them (<folder>/infNN/...)")
+    p.add_argument("--submission", type=Path, metavar="PATH", help="grade a student's submission in isolation "
+                   "(a checkout, a folder like exercises/, module files, or a .zip): only the stub modules are "
+                   "taken, into a clean copy of the root; see grading/isolate.py")
+    p.add_argument("--memory-limit", type=_gib, default=None, metavar="GIB",
+                   help="address space per topic process in GiB, 0 for none (default: 16 on a CPU, none with CUDA)")
+    p.add_argument("--no-history", action="store_true", help="do not append this run to OUT/history.jsonl")
+    p.add_argument("--topics", help="comma-separated topics, e.g. inf00,inf10 (default: all)")
+    p.add_argument("--root", type=Path, default=runner.GRADING_PARENT, help="the lab's root (default: %(default)s)")
+    p.add_argument("--points", type=Path, default=rubric.DEFAULT_POINTS, help="points table (TOML)")
+    p.add_argument("--test-timeout", type=_seconds, default=300.0, metavar="S", help="per test (default 300)")
+    p.add_argument("--topic-timeout", type=_seconds, default=1200.0, metavar="S",
+                   help="per topic, wall clock; the topic's processes are killed after it (default 1200)")
+    p.add_argument("--seed", type=int, help="base seed for every topic's random inputs (passed as LAB_SEED; "
+                   "default: LAB_SEED if set, else a fresh one, printed with the scorecard)")
+    p.add_argument("--out", type=Path, help="logs, raw records and scorecard.json (default: ROOT/grading-out)")
+    for name, what in (("json", "the scorecard as JSON (grading/scorecard_schema.json)"),
+                       ("markdown", "the scorecard as Markdown"), ("gradescope", "Gradescope results.json"),
+                       ("junit", "JUnit XML")):
+        p.add_argument(f"--{name}", type=Path, metavar="PATH", help=f"write {what} to PATH")
+    return p
+
+
+def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[Path, list[str], str, dict]:
+    """Check the arguments; any mistake ends in p.error (exit 2, one message)."""
+    root = args.root.resolve()
+    known = runner.discover_topics(root)
+    if not known:
+        p.error(f"no topics under {root / 'exercises'} (folders infNN holding test_*.py); check --root")
+    topics = known
+    if args.topics is not None:
+        topics = [t.strip() for t in args.topics.split(",") if t.strip()]
+        unknown = [t for t in topics if t not in known]
+        if unknown or not topics:
+            p.error(f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known topics: {', '.join(known)}")
+    impl = args.impl
+    if args.submission is not None and impl != "exercises":
+        p.error("give either --impl or --submission, not both")
+    if impl not in ("exercises", "solutions"):
+        if not Path(impl).is_dir():
+            p.error(f"--impl {impl!r} is not 'exercises', 'solutions' or an existing folder")
+        impl = str(Path(impl).resolve())
+    for name in ("json", "markdown", "gradescope", "junit"):
+        path = getattr(args, name)
+        if path is not None and path.is_dir():
+            p.error(f"--{name} {path} is a folder; give a file path")
+    try:
+        table = rubric.load_points(args.points)
+    except rubric.PointsError as exc:
+        p.error(str(exc))
+    return root, topics, impl, table
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _run(args, p, root: Path, topics: list[str], impl: str, limits: runner.Limits, out: Path, seed: int):
+    """(runs, submission manifest or None): grade the root, or a submission in a clean sandbox."""
+    if args.submission is None:
+        return runner.run_topics(root, topics, impl, limits, out, seed, _progress), None
+    with tempfile.TemporaryDirectory(prefix="lab-submission-") as work:
+        try:
+            manifest = isolate.collect(args.submission, root, topics, Path(work))
+            sandbox, stubs = isolate.build_sandbox(root, Path(work), manifest)
+        except (isolate.SubmissionError, OSError) as exc:
+            p.error(str(exc))
+        manifest["warnings"] = audit.audit_manifest(manifest, root)
+        _progress(f"submission {args.submission}: {len(manifest['files'])} file(s) taken, "
+                  f"{len(manifest['ignored'])} ignored; grading in a clean copy of {root}")
+        runs = runner.run_topics(sandbox, topics, "exercises", limits, out, seed, _progress, fallback_impl=str(stubs))
+    del manifest["base"]                    # a temporary folder, gone now
+    return runs, manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    p = parser()
+    args = p.parse_args(argv)
+    root, topics, impl, table = _resolve(args, p)
+    out = (args.out or root / "grading-out").resolve()
+    memory_gib = default_memory_gib() if args.memory_limit is None else args.memory_limit
+    limits = runner.Limits(args.test_timeout, args.topic_timeout, int(memory_gib * GIB) or None)
+    started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
+    seed = args.seed if args.seed is not None else _env_seed()
+    try:
+        runs, manifest = _run(args, p, root, topics, impl, limits, out, seed)
+    except KeyboardInterrupt:
+        print("python -m grading: interrupted; no scorecard written", file=sys.stderr)
+        return 130
+    hardware = runner.probe_hardware(runs)
+    scores = [score.score_topic(run, table.get(run.topic, {}), hardware) for run in runs]
+    doc = scorecard.build(scores, impl=impl, root=str(root), hardware=hardware, started_at=started,
+                          duration_s=time.monotonic() - clock, test_timeout_s=limits.test_s,
+                          topic_timeout_s=limits.topic_s)
+    if manifest is not None:
+        doc["impl"], doc["submission"] = "submission", manifest
+        doc["warnings"] += manifest.pop("warnings")
+    doc["progress"] = history.progress(out, doc)
+    if not args.no_history:
+        history.append(out, doc)
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    print(report.terminal(doc, shutil.get_terminal_size((120, 24)).columns, color), end="")
+    outputs = {"json": export.json_text, "markdown": report.markdown, "junit": export.junit,
+               "gradescope": lambda d: export.json_text(export.gradescope(d))}
+    targets = [(out / "scorecard.json", export.json_text)]
+    targets += [(getattr(args, name), render) for name, render in outputs.items() if getattr(args, name)]
+    for path, render in targets:
+        try:
+            export.write_text(path, render(doc))
+        except OSError as exc:
+            print(f"python -m grading: error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    print(f"details: {out / 'scorecard.json'} (logs in {out / 'logs'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

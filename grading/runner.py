@@ -1,0 +1,287 @@
+"""Running topics: one pytest process per topic, with a per-test and a per-topic time limit.
+
+Each topic runs as `python -m pytest exercises/infNN --impl X -p grading.plugin ...` in its own process
+group; the plugin appends one JSON record per finished test to a file (see `grading.plugin`).
+Invariants:
+- a topic can only cost itself: when its wall-clock limit passes, its whole process group is killed and
+  the records already written are kept; a crash (segfault, os._exit, OOM kill) is noticed because the
+  closing "session" record is missing;
+- the grader never raises because of what a topic did: every outcome becomes a `TopicRun`;
+- the topic's combined stdout/stderr goes to `<out>/logs/<topic>.log`, capped at `LOG_CAP_BYTES`, so a
+  test that prints forever cannot fill the disk;
+- with a memory limit, the topic's processes get it as their address-space limit (RLIMIT_AS, POSIX), so a
+  runaway allocation fails as a MemoryError in one test instead of taking the machine; core dumps are off;
+- instructor-only tests in `ROOT/grading/hidden/<topic>/` (absent from the student release) run with the
+  topic's own tests when they are there.
+"""
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grading import hardware
+from grading.plugin import RESULTS_ENV
+
+TOPIC_NAME = re.compile(r"^inf\d\d$")
+GRADING_PARENT = Path(__file__).resolve().parent.parent      # makes `-p grading.plugin` importable
+LOG_CAP_BYTES = 8 * 2**20
+_TAIL_BYTES = 64 * 2**10
+_SEED_LINE = re.compile(r"lab seed:\s*(-?\d+)")
+
+
+HIDDEN_TESTS = Path("grading") / "hidden"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Seconds: `test_s` per test (pytest-timeout), `topic_s` per topic process (wall clock); bytes of
+    address space per process (`memory_bytes`, None for no limit)."""
+
+    test_s: float
+    topic_s: float
+    memory_bytes: int | None = None
+
+
+@dataclass
+class TopicRun:
+    """What one topic's process left behind. `tests` maps nodeid to its "test" record, in run order."""
+
+    topic: str
+    items: list[dict] = field(default_factory=list)            # collected tests, in run order
+    collect_errors: list[dict] = field(default_factory=list)
+    tests: dict[str, dict] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+    session: dict | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    duration_s: float = 0.0
+    limit_s: float = 0.0
+    log_path: Path | None = None
+    log_text: str = ""                                          # head and tail of the output
+    seed: int | None = None
+    fallback_items: list[dict] = field(default_factory=list)    # collected from the solutions
+
+    @property
+    def crashed(self) -> bool:
+        return self.session is None and not self.timed_out
+
+    @property
+    def running(self) -> str | None:
+        """The test that was running when the process ended early, if any."""
+        if self.started and self.started[-1] not in self.tests:
+            return self.started[-1]
+        return None
+
+
+def discover_topics(root: Path) -> list[str]:
+    """Topic folders `exercises/infNN/` that hold at least one `test_*.py`, sorted."""
+    base = root / "exercises"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir()
+                  if p.is_dir() and TOPIC_NAME.match(p.name) and any(p.glob("test_*.py")))
+
+
+def pytest_command(topic: str, impl: str, limits: Limits, root: Path, collect_only: bool = False) -> list[str]:
+    """The pytest command line for one topic (run with cwd=root)."""
+    hidden = [f"{HIDDEN_TESTS.as_posix()}/{topic}"] if (root / HIDDEN_TESTS / topic).is_dir() else []
+    cmd = [sys.executable, "-m", "pytest", f"exercises/{topic}", *hidden, "--impl", impl, "-p", "grading.plugin",
+           "-p", "no:cacheprovider", "-q", "--continue-on-collection-errors",
+           f"--rootdir={root}", f"--confcutdir={root}"]
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        cmd.append(f"--timeout={limits.test_s:g}")
+    if collect_only:
+        cmd.append("--collect-only")
+    return cmd
+
+
+def _environment(records: Path, impl: str, seed: int | None, root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}    # nothing may inject options
+    if seed is not None:
+        env["LAB_SEED"] = str(seed)                 # the lab's conftest seeds every topic from it
+    own = root if (root / "grading" / "plugin.py").is_file() else GRADING_PARENT   # the root's own grader
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(own)]
+    env.update({RESULTS_ENV: str(records), "LAB_IMPL": impl, "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(paths)})
+    return env
+
+
+class _LogPump(threading.Thread):
+    """Copies a pipe to a log file up to LOG_CAP_BYTES, keeping the first and last _TAIL_BYTES in memory."""
+
+    def __init__(self, pipe, log_path: Path):
+        super().__init__(daemon=True)
+        self.pipe, self.log_path = pipe, log_path
+        self.head = bytearray()
+        self.tail: collections.deque[bytes] = collections.deque()
+        self.tail_size = self.total = 0
+
+    def run(self) -> None:
+        with open(self.log_path, "wb") as log:
+            for chunk in iter(lambda: self.pipe.read1(65536), b""):
+                if self.total < LOG_CAP_BYTES:
+                    log.write(chunk[: LOG_CAP_BYTES - self.total])
+                    if self.total + len(chunk) >= LOG_CAP_BYTES:
+                        log.write(b"\n[grading: log truncated here]\n")
+                    log.flush()
+                self.total += len(chunk)
+                self.head += chunk[: max(0, _TAIL_BYTES - len(self.head))]
+                self.tail.append(chunk)
+                self.tail_size += len(chunk)
+                while self.tail_size - len(self.tail[0]) >= _TAIL_BYTES:
+                    self.tail_size -= len(self.tail.popleft())
+
+    def text(self) -> str:
+        """The output, whole if short, else its head, a `[...]` mark and its tail."""
+        tail = b"".join(self.tail)
+        rest = self.total - len(self.head)          # bytes after the head
+        if rest <= len(tail):
+            joined = bytes(self.head) + (tail[len(tail) - rest:] if rest > 0 else b"")
+        else:
+            joined = bytes(self.head) + b"\n[...]\n" + tail
+        return joined.decode("utf-8", "replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the topic's whole process tree (pytest and anything it started)."""
+    try:
+        if os.name == "nt":
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        proc.kill()
+
+
+def _limiter(memory_bytes: int | None):
+    """A preexec_fn for the child (POSIX): no core dumps; at most `memory_bytes` of address space."""
+    def limit() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    return limit
+
+
+def _execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: float,
+             memory_bytes: int | None = None):
+    """Run `cmd`; returns (exit_code, timed_out, seconds, output text)."""
+    group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else \
+        {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, **group)
+    pump = _LogPump(proc.stdout, log_path)
+    pump.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        proc.wait()
+    except BaseException:       # Ctrl-C: the topic runs in its own session and would not see it
+        _kill_group(proc)
+        raise
+    pump.join(timeout=5)       # a grandchild that escaped the group may hold the pipe; don't wait on it
+    return proc.returncode, timed_out, time.monotonic() - start, pump.text()
+
+
+def read_records(path: Path) -> list[dict]:
+    """The plugin's records; a line cut short by a kill (only ever the last) is dropped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _fill(run: TopicRun, records: list[dict]) -> None:
+    for record in records:
+        kind = record.get("kind")
+        if kind == "collection":
+            run.items = record.get("items", [])
+            run.seed = record.get("seed", run.seed)
+        elif kind == "collect_error":
+            run.collect_errors.append(record)
+        elif kind == "start":
+            run.started.append(record["nodeid"])
+        elif kind == "test":
+            run.tests[record["nodeid"]] = record
+        elif kind == "session":
+            run.session = record
+            run.seed = record.get("seed", run.seed)
+    if run.seed is None:
+        match = _SEED_LINE.search(run.log_text)
+        run.seed = int(match.group(1)) if match else None
+
+
+def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
+              collect_only: bool = False, seed: int | None = None) -> TopicRun:
+    """Run (or only collect) one topic in its own process and read back what it recorded."""
+    suffix = ".collect" if collect_only else ""
+    (out_dir / "records").mkdir(parents=True, exist_ok=True)
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    records = out_dir / "records" / f"{topic}{suffix}.jsonl"
+    records.unlink(missing_ok=True)
+    log_path = out_dir / "logs" / f"{topic}{suffix}.log"
+    cmd = pytest_command(topic, impl, limits, root, collect_only)
+    code, timed_out, seconds, text = _execute(cmd, root, _environment(records, impl, seed, root), log_path,
+                                             limits.topic_s, limits.memory_bytes)
+    run = TopicRun(topic, exit_code=code, timed_out=timed_out, duration_s=seconds, limit_s=limits.topic_s,
+                   log_path=log_path, log_text=text)
+    _fill(run, read_records(records))
+    return run
+
+
+def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir: Path,
+               seed: int | None = None, progress=None, fallback_impl: str | None = None) -> list[TopicRun]:
+    """Run topics one after another (never in parallel: speed tests need the machine to themselves).
+
+    When a topic's own collection failed, `fallback_impl` (default: the reference, when
+    `solutions/<topic>` exists) is collected too, so that the tests the student's code hid still show with
+    their markers (speed, gpu)."""
+    runs = []
+    for index, topic in enumerate(topics, 1):
+        if progress:
+            progress(f"[{index}/{len(topics)}] {topic} ...")
+        run = run_topic(root, topic, impl, limits, out_dir, seed=seed)
+        if progress:
+            how = "killed at the topic time limit" if run.timed_out else \
+                f"process died (exit code {run.exit_code})" if run.crashed else "done"
+            progress(f"[{index}/{len(topics)}] {topic}: {how} in {run.duration_s:.1f} s")
+        fallback = fallback_impl or ("solutions" if (root / "solutions" / topic).is_dir() else None)
+        if (run.collect_errors or not run.items) and fallback and impl != fallback:
+            run.fallback_items = run_topic(root, topic, fallback, limits, out_dir, True, seed).items
+        runs.append(run)
+    return runs
+
+
+def probe_hardware(runs: list[TopicRun], timeout_s: float = 120.0) -> dict:
+    """The hardware a topic's plugin saw, or else what a throw-away `python -m grading.hardware` sees."""
+    for run in runs:
+        seen = (run.session or {}).get("hardware")
+        if seen:
+            return dict(hardware.EMPTY, **seen)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(GRADING_PARENT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    try:
+        done = subprocess.run([sys.executable, "-m", "grading.hardware"], capture_output=True, text=True,
+                              timeout=timeout_s, env=env, check=False)
+        return dict(hardware.EMPTY, **json.loads(done.stdout.strip().splitlines()[-1]))
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError, OSError):
+        return dict(hardware.describe(), probe_error="the hardware probe failed or timed out")

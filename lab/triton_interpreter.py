@@ -1,0 +1,69 @@
+"""Run a Triton kernel's check on a CPU, through the Triton interpreter, in a fresh Python process.
+
+`TRITON_INTERPRET=1` makes `@triton.jit` kernels run as numpy code on the CPU, but Triton reads it when it
+is first imported, so a test process that has already imported triton cannot switch. A test therefore
+asks this module to run one of its own functions in a child process that sets the variable first:
+
+    def check_my_kernel(seed: int) -> None:       # module level in the test file; raises AssertionError
+        ...
+
+    def test_my_kernel(seed):
+        run_in_interpreter(__file__, "check_my_kernel", seed)
+
+The child imports the test file by path, calls `check_my_kernel(seed)` and exits; the parent turns a
+failure into a test failure with the child's message, and a stub's NotImplementedError into one too (so
+an unstarted kernel reads as "not started"). The child sees the same implementation (LAB_IMPL) as the tests.
+
+    python -m lab.triton_interpreter path/to/test_file.py check_my_kernel 1234     # the child's command
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 300
+
+
+def run_in_interpreter(test_file: str, function: str, seed: int, timeout_s: float = TIMEOUT_S) -> None:
+    """Run `function(seed)` of `test_file` under TRITON_INTERPRET=1 in a child process; raise on failure."""
+    import pytest
+
+    env = {**os.environ, "TRITON_INTERPRET": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", "lab.triton_interpreter", str(test_file), function, str(seed)]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{function} under the Triton interpreter took over {timeout_s:.0f} s (an endless loop in "
+                    "the kernel, or shapes far larger than a CPU check needs)")
+    if proc.returncode == 0:
+        return
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    stub = next((line for line in reversed(lines) if "NotImplementedError" in line), None)
+    if stub is not None:
+        raise NotImplementedError(stub.split("NotImplementedError:", 1)[-1].strip() or stub)
+    last = lines[-1] if lines else f"exit status {proc.returncode}, no output"
+    pytest.fail(f"{last}\n(under the Triton interpreter, TRITON_INTERPRET=1; the child's last lines:)\n"
+                + "\n".join(lines[-12:]), pytrace=False)
+
+
+def _main(argv: list[str]) -> int:
+    test_file, function, seed = argv[0], argv[1], int(argv[2])
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise SystemExit("run this through run_in_interpreter, which sets TRITON_INTERPRET=1 first")
+    from lab.impl import block_solutions, impl_root
+    if impl_root() == "exercises":
+        block_solutions()
+    spec = importlib.util.spec_from_file_location(f"_interpreted_{Path(test_file).stem}", test_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    getattr(module, function)(seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,3 @@
+def imports_csv():
+    import csv
+    return csv.reader

@@ -1,0 +1,31 @@
+"""A student's module that takes the shortcuts the guard must stop (see ../../test_guarded.py)."""
+import json
+import threading
+import time
+
+
+def honest(x):
+    return x + 1
+
+
+def calls_dumps(x):
+    return json.dumps(x)
+
+
+def swallows(x):
+    try:
+        return json.dumps(x)
+    except Exception:                    # hides the BannedError and returns something plausible
+        return "[]"
+
+
+def dumps_in_a_thread(x):
+    out = []
+    thread = threading.Thread(target=lambda: out.append(json.dumps(x)))
+    thread.start()
+    thread.join()
+    return out[0] if out else None
+
+
+def patches_the_clock():
+    time.perf_counter = lambda: 0.0

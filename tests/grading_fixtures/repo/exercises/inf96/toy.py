@@ -1,0 +1,6 @@
+def square(x):
+    raise NotImplementedError("inf96: implement square")
+
+
+def cube(x):
+    raise NotImplementedError("inf96: implement cube")

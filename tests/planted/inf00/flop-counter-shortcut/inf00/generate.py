@@ -1,0 +1,1 @@
+from solutions.inf00.generate import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from solutions.inf00.counts import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from solutions.inf01.utilization import *  # noqa: F401,F403

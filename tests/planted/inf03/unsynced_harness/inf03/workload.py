@@ -1,0 +1,1 @@
+from solutions.inf03.workload import *  # noqa: F401,F403

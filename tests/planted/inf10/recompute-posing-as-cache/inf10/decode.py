@@ -1,0 +1,96 @@
+"""inf10 · Cached decoding: prefill the prompt once, then feed one token per step.
+
+    logits = prefill(model, prompt_ids, cache)         # one forward over the prompt; fills the cache
+    while ...:
+        next_ids = logits.argmax(-1)                    # greedy
+        logits = decode_step(model, next_ids, cache)    # one forward over one token per sequence
+
+Step t now costs a forward over 1 token reading the P + t cached K/V, instead of a forward over P + t
+tokens: the work per generated token no longer grows with the context (only attention's reads do).
+The model places each new token at RoPE position `cache.seq_len` by itself (`lab.model`): the cache's
+length *is* the position of the next token.
+"""
+from __future__ import annotations
+
+import torch
+
+from .kv_cache import KVCache
+
+
+def _model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
+    param = next(model.parameters())
+    return param.dtype, param.device
+
+
+@torch.inference_mode()
+def prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Run the prompts through the model once, storing their K/V in `cache`; return the next-token logits.
+
+    prompt_ids: [batch, prompt_len] int64, on the model's device (prompts of equal length).
+    cache:      an empty KVCache for this model with the same batch and max_len >= prompt_len.
+    returns:    logits [batch, vocab_size] at the last prompt position (what predicts the first new token).
+    Raises ValueError if prompt_ids is not a non-empty [batch, prompt_len] tensor.
+    Hint: `model(ids, cache=cache, last_only=True)` gives [batch, 1, vocab_size].
+    """
+    if prompt_ids.dim() != 2 or prompt_ids.numel() == 0:
+        raise ValueError(f"prompt_ids must be a non-empty [batch, prompt_len] tensor, got {list(prompt_ids.shape)}")
+    cache.history = prompt_ids
+    logits = model(prompt_ids, last_only=True)[:, -1]              # wrong: no cache, K/V thrown away
+    cache.lengths = [prompt_ids.shape[1]] * len(cache.lengths)      # ...but seq_len looks right
+    return logits
+
+
+@torch.inference_mode()
+def decode_step(model: torch.nn.Module, token_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Feed one new token per sequence, at position `cache.seq_len`, and return the next-token logits.
+
+    token_ids: [batch] int64, the token each sequence just generated.
+    cache:     holding every earlier token of each sequence (prompt and generated so far).
+    returns:   logits [batch, vocab_size] for the token after `token_ids`.
+    The cache grows by one slot; the model attends over all of it.
+    Hint: the model wants [batch, num_tokens] ids.
+    """
+    cache.history = torch.cat([cache.history, token_ids[:, None]], dim=1)
+    logits = model(cache.history, last_only=True)[:, -1]           # wrong: the whole sequence again
+    cache.lengths = [cache.history.shape[1]] * len(cache.lengths)
+    return logits
+
+
+@torch.inference_mode()
+def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor, max_new_tokens: int,
+                    eos_token_id: int | None = None, max_len: int | None = None) -> list[int]:
+    """Greedy generation with your KVCache: one prefill, then one single-token forward per new token.
+
+    Returns the new token ids only, exactly as inf00's `greedy_generate` (the no-cache loop) does:
+    stop after `max_new_tokens` tokens, or right after `eos_token_id` (included). Batch 1.
+    model:      a `lab.model.LlamaModel` (its `config` sizes the cache; its first parameter gives
+                dtype and device).
+    prompt_ids: 1-D token ids of one prompt (a list or an int64 tensor).
+    max_len:    the cache's capacity in tokens; default prompt_len + max_new_tokens.
+    No forward runs for the last new token: nothing would use its logits.
+    Raises ValueError for an empty prompt, a negative max_new_tokens, or a max_len too small to hold
+    the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model.
+    Hint: `KVCache(model.config, 1, max_len, dtype, device)`; `int(logits[0].argmax())`.
+    """
+    dtype, device = _model_dtype_device(model)
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)
+    if ids.dim() != 1 or ids.numel() == 0:
+        raise ValueError(f"prompt_ids must be a non-empty 1-D sequence of token ids, got shape {list(ids.shape)}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    needed = ids.numel() + max_new_tokens - 1            # the last new token is never fed back
+    max_len = ids.numel() + max_new_tokens if max_len is None else max_len
+    if max_len < needed:
+        raise ValueError(f"max_len={max_len} cannot hold a {ids.numel()}-token prompt and {max_new_tokens - 1} "
+                         f"tokens fed back: need max_len >= {needed}")
+    if max_new_tokens == 0:
+        return []
+    cache = KVCache(model.config, 1, max_len, dtype, device)
+    logits = prefill(model, ids[None], cache)
+    new_ids: list[int] = []
+    while True:
+        next_id = logits[0].argmax()
+        new_ids.append(int(next_id))
+        if new_ids[-1] == eos_token_id or len(new_ids) == max_new_tokens:
+            return new_ids
+        logits = decode_step(model, next_id.view(1), cache)

@@ -1,0 +1,309 @@
+"""The grader, run on a fake lab (tests/grading_fixtures/repo, see its README): points, statuses, limits,
+and every output format. Each grading run starts real pytest processes, so runs are shared per module
+and the limits are short (a 2 s per-test limit, an 8 s per-topic limit where a hang must be cut: long
+enough for pytest to start on a loaded 2-core CI machine).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from grading import export, report, rubric
+from grading.__main__ import main
+from grading.plugin import describe_exception
+
+FIXTURE = Path(__file__).resolve().parent / "grading_fixtures" / "repo"
+GRADING = Path(__file__).resolve().parent.parent / "grading"
+BROKEN = "def square(x):\n    return x *\n"           # a SyntaxError on line 2
+
+
+def make_lab(parent: Path) -> Path:
+    """A fresh copy of the fake lab, with the two SyntaxErrors written in (kept out of the repo)."""
+    root = parent / "lab"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    for topic in ("inf95", "inf96"):
+        (root / "exercises" / topic / "toy.py").write_text(BROKEN)
+    return root
+
+
+def grade(root: Path, *args: str, points: Path | None = None) -> dict:
+    """Run `python -m grading` in-process on `root`; returns its JSON scorecard."""
+    out = root / "out"
+    code = main(["--root", str(root), "--points", str(points or root / "points.toml"), "--out", str(out),
+                 "--json", str(out / "card.json"), *args])
+    assert code == 0
+    return json.loads((out / "card.json").read_text())
+
+
+def topic_of(doc: dict, name: str) -> dict:
+    return next(t for t in doc["topics"] if t["topic"] == name)
+
+
+def find_test(doc: dict, topic: str, name: str) -> dict:
+    return next(t for t in topic_of(doc, topic)["tests"] if t["name"] == name)
+
+
+def pts(test_or_topic: dict, key: str = "points") -> tuple[float, float, float]:
+    t = test_or_topic[key]
+    return t["earned"], t["possible_here"], t["possible"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> tuple[Path, dict]:
+    """The whole fake lab graded once, with every output written."""
+    root = make_lab(tmp_path_factory.mktemp("graded"))
+    out = root / "out"
+    doc = grade(root, "--test-timeout", "2", "--topic-timeout", "30", "--seed", "1234",
+                "--markdown", str(out / "card.md"), "--gradescope", str(out / "results.json"),
+                "--junit", str(out / "junit.xml"))
+    return root, doc
+
+
+@pytest.mark.parametrize("name, state, points, category", [
+    ("test_add_matches_python", "passed", (2, 2, 2), "correctness"),
+    ("test_mul_matches_python", "not started", (0, 3, 3), "correctness"),
+    ("test_sub_matches_python", "partial", (2, 3, 3), "correctness"),        # 2 of 3 cases
+    ("test_wait_ready_returns", "timed out", (0, 1, 1), "correctness"),      # the per-test limit
+    ("test_add_on_gpu", "not graded on this hardware", (0, 0, 2), "correctness"),
+    ("test_add_speed", "passed", (2, 2, 2), "speed"),                        # requires only test_add
+    ("test_sub_speed", "gated", (0, 2, 2), "speed"),                         # default: all of its file
+])
+def test_points_and_state_of_each_test(graded, name, state, points, category):
+    test = find_test(graded[1], "inf98", name)
+    assert (test["state"], pts(test), test["category"]) == (state, points, category)
+
+
+def test_messages_say_why(graded):
+    doc = graded[1]
+    assert find_test(doc, "inf98", "test_sub_matches_python")["message"] == \
+        "[2-7] AssertionError: sub(2, 7): expected -5, got 5"
+    assert find_test(doc, "inf98", "test_wait_ready_returns")["message"].startswith("Timeout (>2")
+    assert find_test(doc, "inf98", "test_sub_speed")["message"] == \
+        "speed points withheld until test_mul_matches_python, test_sub_matches_python, " \
+        "test_wait_ready_returns pass"
+    case = find_test(doc, "inf98", "test_add_speed")["cases"][0]
+    assert case["speed"] == {"ratio": 3.5, "threshold": 2.0, "solution_s": 1.0, "baseline_s": 3.5}
+    shift = find_test(doc, "inf97", "test_shift_moves")     # a RuntimeError raised from the stub's error
+    assert (shift["state"], shift["message"]) == ("not started", "RuntimeError: shift could not run")
+
+
+@pytest.mark.parametrize("topic, status, message, correctness, speed", [
+    ("inf95", "error", "SyntaxError in exercises/inf95/toy.py line 2: invalid syntax", (0, 2, 2), (0, 0, 0)),
+    ("inf96", "error", "SyntaxError in exercises/inf96/toy.py line 2: invalid syntax", (0, 3, 3), (0, 1, 1)),
+    ("inf97", "not started", "test_scale_doubles: NotImplementedError: inf97: implement scale",
+     (0, 4, 4), (0, 1, 1)),
+    ("inf98", "partial", "test_mul_matches_python: NotImplementedError: inf98: implement mul",
+     (4, 9, 11), (2, 4, 4)),
+    ("inf99", "crashed", "crashed in test_crash_prone: Fatal Python error: Segmentation fault",
+     (1, 4, 4), (0, 0, 0)),
+])
+def test_status_and_points_of_each_topic(graded, topic, status, message, correctness, speed):
+    t = topic_of(graded[1], topic)
+    assert t["status"] == status
+    assert t["message"].startswith(message)
+    assert (pts(t, "correctness"), pts(t, "speed")) == (correctness, speed)
+
+
+def test_totals_add_up_and_respect_hardware(graded):
+    doc = graded[1]
+    assert pts(doc["totals"]) == (7, 28, 30)
+    for t in doc["topics"]:
+        for test in t["tests"]:
+            earned, here, full = pts(test)
+            assert 0 <= earned <= here <= full
+
+
+def test_collection_error_keeps_the_tables_tests_and_their_categories(graded):
+    inf96 = topic_of(graded[1], "inf96")
+    assert inf96["errors"] == ["SyntaxError in exercises/inf96/toy.py line 2: invalid syntax"]
+    assert {t["name"]: (t["state"], t["category"]) for t in inf96["tests"]} == {
+        "test_square": ("not run", "correctness"), "test_cube": ("not run", "correctness"),
+        "test_square_speed": ("not run", "speed")}   # the speed marker, read from the solutions
+
+
+def test_a_crash_mid_topic_keeps_earlier_results(graded):
+    doc = graded[1]
+    states = {t["name"]: t["state"] for t in topic_of(doc, "inf99")["tests"]}
+    assert states == {"test_first_passes": "passed", "test_crash_prone": "crashed", "test_after_crash": "not run"}
+    assert "SIGSEGV" in find_test(doc, "inf99", "test_crash_prone")["message"]
+
+
+def test_terminal_scorecard_fits_has_no_colors_and_shows_the_seed(graded):
+    doc = graded[1]
+    assert doc["seed"] == 1234 and set(doc["seeds"].values()) == {1234}     # every topic got --seed
+    text = report.terminal(doc, width=80)
+    assert "lab seed: 1234 (replay with --seed 1234)" in text
+    assert "\033[" not in text
+    table = text.split("\n\n")[1].splitlines()
+    assert table[0].split() == ["topic", "correctness", "speed", "status", "first", "failure"]
+    assert all(len(line) <= 80 for line in table)
+    assert "n/a" in table[4] and "partial" in table[4]          # inf98: a GPU test it cannot grade here
+    assert "total: 7 / 28 points on this hardware (30 in full)" in text
+
+
+def test_json_scorecard_matches_its_schema(graded):
+    schema = json.loads((GRADING / "scorecard_schema.json").read_text())
+    jsonschema.validate(graded[1], schema)
+
+
+def test_gradescope_results_match_gradescopes_format(graded):
+    root, doc = graded
+    results = json.loads((root / "out" / "results.json").read_text())
+    schema = json.loads((GRADING / "gradescope_schema.json").read_text())
+    jsonschema.validate(results, schema)
+    assert results["score"] == 7
+    assert sum(t["score"] for t in results["tests"]) == 7
+    names = {t["name"] for t in results["tests"]}
+    assert "inf98 test_add_on_gpu" not in names                  # not a zero, not a pass: left out
+    assert results["extra_data"]["not_graded_here"] == ["inf98 test_add_on_gpu"]
+    board = {entry["name"]: entry for entry in results["leaderboard"]}
+    assert board["inf98 test_add_speed speed-up"] == {"name": "inf98 test_add_speed speed-up", "value": 3.5,
+                                                       "order": "desc"}
+    with pytest.raises(jsonschema.ValidationError):               # the schema has teeth
+        jsonschema.validate({**results, "tests": [{"score": 1, "status": "ok"}]}, schema)
+
+
+def test_markdown_and_junit_say_the_same(graded):
+    root, doc = graded
+    markdown = (root / "out" / "card.md").read_text()
+    assert "| inf99 | 1/4 | - | crashed |" in markdown
+    assert "**total: 7 / 28 points on this hardware (30 in full)" in markdown
+    suites = {s.get("name"): s for s in ET.parse(root / "out" / "junit.xml").getroot()}
+    assert suites["inf96"].find("testcase[@name='collection']/error") is not None
+    assert suites["inf99"].get("errors") == "1" and suites["inf99"].get("skipped") == "1"
+    assert suites["inf98"].get("tests") == "9"                     # 7 tests, one of them with 3 cases
+
+
+def test_a_hang_costs_only_its_topic(tmp_path):
+    root = make_lab(tmp_path)
+    doc = grade(root, "--topics", "inf98,inf99", "--test-timeout", "60", "--topic-timeout", "8")
+    inf98 = topic_of(doc, "inf98")
+    assert inf98["status"] == "timed out"
+    assert inf98["message"] == "timed out in test_wait_ready_returns: exceeded the 8 s topic time limit"
+    assert inf98["duration_s"] < 30
+    has_cuda = doc["hardware"]["cuda"]      # a gpu test that never ran is gradable on a GPU, not on a CPU
+    states = {t["name"]: t["state"] for t in inf98["tests"]}
+    assert states == {"test_add_matches_python": "passed", "test_mul_matches_python": "not started",
+                      "test_sub_matches_python": "partial", "test_wait_ready_returns": "timed out",
+                      "test_add_on_gpu": "not run" if has_cuda else "not graded on this hardware",
+                      "test_add_speed": "not run", "test_sub_speed": "not run"}
+    assert pts(inf98) == (4, 15 if has_cuda else 13, 15)
+    assert topic_of(doc, "inf99")["status"] == "crashed"       # the next topic was still graded
+    assert running_in(root) == []                               # and nothing of inf98 was left running
+
+
+def running_in(root: Path) -> list[str]:
+    """Command lines of live processes that mention `root` (Linux /proc; empty elsewhere)."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:                    # the process may end while we look
+            found += [path.read_bytes().decode(errors="replace").replace("\0", " ")]
+        except OSError:
+            pass
+    return [cmdline for cmdline in found if str(root) in cmdline]
+
+
+def test_the_reference_scores_complete(tmp_path):
+    root = make_lab(tmp_path)
+    doc = grade(root, "--impl", "solutions", "--topics", "inf96,inf98,inf99", "--test-timeout", "5")
+    assert [t["status"] for t in doc["topics"]] == ["complete"] * 3
+    assert pts(topic_of(doc, "inf98")) == (13, 13, 15)          # all but the GPU test's 2 points
+
+
+def test_points_table_drift_is_shown_not_fatal(tmp_path, monkeypatch):
+    root = make_lab(tmp_path)
+    points = root / "drifted.toml"
+    points.write_text((root / "points.toml").read_text().replace("test_scale_speed = 1", "test_gone = 1"))
+    monkeypatch.setenv("FAKE_CRASH", "exit")                    # inf99 crashes with os._exit(3) this time
+    doc = grade(root, "--topics", "inf97,inf99", "--test-timeout", "5", points=points)
+    unscored, gone = find_test(doc, "inf97", "test_scale_speed"), find_test(doc, "inf97", "test_gone")
+    assert (pts(unscored), unscored["state"]) == ((0, 0, 0), "not started")
+    assert (pts(gone), gone["state"]) == ((0, 1, 1), "missing")
+    assert doc["warnings"] == ["inf97: test_scale_speed ran but is not in the points table (0 points)",
+                               "inf97: test_gone is in the points table but was not collected"]
+    assert topic_of(doc, "inf99")["message"] == "crashed in test_crash_prone: the process ended (exit code 3)"
+    problems = rubric.check_against_collection(root, "solutions", ["inf97"], points)
+    assert problems == ["inf97: test_scale_speed is collected but not in the points table",
+                        "inf97: test_gone is in the points table but not collected"]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[week1]\ntest_a = 1\n", "[week1] is not a topic section"),
+    ("[inf00]\ntest_a = -1\n", "[inf00] test_a: points must be a number >= 0"),
+    ("[inf00]\ntest_a = { points = 1, weight = 2 }\n", "[inf00] test_a: use { points = N, requires = [...] }"),
+    ("[inf00]\ntest_a = { points = 1, requires = ['test_b'] }\n", "requires ['test_b'], not in [inf00]"),
+    ("[inf00\n", "is not valid TOML"),
+])
+def test_a_malformed_points_table_says_where(tmp_path, text, problem):
+    path = tmp_path / "points.toml"
+    path.write_text(text)
+    with pytest.raises(rubric.PointsError, match=re.escape(problem)):
+        rubric.load_points(path)
+
+
+def test_the_lab_points_table_loads():
+    rubric.load_points()
+
+
+def test_exception_descriptions():
+    root = Path.cwd()
+    try:
+        try:
+            raise NotImplementedError("inf10: implement paged_attention")
+        except NotImplementedError as exc:
+            raise ValueError("wrapper\nmore detail") from exc
+    except ValueError as exc:
+        described = describe_exception(exc, root)
+    assert described == {"message": "ValueError: wrapper", "not_implemented": True, "import_error": False,
+                         "timed_out": False}
+    try:
+        compile("x = (", str(root / "exercises" / "inf10" / "kv_cache.py"), "exec")
+    except SyntaxError as exc:
+        described = describe_exception(exc, root)
+    assert described["message"].startswith("SyntaxError in exercises/inf10/kv_cache.py line 1: ")
+    assert described["import_error"] and not described["not_implemented"]
+
+
+def test_bad_topics_exit_2_with_the_known_topics():
+    done = subprocess.run([sys.executable, "-m", "grading", "--root", str(FIXTURE), "--topics", "inf42,inf98"],
+                          capture_output=True, text=True, timeout=60, cwd=GRADING.parent,
+                          env={**os.environ, "PYTHONPATH": str(GRADING.parent)})
+    assert done.returncode == 2
+    assert "unknown topic(s) inf42; known topics: inf95, inf96, inf97, inf98, inf99" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--impl", "/no/such/folder"], "is not 'exercises', 'solutions' or an existing folder"),
+    (["--test-timeout", "-1"], "give a positive number of seconds"),
+    (["--topic-timeout", "soon"], "is not a number of seconds"),
+    (["--points", "/no/such/points.toml"], "cannot read the points table"),
+    (["--topics", ","], "unknown topic(s) (none given)"),
+    (["--root", str(GRADING)], "no topics under"),
+    (["--json", str(GRADING)], "is a folder; give a file path"),
+])
+def test_bad_arguments_exit_2_without_a_traceback(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--root", str(FIXTURE), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_outputs_render_from_a_minimal_document():
+    doc = {"schema": "lab-scorecard/1", "impl": "exercises", "root": "/x", "started_at": "t", "duration_s": 0,
+           "limits": {"test_timeout_s": 1, "topic_timeout_s": 1},
+           "hardware": {"cuda": False, "machine": "x86_64", "torch": None, "python": "3.12"},
+           "seed": None, "seeds": {}, "warnings": [], "topics": [],
+           "totals": {k: {"earned": 0, "possible_here": 0, "possible": 0} for k in ("points", "correctness", "speed")}}
+    assert "total: 0 / 0 points" in report.terminal(doc)
+    assert export.gradescope(doc)["tests"] == []
+    assert ET.fromstring(export.junit(doc).split("?>", 1)[1]).tag == "testsuites"

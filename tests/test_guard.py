@@ -1,0 +1,128 @@
+"""The anti-cheat checks at run time: bans on library shortcuts (lab/guard.py), the timing seal
+(lab/seal.py), what lab.timing reports and re-checks, who may import solutions, the static audit."""
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from grading.audit import audit_source
+from lab import guard
+from lab.impl import REPO_ROOT, solutions_allowed
+from lab.seal import Seal
+
+GUARD_FIXTURE = Path(__file__).resolve().parent / "grading_fixtures" / "guard"
+
+
+@pytest.fixture(scope="module")
+def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """test name -> (passed | failed | error, message) of the guard fixture, run in its own pytest."""
+    report = tmp_path_factory.mktemp("guard") / "junit.xml"
+    cmd = [sys.executable, "-m", "pytest", str(GUARD_FIXTURE / "test_guarded.py"), "--impl",
+           str(GUARD_FIXTURE / "impl"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k not in ("LAB_IMPL", "PYTEST_ADDOPTS")})
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    outcomes: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        bad = case.find("error") if case.find("error") is not None else case.find("failure")
+        state = "passed" if bad is None else "error" if bad.tag == "error" else "failed"
+        if case.get("name") not in outcomes or state == "error":      # a teardown error comes as a second entry
+            outcomes[case.get("name")] = (state, "" if bad is None else f"{bad.get('message')}\n{bad.text}")
+    return outcomes
+
+
+@pytest.mark.parametrize("name, state, says", [
+    ("test_passes_the_oracle_may_call_what_it_bans", "passed", ""),
+    ("test_passes_an_alias_imported_before_any_ban", "passed", ""),
+    ("test_passes_without_bans_the_same_code_runs", "passed", ""),
+    ("test_fails_student_calls_a_banned_callable", "failed",
+     "your code may not call json.dumps (tests/grading_fixtures/guard/impl/inf93/student.py line 12); "
+     "dump it yourself"),
+    ("test_fails_student_swallows_the_banned_error", "failed",
+     "BannedError: this test: your code may not call json.dumps"),
+    ("test_fails_student_holds_an_alias", "failed", "your code may not use json.dumps (tests/grading_fixtures/guard/"
+                                                    "impl/inf93/aliased.py holds it as my_dumps)"),
+    ("test_fails_student_calls_from_a_thread", "failed", ""),
+    ("test_fails_student_imports_a_banned_module", "failed", "your code may not import csv"),
+    ("test_fails_student_reaches_a_banned_module_through_sys_modules", "failed", "sneaky.py line 5 mentions csv"),
+    ("test_errors_student_patches_the_clock", "error", "time.perf_counter was replaced during this test"),
+    ("test_passes_the_clock_was_put_back", "passed", ""),
+])
+def test_guard_stops_shortcuts_only_in_the_students_code(guarded_outcomes, name, state, says):
+    got_state, message = guarded_outcomes[name]
+    assert got_state == state, f"{name}: expected {state}, got {got_state}: {message[:500]}"
+    assert says in message, f"{name}: expected the message to say {says!r}, got {message[:500]}"
+
+
+def test_mentions_resolve_import_aliases_and_skip_docstrings():
+    source = ('"""Uses transformers? No."""\nimport torch.nn.functional as F\nfrom lab import oracle as o\n'
+              'import numpy\n\ndef f(x):\n    """scaled_dot_product_attention in a docstring"""\n'
+              '    getattr(numpy, "percentile")\n    return F.scaled_dot_product_attention(x, x, x), o.hf_greedy\n')
+    found = guard.mentions(source)
+    assert found["torch.nn.functional.scaled_dot_product_attention"] == 9
+    assert found["lab.oracle.hf_greedy"] == 9 and found["lab.oracle"] == 3 and found["percentile"] == 8
+    assert "transformers" not in found and not any("docstring" in k for k in found)
+
+
+def test_targets_are_modules_or_callables():
+    assert guard.is_module_target("transformers") and guard.is_module_target("flash_attn_not_installed")
+    assert guard.is_module_target("lab.oracle")
+    assert not guard.is_module_target("torch.nn.functional.scaled_dot_product_attention")
+    assert not guard.is_module_target("lab.model.LlamaModel.__init__")
+
+
+def test_only_the_reference_and_planted_versions_may_import_solutions(tmp_path):
+    assert solutions_allowed("solutions") and not solutions_allowed("exercises")
+    assert solutions_allowed(str(REPO_ROOT / "tests" / "planted" / "inf00" / "last-token-only"))
+    assert not solutions_allowed(str(tmp_path))
+
+
+def test_seal_notices_and_undoes_a_patch(monkeypatch):
+    seal = Seal()
+    seal.record()
+    original = statistics.median
+    monkeypatch.setattr(statistics, "median", lambda xs: 0.0)
+    assert seal.verify() == ["statistics.median was replaced"]
+    assert statistics.median is original and seal.verify() == []
+
+
+def test_compare_reports_both_figures_and_checks_unpredictable_rounds(monkeypatch):
+    """A fake clock: the baseline takes 2.0 s, the candidate 1.0 s; the threshold 2.05 is within 5%."""
+    import lab.timing as timing
+    ticks = itertools.count()
+    now = {"t": 0.0}
+
+    def clock():
+        return now["t"]
+
+    def work(seconds):
+        def run(i):
+            now["t"] += seconds
+            return i
+        return run
+
+    monkeypatch.setattr(timing, "_perf_counter", clock)
+    checked = []
+    result = timing.compare(work(1.0), work(2.0), threshold=2.05, what="fake", device_type="cpu",
+                            make_inputs=lambda: (next(ticks),), check=lambda out, args: checked.append(out),
+                            rounds=9, warmup=1)
+    assert result.retried and result.first_ratio == pytest.approx(2.0) and result.rounds == 18
+    assert "measured twice, the first time 2.00x" in result.message()
+    assert len(checked) == 4 + 4, "first, last and two random rounds of each measurement are re-checked"
+
+
+def test_audit_flags_code_written_to_fool_the_grader():
+    source = ("import sys, ctypes\nfrom lab import timing\n\ndef f():\n    frame = sys._getframe(1)\n"
+              "    return sys.modules['solutions'], frame.f_back\n")
+    whats = " | ".join(what for _, what in audit_source(source))
+    for flag in ("imports ctypes", "imports lab.timing", "uses sys._getframe", "uses sys.modules",
+                 "uses frame.f_back", "mentions 'solutions'"):
+        assert flag in whats, f"{flag!r} not flagged in: {whats}"
+    assert audit_source("import torch\n\ndef f(x):\n    return torch.relu(x)\n") == []
