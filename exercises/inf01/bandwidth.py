@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.hardware import synchronize
+from lab.hardware import device as default_device, synchronize
 
 from .utilization import measure_seconds
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from lab.hardware import synchronize
+from lab.hardware import device as default_device, synchronize
 
 
 PHASES = ("prefill", "decode")

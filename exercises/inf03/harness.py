@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lab.hardware import device_name, synchronize as device_synchronize
+from lab.hardware import device as default_device, device_name, synchronize as device_synchronize
 from lab.streaming import TokenStream
 
 from .stats import summarize

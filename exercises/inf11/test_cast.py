@@ -147,6 +147,9 @@ def replayed_decode_step(model, device: str, max_len: int = 64):
         ids.copy_(token)
         graph.replay()
         return logits
+    # The graph replays into the cache and slot tensors it captured: keep them alive as long as `run`
+    # (freed, their memory is reused and the replayed index_copy_ reads a garbage slot).
+    run.captured = (cache, slot, ids, step)
     return run
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.hardware import synchronize
+from lab.hardware import device as default_device, synchronize
 
 from .utilization import measure_seconds
 
@@ -28,7 +28,7 @@ def copy_bandwidth(num_bytes: int, device: torch.device | str | None = None, rep
     # BEGIN SOLUTION
     if not isinstance(num_bytes, int) or num_bytes < 4 or num_bytes % 4:
         raise ValueError(f"num_bytes must be a positive multiple of 4 (float32 elements), got {num_bytes!r}")
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device) if device is not None else default_device()
     src = torch.empty(num_bytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     seconds = measure_seconds(lambda: dst.copy_(src), warmup=1, repeats=repeats,

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from lab.hardware import synchronize
+from lab.hardware import device as default_device, synchronize
 
 # BEGIN SOLUTION
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -85,7 +85,7 @@ def profile_ops(fn: Callable[[], object], *, device_type: str | None = None, top
     # BEGIN SOLUTION
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    device_type = device_type or default_device().type
     for _ in range(warmup):
         fn()
     synchronize(device_type)

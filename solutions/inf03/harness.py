@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lab.hardware import device_name, synchronize as device_synchronize
+from lab.hardware import device as default_device, device_name, synchronize as device_synchronize
 from lab.streaming import TokenStream
 
 from .stats import summarize
@@ -151,7 +151,7 @@ def run_benchmark(stream: TokenStream, workload: Workload, *, num_warmup: int = 
     # BEGIN SOLUTION
     if num_warmup < 0:
         raise ValueError(f"num_warmup must be >= 0, got {num_warmup}")
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device) if device is not None else default_device()
     sync = synchronize or (lambda: device_synchronize(device))
     requests = workload.requests
     for i in range(num_warmup):
