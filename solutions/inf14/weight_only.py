@@ -45,6 +45,18 @@ def int8_linear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor) -> tor
     # END SOLUTION
 
 
+# BEGIN SOLUTION
+@triton.jit
+def _int8_to_float32(w):
+    """Exact int8 -> float32 on the integer and FMA pipes instead of the int-to-float unit, which runs at
+    1/8 of the FMA rate on an H100/H200 and would cap the GEMV near the HBM rate. 0x4B000000 is 2^23 as
+    a float32; its last mantissa bit is worth 1, so adding w + 128 (0..255) to its bits spells the float
+    2^23 + w + 128, and subtracting 2^23 + 128 leaves w."""
+    biased = w.to(tl.int32) + (0x4B000000 + 128)
+    return biased.to(tl.float32, bitcast=True) - 8388736.0
+# END SOLUTION
+
+
 @triton.jit
 def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride_wn, stride_om,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -52,34 +64,40 @@ def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride
 
     x: [M, K] float (row stride stride_xm); w: [N, K] int8 (row stride stride_wn); w_scale: [N] float32;
     out: [M, N] (row stride stride_om). Loop over K in steps of BLOCK_K: load the x slice [BLOCK_K] and
-    the w tile [BLOCK_N, BLOCK_K] (masked past N and K with 0), convert both to float32 and accumulate
-    `tl.sum(w * x[None, :], axis=1)` into a float32 [BLOCK_N] accumulator. Then multiply by w_scale and
-    store in out's dtype. The grid puts the tokens on axis 0, so the programs of one n block run side by
-    side and read the same w tile: from HBM once, then from L2.
+    the w tile [BLOCK_N, BLOCK_K] (masked past K with 0), convert both to float32 and add w * x[None, :]
+    into a float32 [BLOCK_N, BLOCK_K] accumulator; after the loop, sum it over K (one reduction, not one
+    per step: a reduction makes the threads wait for each other, and the loop should only stream w).
+    Then multiply by w_scale and store in out's dtype (masked past N). The grid puts the tokens on axis 0,
+    so the programs of one n block run side by side and read the same w tile: from HBM once, then L2.
     Hint: no tl.dot here: at one token a matmul is a dot product per output, bound by reading w.
     """
     # BEGIN SOLUTION
     m, pid_n = tl.program_id(0), tl.program_id(1)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.arange(0, BLOCK_K)
-    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    # Rows past N wrap around (% N) so that the loads need no N mask; the store drops them.
+    w_ptrs = w_ptr + (cols % N)[:, None] * stride_wn + ks[None, :]              # [BLOCK_N, BLOCK_K]
+    x_ptrs = x_ptr + m * stride_xm + ks                                         # [BLOCK_K]
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        k = k0 + ks
-        x = tl.load(x_ptr + m * stride_xm + k, mask=k < K, other=0.0).to(tl.float32)            # [BLOCK_K]
-        w = tl.load(w_ptr + cols[:, None] * stride_wn + k[None, :],
-                    mask=(cols[:, None] < N) & (k[None, :] < K), other=0).to(tl.float32)        # [BLOCK_N, BLOCK_K]
-        acc += tl.sum(w * x[None, :], axis=1)
-    out = acc * tl.load(w_scale_ptr + cols, mask=cols < N, other=0.0)
+        in_k = ks < K - k0
+        x = tl.load(x_ptrs, mask=in_k, other=0.0).to(tl.float32)
+        w = tl.load(w_ptrs, mask=in_k[None, :], other=0)
+        acc += _int8_to_float32(w) * x[None, :]
+        w_ptrs += BLOCK_K
+        x_ptrs += BLOCK_K
+    out = tl.sum(acc, axis=1) * tl.load(w_scale_ptr + cols, mask=cols < N, other=0.0)
     tl.store(out_ptr + m * stride_om + cols, out.to(out_ptr.dtype.element_ty), mask=cols < N)
     # END SOLUTION
 
 
-# A GEMV is bound by reading w: enough programs to keep every SM streaming (N / BLOCK_N of them), and
-# wide contiguous loads along K (BLOCK_K int8 = BLOCK_K bytes a row).
+# A GEMV is bound by reading w: each SM needs tens of KB of loads in flight, so either many small
+# programs (N / BLOCK_N of them: 512 for N = 4096 at BLOCK_N = 8) or wide tiles (BLOCK_K int8 = BLOCK_K
+# bytes a row, 16-byte loads). The accumulator holds BLOCK_N * BLOCK_K / (32 * num_warps) floats a thread.
 GEMV_CONFIGS = [
     triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-    for bn, bk, w, s in [(8, 1024, 4, 2), (16, 512, 4, 3), (16, 1024, 4, 2), (16, 1024, 8, 3),
-                         (32, 512, 4, 3), (32, 512, 8, 3), (64, 256, 4, 3)]
+    for bn, bk, w, s in [(4, 1024, 4, 1), (8, 512, 4, 1), (8, 1024, 4, 1), (8, 2048, 8, 1), (16, 1024, 8, 1),
+                         (16, 512, 4, 1), (32, 256, 4, 1), (8, 1024, 4, 3), (16, 1024, 8, 3)]
 ]
 int8_gemv_kernel_tuned = triton.autotune(GEMV_CONFIGS, key=["N", "K"])(int8_gemv_kernel)
 INTERPRETER_TILE = {"BLOCK_N": 16, "BLOCK_K": 64}   # the Triton interpreter (CPU tests): one small tile
