@@ -21,7 +21,9 @@ from lab.tokenizer import load_tokenizer
 from lab.weights import load_real_model
 
 torch.manual_seed(0)
-torch.set_num_threads(max(1, os.cpu_count() or 1))
+# One thread keeps timings steady on a shared or busy machine (two threads that must meet at every
+# parallel region stall whenever one is descheduled); on a quiet machine of your own, try os.cpu_count().
+torch.set_num_threads(1)
 impl = Topic("inf01")
 model = load_real_model().eval()
 tok = load_tokenizer()

@@ -43,8 +43,6 @@ def int8_linear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor) -> tor
     raise NotImplementedError("inf14: implement int8_linear")
 
 
-
-
 @triton.jit
 def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride_wn, stride_om,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):

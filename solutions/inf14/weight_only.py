@@ -54,9 +54,9 @@ def _int8_to_float32(w):
     2^23 + w + 128, and subtracting 2^23 + 128 leaves w."""
     biased = w.to(tl.int32) + (0x4B000000 + 128)
     return biased.to(tl.float32, bitcast=True) - 8388736.0
+
+
 # END SOLUTION
-
-
 @triton.jit
 def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride_wn, stride_om,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
