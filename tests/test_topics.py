@@ -122,6 +122,7 @@ def test_points_table_matches_the_collected_tests():
 
 
 @needs_solutions
+@pytest.mark.timeout(3600)   # grades every topic once (module fixture); 600 s is too short
 @pytest.mark.parametrize("topic", TOPICS)
 def test_solutions_earn_every_point_gradable_here(solution_card, topic):
     card = _topic(solution_card, topic)
@@ -131,6 +132,7 @@ def test_solutions_earn_every_point_gradable_here(solution_card, topic):
 
 
 @needs_solutions          # in a student's checkout the stubs are no longer untouched
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("topic", TOPICS)
 def test_untouched_stubs_score_zero_and_fail_only_as_not_started(stub_card, topic):
     card = _topic(stub_card, topic)

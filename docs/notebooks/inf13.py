@@ -7,7 +7,7 @@
 # first compile takes up to a minute; on a GPU the same cells use CUDA graphs ("reduce-overhead").
 
 # %%
-import os
+import logging
 import time
 
 import matplotlib.pyplot as plt
@@ -19,11 +19,12 @@ from lab.impl import Topic, impl_root
 from lab.weights import random_model
 
 torch.manual_seed(0)
-torch.set_num_threads(max(1, os.cpu_count() or 1))
+torch.set_num_threads(1)             # batch-1 steps of a small model are overhead-bound: one thread is enough
+logging.getLogger("torch._dynamo").setLevel(logging.ERROR)        # the breaks are printed below, once
 impl = Topic("inf13")
 device = "cuda" if torch.cuda.is_available() else "cpu"
-config = ModelConfig(name="small", vocab_size=8192, hidden_size=256, intermediate_size=768, num_layers=4,
-                     num_heads=8, num_kv_heads=2, head_dim=32, max_position_embeddings=1024)
+config = ModelConfig(name="small", vocab_size=2048, hidden_size=128, intermediate_size=384, num_layers=4,
+                     num_heads=4, num_kv_heads=2, head_dim=32, max_position_embeddings=1024)
 model = random_model(config, torch.float32 if device == "cpu" else torch.bfloat16, device)
 print("implementation:", impl_root(), "| device:", device, f"| model: {config.num_layers} layers, "
       f"{model.weight_bytes() / 1e6:.0f} MB")

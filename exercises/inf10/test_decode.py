@@ -197,7 +197,7 @@ def decode_speed(model, *, batch: int, prompt_len: int, num_steps: int, threshol
 def test_cached_decode_beats_recompute_on_cpu(real_model, benchmark, record_property):
     """The real model on this CPU, one thread: 2 decode steps after a 255-token prompt."""
     result = decode_speed(real_model, batch=1, prompt_len=255, num_steps=2, threshold=CPU_THRESHOLD, device="cpu",
-                          benchmark=benchmark, record=record_property, rounds=5,
+                          benchmark=benchmark, record=record_property, rounds=4,
                           what="cached decode step vs recompute, real model, CPU, context 255")
     result.assert_passes()
 

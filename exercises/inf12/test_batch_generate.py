@@ -161,8 +161,11 @@ def test_bad_input_is_rejected(rng):
 
 
 def batch_speedup(model, batch: int, new_tokens: int, rng, threshold: float, benchmark=None, record=None,
-                  warmup: int = 1, rounds: int = 5):
-    """Time one batch of `batch` prompts against the same number generated alone (the test's own loop)."""
+                  warmup: int = 1, rounds: int = 3):
+    """Time one batch of `batch` prompts against the same number generated alone (the test's own loop).
+
+    Few rounds: one baseline call is batch x new_tokens eager batch-1 steps (seconds on an H200), and the
+    ratio is far from the threshold either way (H200: ~28x for the reference, ~0.9x one at a time)."""
     config, weight = model.config, next(model.parameters())
 
     def make_inputs():
