@@ -54,6 +54,10 @@ def solutions_allowed(root: str | None = None) -> bool:
 def _package_for(root: str) -> str:
     """The importable package name of a root, registering a folder root under a private name."""
     if root in BUILTIN_ROOTS:
+        # `exercises` and `solutions` are folders of the repository, not installed packages: a notebook's
+        # kernel (started in exercises/infNN/) or a script run from elsewhere finds them through the root.
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.append(str(REPO_ROOT))
         return root
     name = "_lab_impl_" + "".join(c if c.isalnum() else "_" for c in root)[-60:]
     if name not in sys.modules:
