@@ -21,7 +21,7 @@ grade: setup          ## the scorecard of your code (exercises/); IMPL=solutions
 	$(PY) -m grading --impl $(or $(IMPL),exercises) $(if $(TOPICS),--topics $(TOPICS)) --json grading-out/scorecard.json --markdown grading-out/scorecard.md --gradescope grading-out/results.json
 
 test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly, grader, notebooks
-	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q --durations=15 $(PYTEST_ARGS)
 
 stubs: setup          ## regenerate exercises/ stubs from the marked solutions
 	$(PY) -m grading.stubs --write

@@ -2,17 +2,24 @@
 
 It shares nothing with the lab's model but the file: transformers parses the metadata, dequantizes the
 tensors and undoes llama.cpp's q/k permutation on its own. Tests compare the lab's model, and students'
-parts plugged into it, against this. Loading takes ~10-20 s on a CPU, so the model is kept per process.
+parts plugged into it, against this. transformers' own GGUF conversion takes ~15 s on a CPU, so the model
+is kept per process, and the weights transformers produced are saved once in the lab's cache folder
+(`<cache>/smollm2-135m-hf-oracle-*/`, a config.json and model.safetensors written by transformers' own
+classes); later processes load that in under a second. Nothing of the lab's conversion enters it.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
+import tempfile
+import warnings
 from functools import lru_cache
 
 import torch
 
-from lab.weights import gguf_path
+from lab.weights import cache_path, gguf_path
 
 
 @contextlib.contextmanager
@@ -48,10 +55,57 @@ def load_hf_model(dtype: torch.dtype = torch.float32):
 def _load_hf_model(dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
+    saved = cache_path("hf-oracle", "")
+    if not (saved / "model.safetensors").is_file():
+        _save_converted(saved)
+    if (saved / "model.safetensors").is_file():
+        try:
+            with _quiet():
+                return AutoModelForCausalLM.from_pretrained(saved, dtype=dtype).eval()
+        except Exception as e:          # a damaged cache is rebuilt, never trusted
+            warnings.warn(f"ignoring the unreadable oracle cache {saved} ({e}); converting the GGUF file again",
+                          stacklevel=3)
+            shutil.rmtree(saved, ignore_errors=True)
+    return _convert_gguf(dtype)
+
+
+def _convert_gguf(dtype: torch.dtype):
+    """transformers' LlamaForCausalLM converted by transformers from the GGUF file (~15 s on a CPU)."""
+    from transformers import AutoModelForCausalLM
+
     path = gguf_path()
     with _quiet():
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     return model.eval()
+
+
+def _save_converted(folder) -> None:
+    """Convert once in float32 and save transformers' weights and config into `folder`, atomically (a
+    temporary folder renamed into place: a racing process that loses the rename throws its copy away)."""
+    from safetensors.torch import save_file
+
+    model = _convert_gguf(torch.float32)
+    config = model.config
+    if hasattr(config, "quantization_config"):     # the GGUF file's loading hint, not part of the model
+        del config.quantization_config
+    # The head is tied to the embedding: transformers re-ties it on load, so it is saved once.
+    state = {k: v.contiguous() for k, v in model.state_dict().items()
+             if not (k == "lm_head.weight" and config.tie_word_embeddings)}
+    tmp = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.")
+        config.save_pretrained(tmp)
+        save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, folder)
+    except OSError as e:
+        if not (folder / "model.safetensors").is_file():
+            warnings.warn(f"could not write the oracle cache {folder} ({e}); set LAB_CACHE_DIR to a writable "
+                          "folder so that later loads are fast", stacklevel=4)
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @torch.no_grad()
