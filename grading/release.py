@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from grading import stubs, tree
@@ -95,16 +96,24 @@ def smoke(release: Path, topics: tuple[str, ...] | None = None, timeout_s: float
     leaked = [p for p in ("solutions", "tests/planted", "grading/hidden") if (release / p).exists()]
     if leaked and not (release / "run_autograder").exists():
         raise ReleaseError(f"the release holds instructors' material: {leaked}")
-    out = release / "grading-out"
     env = {**os.environ, "PYTHONPATH": str(release), "LAB_CACHE_DIR": os.environ.get("LAB_CACHE_DIR")
-           or str(ROOT / ".lab-cache")}
-    cmd = [sys.executable, "-m", "grading", "--json", str(out / "card.json"), "--out", str(out), "--no-history"]
-    cmd += ["--topics", ",".join(topics)] if topics else []
-    done = subprocess.run(cmd, cwd=release, env=env, capture_output=True, text=True, timeout=timeout_s)
-    if done.returncode != 0:
-        raise ReleaseError(f"the release's grader failed ({done.returncode}):\n"
-                           f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    card = json.loads((out / "card.json").read_text())
+           or str(ROOT / ".lab-cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+    # The scorecard goes to a temporary folder and pytest's droppings are removed: the release stays as built.
+    with tempfile.TemporaryDirectory(prefix="lab-release-smoke-") as tmp:
+        out = Path(tmp)
+        cmd = [sys.executable, "-m", "grading", "--json", str(out / "card.json"), "--out", str(out), "--no-history"]
+        cmd += ["--topics", ",".join(topics)] if topics else []
+        try:
+            done = subprocess.run(cmd, cwd=release, env=env, capture_output=True, text=True, timeout=timeout_s)
+        finally:
+            for junk in (".benchmarks", ".pytest_cache", "grading-out"):
+                shutil.rmtree(release / junk, ignore_errors=True)
+            for cache in release.rglob("__pycache__"):
+                shutil.rmtree(cache, ignore_errors=True)
+        if done.returncode != 0:
+            raise ReleaseError(f"the release's grader failed ({done.returncode}):\n"
+                               f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        card = json.loads((out / "card.json").read_text())
     wrong = [f"{t['topic']}: {t['status']} ({t['message']})" for t in card["topics"] if t["status"] != "not started"]
     if wrong:
         raise ReleaseError("in the release every topic must be 'not started':\n" + "\n".join(wrong))

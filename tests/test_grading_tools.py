@@ -139,6 +139,8 @@ def test_the_release_leaves_instructors_material_out_and_grades_as_not_started(t
     assert len(files) > 50
     card = release.smoke(dest, ("inf00",))                      # its own grader, its own stubs: not started
     assert [t["status"] for t in card["topics"]] == ["not started"]
+    left = [p.name for p in dest.rglob("*") if p.name in ("grading-out", ".benchmarks", ".pytest_cache", "__pycache__")]
+    assert not left, f"the smoke test left {left} in the release"
     grader = release.build(tmp_path / "autograder", autograder=True, grader_args="--topics inf00")
     assert {"setup.sh", "run_autograder", "autograder_args", "grading/hidden/points.toml"} <= set(grader)
     assert os.access(tmp_path / "autograder" / "run_autograder", os.X_OK)
