@@ -40,6 +40,14 @@ LIBRARY_ATTENTION = (
     "torch.nn.attention.flex_attention", "lab.model.sdpa_attention", "flash_attn", "xformers")
 QUANTIZATION_LIBRARIES = ("bitsandbytes", "torchao", "auto_gptq", "gptqmodel", "awq", "optimum.quanto",
                           "hqq", "quanto")
+TORCH_QUANTIZATION = (
+    "torch.ao", "torch.quantization", "torch.nn.quantized", "torch.nn.quantizable", "torch.nn.intrinsic",
+    "torch.nn.qat", "torch.quantize_per_tensor", "torch.quantize_per_tensor_dynamic", "torch.quantize_per_channel",
+    "torch.fake_quantize_per_tensor_affine", "torch.fake_quantize_per_channel_affine")
+LIBRARY_PERCENTILES = (
+    "numpy.percentile", "numpy.quantile", "numpy.nanpercentile", "numpy.nanquantile", "torch.quantile",
+    "torch.nanquantile", "torch.Tensor.quantile", "torch.Tensor.nanquantile", "statistics.quantiles", "pandas",
+    "scipy")
 STUDENT, TEST, OTHER = "student", "test", "other"
 
 
@@ -112,7 +120,8 @@ def _wrapper(target: str, original):
         if target in _state.calls:
             _check_call(target)
         return original(*args, **kwargs)
-    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__",
+                 "cache_clear", "cache_info"):          # a functools.cache'd target keeps its cache controls
         with contextlib.suppress(AttributeError, TypeError):
             setattr(guarded, attr, getattr(original, attr))
     return guarded
@@ -266,14 +275,22 @@ def activate(targets, reason: str = "", topic: str = "this test") -> tuple:
     _state.calls = _state.calls | {t for t in targets if t in _installed}
     _state.modules = tuple(dict.fromkeys(_state.modules + modules))
     _state.reason, _state.topic = reason or _state.reason, topic
-    os.environ["LAB_GUARD"] = "\n".join([_state.topic, _state.reason, *sorted(_state.calls), *_state.modules])
+    _export()
     scan_student_modules()
     return previous
 
 
 def restore(previous: tuple) -> None:
     _state.calls, _state.modules, _state.reason, _state.topic = previous
-    if not (_state.calls or _state.modules):
+    _export()
+
+
+def _export() -> None:
+    """LAB_GUARD: the bans in force, for a child process the test starts (`install_from_env`)."""
+    if _state.calls or _state.modules:
+        lines = [_state.topic, _state.reason, *sorted(_state.calls), *_state.modules]
+        os.environ["LAB_GUARD"] = "\n".join(line.replace("\n", " ") for line in lines)
+    else:
         os.environ.pop("LAB_GUARD", None)
 
 

@@ -3,26 +3,20 @@ import numpy as np
 import pytest
 import torch
 
+from lab import guard
 from lab.impl import Topic
 
 impl = Topic("inf03")
-
-
-def no_library_percentiles(monkeypatch) -> None:
-    """The oracle is numpy's percentile: your code must not simply call it (or another library's)."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("inf03: write the interpolation yourself; numpy/torch percentiles are the test's oracle")
-    for name in ("percentile", "quantile", "nanpercentile", "nanquantile"):
-        monkeypatch.setattr(np, name, refuse)
-    monkeypatch.setattr(torch, "quantile", refuse)
+# The oracle is numpy's percentile: your code may not simply call it, nor another library's.
+pytestmark = pytest.mark.bans(*guard.LIBRARY_PERCENTILES,
+                              reason="write the interpolation yourself: numpy's percentile is the tests' oracle")
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 101, 1000])
-def test_percentile_matches_numpy(rng, count, monkeypatch):
+def test_percentile_matches_numpy(rng, count):
     values = (torch.rand(count, generator=rng, dtype=torch.float64) ** 3 * 2).tolist()   # skewed, as latencies
     qs = [0, 50, 95, 99, 100] + (torch.rand(5, generator=rng, dtype=torch.float64) * 100).tolist()
     wants = [float(np.percentile(values, q)) for q in qs]
-    no_library_percentiles(monkeypatch)
     for q, want in zip(qs, wants):
         got = impl.stats.percentile(values, q)
         assert got == pytest.approx(want, rel=1e-12, abs=1e-15), \

@@ -9,6 +9,8 @@ from lab.eval import kl_divergence, top1_agreement
 from lab.impl import Topic
 
 impl = Topic("inf11")
+pytestmark = pytest.mark.bans("lab.eval", "torch.nn.functional.kl_div", "torch.kl_div",
+                              reason="compute the error and the KL yourself: lab.eval is the tests' oracle")
 
 
 def pick(rng, lo, hi) -> int:

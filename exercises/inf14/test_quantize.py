@@ -5,9 +5,13 @@ The oracle is the definition computed in float64: scale = absmax / 127 per row, 
 import pytest
 import torch
 
+from lab import guard
 from lab.impl import Topic
 
 impl = Topic("inf14")
+pytestmark = pytest.mark.bans(*guard.QUANTIZATION_LIBRARIES, *guard.TORCH_QUANTIZATION, "torch._weight_int8pack_mm",
+                              reason="quantize and multiply yourself: quantization libraries (bitsandbytes is the "
+                                     "tests' oracle) and torch's own int8 kernels are not yours")
 
 
 def pick(rng, lo, hi) -> int:

@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 
+from lab import guard
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.testing import random_lab_model
@@ -17,6 +18,12 @@ from .test_formats import FORMATS, grouped_config, oracle_model_bytes
 from .test_quantized_linear import decode
 
 impl = Topic("inf24")
+pytestmark = pytest.mark.bans(*guard.QUANTIZATION_LIBRARIES, *guard.TORCH_QUANTIZATION,
+                              "torch._convert_weight_to_int4pack", "torch._convert_weight_to_int4pack_for_cpu",
+                              "torch._weight_int4pack_mm", "torch._weight_int4pack_mm_for_cpu",
+                              "torch._weight_int4pack_mm_with_scales_and_zeros",
+                              reason="pack and quantize yourself: quantization libraries and torch's own int4 "
+                                     "kernels are not yours")
 # The real-model table runs on a short slice of the lab's evaluation text, to stay under a minute on a
 # CPU: one window of 256 tokens. docs/memory-quality.md has the table on 2,048 tokens.
 TABLE_TOKENS, TABLE_WINDOW, GROUP_SIZE = 256, 256, 32

@@ -1,0 +1,1 @@
+from solutions.inf10.decode import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+from solutions.inf10.kv_cache import *  # noqa: F401,F403
