@@ -12,7 +12,9 @@ asks this module to run one of its own functions in a child process that sets th
 
 The child imports the test file by path, calls `check_my_kernel(seed)` and exits; the parent turns a
 failure into a test failure with the child's message, and a stub's NotImplementedError into one too (so
-an unstarted kernel reads as "not started"). The child sees the same implementation (LAB_IMPL) as the tests.
+an unstarted kernel reads as "not started"). The child sees the same implementation (LAB_IMPL) as the tests
+and is held to the same rules: `import solutions` fails unless the parent allows it (lab.impl), and the
+running test's bans (`@pytest.mark.bans`, passed on in LAB_GUARD) apply, a swallowed violation included.
 
     python -m lab.triton_interpreter path/to/test_file.py check_my_kernel 1234     # the child's command
 """
@@ -55,13 +57,21 @@ def _main(argv: list[str]) -> int:
     test_file, function, seed = argv[0], argv[1], int(argv[2])
     if os.environ.get("TRITON_INTERPRET") != "1":
         raise SystemExit("run this through run_in_interpreter, which sets TRITON_INTERPRET=1 first")
-    from lab.impl import block_solutions, impl_root
-    if impl_root() == "exercises":
-        block_solutions()
-    spec = importlib.util.spec_from_file_location(f"_interpreted_{Path(test_file).stem}", test_file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    getattr(module, function)(seed)
+    from lab.impl import block_solutions, solutions_allowed
+    if not solutions_allowed():         # as conftest.py decides for the parent: only the reference and the
+        block_solutions()               # planted versions may import solutions
+    from lab import guard
+    guard.install_from_env()            # the bans of the test that started this child
+    try:
+        spec = importlib.util.spec_from_file_location(f"_interpreted_{Path(test_file).stem}", test_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        getattr(module, function)(seed)
+    finally:                            # as lab.guard_plugin does: a violation the code swallowed still fails
+        guard.scan_student_modules()
+        found = guard.take_violations()
+        if found:
+            raise guard.BannedError(found[0])
     return 0
 
 

@@ -54,6 +54,14 @@ def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     ("test_fails_student_reaches_a_banned_module_through_sys_modules", "failed", "sneaky.py line 5 mentions csv"),
     ("test_errors_student_patches_the_clock", "error", "time.perf_counter was replaced during this test"),
     ("test_passes_the_clock_was_put_back", "passed", ""),
+    ("test_passes_without_bans_in_the_interpreter", "passed", ""),
+    ("test_fails_student_calls_a_banned_callable_in_the_interpreter", "failed",
+     "BannedError: this test: your code may not call json.dumps (tests/grading_fixtures/guard/impl/inf93/student.py "
+     "line 12); dump it yourself"),
+    ("test_fails_student_swallows_the_banned_error_in_the_interpreter", "failed",
+     "BannedError: this test: your code may not call json.dumps"),
+    ("test_fails_student_imports_solutions_in_the_interpreter", "failed",
+     "importing 'solutions' is not allowed while grading a student's code"),
 ])
 def test_guard_stops_shortcuts_only_in_the_students_code(guarded_outcomes, name, state, says):
     got_state, message = guarded_outcomes[name]

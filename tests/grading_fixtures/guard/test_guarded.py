@@ -7,6 +7,7 @@ import time
 import pytest
 
 from lab.impl import Topic
+from lab.triton_interpreter import run_in_interpreter
 
 impl = Topic("inf93")
 ORIGINAL_CLOCK = time.perf_counter
@@ -62,3 +63,34 @@ def test_errors_student_patches_the_clock():
 
 def test_passes_the_clock_was_put_back():
     assert time.perf_counter is ORIGINAL_CLOCK
+
+
+# ---- in the Triton interpreter's child process (lab.triton_interpreter): the same bans and blocker apply
+def interpreted_calls_dumps(seed):              # module level: the child calls it by name
+    assert impl.student.calls_dumps([seed]) == f"[{seed}]"
+
+
+def interpreted_swallows(seed):
+    assert impl.student.swallows([]) == "[]"
+
+
+def interpreted_imports_solutions(seed):
+    assert impl.student.imports_solutions() is not None
+
+
+def test_passes_without_bans_in_the_interpreter(seed):
+    run_in_interpreter(__file__, "interpreted_calls_dumps", seed)
+
+
+@pytest.mark.bans("json.dumps", reason="dump it yourself")
+def test_fails_student_calls_a_banned_callable_in_the_interpreter(seed):
+    run_in_interpreter(__file__, "interpreted_calls_dumps", seed)
+
+
+@pytest.mark.bans("json.dumps")
+def test_fails_student_swallows_the_banned_error_in_the_interpreter(seed):
+    run_in_interpreter(__file__, "interpreted_swallows", seed)
+
+
+def test_fails_student_imports_solutions_in_the_interpreter(seed):
+    run_in_interpreter(__file__, "interpreted_imports_solutions", seed)

@@ -29,3 +29,8 @@ def dumps_in_a_thread(x):
 
 def patches_the_clock():
     time.perf_counter = lambda: 0.0
+
+
+def imports_solutions():
+    import solutions.inf00.generate
+    return solutions.inf00.generate
