@@ -187,6 +187,18 @@ def test_committed_classroom_config_is_current_for_inf00():
         "run: python -m grading classroom --write"
 
 
+def test_committed_classroom_config_covers_every_topic():
+    """Cheap (no collection): every topic with points has entries, and every entry names a test with points.
+    The full comparison is `python -m grading classroom --check`."""
+    committed = json.loads((ROOT / classroom.CONFIG).read_text())["tests"]
+    table = rubric.load_points(ROOT / "grading" / "points.toml", include_hidden=False)
+    named = [t["name"].split(" ", 1) for t in committed]
+    assert {topic for topic, _ in named} == set(runner.discover_topics(ROOT)) == set(table), \
+        "run: python -m grading classroom --write"
+    unknown = [f"{topic} {name}" for topic, name in named if name not in table.get(topic, {})]
+    assert not unknown, f"entries for tests without points: {unknown}; run: python -m grading classroom --write"
+
+
 def test_doctor_says_how_to_fix_each_problem():
     def version(numpy="2.4.1"):
         return lambda dist: numpy
