@@ -60,7 +60,7 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 @contextmanager
-def one_cpu_thread(device: str) -> Iterator[None]:
+def one_cpu_thread(device: str = "cpu") -> Iterator[None]:
     """On a CPU, measure with one intra-op thread (restored afterwards); elsewhere do nothing.
 
     A curve's shape or a ratio of two measurements does not depend on the thread count, but on a shared

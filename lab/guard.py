@@ -44,6 +44,11 @@ TORCH_QUANTIZATION = (
     "torch.ao", "torch.quantization", "torch.nn.quantized", "torch.nn.quantizable", "torch.nn.intrinsic",
     "torch.nn.qat", "torch.quantize_per_tensor", "torch.quantize_per_tensor_dynamic", "torch.quantize_per_channel",
     "torch.fake_quantize_per_tensor_affine", "torch.fake_quantize_per_channel_affine")
+# The shortcuts of the quantization topics: a library, or torch's own packed kernels, doing the student's work.
+INT8_SHORTCUTS = (*QUANTIZATION_LIBRARIES, *TORCH_QUANTIZATION, "torch._weight_int8pack_mm")
+INT4_SHORTCUTS = (*QUANTIZATION_LIBRARIES, *TORCH_QUANTIZATION, "torch._convert_weight_to_int4pack",
+                  "torch._convert_weight_to_int4pack_for_cpu", "torch._weight_int4pack_mm",
+                  "torch._weight_int4pack_mm_for_cpu", "torch._weight_int4pack_mm_with_scales_and_zeros")
 LIBRARY_PERCENTILES = (
     "numpy.percentile", "numpy.quantile", "numpy.nanpercentile", "numpy.nanquantile", "torch.quantile",
     "torch.nanquantile", "torch.Tensor.quantile", "torch.Tensor.nanquantile", "statistics.quantiles", "pandas",

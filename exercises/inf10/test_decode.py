@@ -3,13 +3,13 @@
 Oracles: transformers' greedy `generate` on the same weights (`lab.oracle.hf_greedy`); the no-cache loop
 and no-cache logits, written here; a recording wrapper that sees what your loop feeds the model.
 """
-import contextlib
 
 import pytest
 import torch
 from torch import nn
 
 from lab.config import get_shape
+from lab.figures import one_cpu_thread
 from lab.impl import Topic
 from lab.testing import random_config, random_lab_model
 from lab.timing import compare
@@ -58,20 +58,6 @@ class Recording(nn.Module):
     def forward(self, input_ids, *args, **kwargs):
         self.calls.append(tuple(input_ids.shape))
         return self.model(input_ids, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def one_cpu_thread():
-    """Run torch on one CPU thread inside the block (the real-model tests, so they take seconds, not minutes,
-    on a shared 2-core machine). Multi-threaded ops wait for every thread at each op: on a loaded machine a
-    descheduled thread stalls all of them, which slows the ~1,000 small ops of a cached step far more than
-    the few large ones of a recompute, and a speed ratio then measures the neighbours."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def first_difference(a: list, b: list) -> int:
@@ -193,7 +179,7 @@ def decode_speed(model, *, batch: int, prompt_len: int, num_steps: int, threshol
         assert args[2].seq_len == prompt_len + num_steps, \
             f"after {num_steps} steps the cache should hold {prompt_len + num_steps} tokens, holds {args[2].seq_len}"
 
-    with one_cpu_thread() if device == "cpu" else contextlib.nullcontext():
+    with one_cpu_thread(device):
         return compare(lambda *a: cached_steps(model, *a, num_steps),
                        lambda *a: recompute_steps(model, *a, num_steps), threshold=threshold, what=what,
                        make_inputs=make_inputs, check=check, warmup=1, rounds=rounds, device_type=device,

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from lab.cache import StaticCache
+from lab.figures import one_cpu_thread
 from lab.impl import Topic
 from lab.testing import ConcatCache, random_config, random_lab_model
 from lab.timing import compare
@@ -69,10 +70,8 @@ def assert_same_tokens(got, prompts, want, want_logits, tie_gap=0.0):
 def one_thread():
     """Single-token forwards of a small model run many tiny parallel regions: on a busy 2-core machine one
     thread is several times faster than two (measured: 8 s against 44 s for the test below)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+    with one_cpu_thread():
+        yield
 
 
 def test_batch_matches_each_prompt_alone_on_the_real_model(real_model, tokenizer, rng, one_thread):

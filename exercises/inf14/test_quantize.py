@@ -9,9 +9,8 @@ from lab import guard
 from lab.impl import Topic
 
 impl = Topic("inf14")
-pytestmark = pytest.mark.bans(*guard.QUANTIZATION_LIBRARIES, *guard.TORCH_QUANTIZATION, "torch._weight_int8pack_mm",
-                              reason="quantize and multiply yourself: quantization libraries (bitsandbytes is the "
-                                     "tests' oracle) and torch's own int8 kernels are not yours")
+pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multiply yourself: quantization "
+                              "libraries (bitsandbytes is the tests' oracle) and torch's own int8 kernels are not yours")
 
 
 def pick(rng, lo, hi) -> int:

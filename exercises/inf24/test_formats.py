@@ -14,12 +14,8 @@ from lab.model import LlamaModel
 from lab.testing import random_config
 
 impl = Topic("inf24")
-pytestmark = pytest.mark.bans(*guard.QUANTIZATION_LIBRARIES, *guard.TORCH_QUANTIZATION,
-                              "torch._convert_weight_to_int4pack", "torch._convert_weight_to_int4pack_for_cpu",
-                              "torch._weight_int4pack_mm", "torch._weight_int4pack_mm_for_cpu",
-                              "torch._weight_int4pack_mm_with_scales_and_zeros",
-                              reason="pack and quantize yourself: quantization libraries and torch's own int4 "
-                                     "kernels are not yours")
+pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
+                              "libraries and torch's own int4 kernels are not yours")
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
 
 
