@@ -102,6 +102,11 @@ def _details(doc: dict, width: int) -> list[str]:
     """Two lines per test that did not earn its points: what it is worth and its state, then why."""
     lines = []
     for topic in doc["topics"]:
+        if topic["status"] == NOT_STARTED:      # one line, not a screenful of identical ones
+            unstarted = [t for t in topic["tests"] if t["state"] != PASSED]
+            lines.append(f"  {topic['topic']}  not started: {len(unstarted)} tests wait for your code; "
+                         f"begin with exercises/{topic['topic']}/README.md")
+            continue
         for test in topic["tests"]:
             if test["state"] == PASSED:
                 continue

@@ -148,6 +148,10 @@ def test_terminal_scorecard_fits_has_no_colors_and_shows_the_seed(graded):
     assert all(len(line) <= 80 for line in table)
     assert "n/a" in table[4] and "partial" in table[4]          # inf98: a GPU test it cannot grade here
     assert "total: 7 / 28 points on this hardware (30 in full)" in text
+    # a topic not started at all is one line in the details, not one per test; a partial one lists its tests
+    details = text.split("then why):\n")[1]
+    assert "  inf97  not started: 3 tests wait for your code; begin with exercises/inf97/README.md" in details
+    assert "inf97  test_scale_doubles" not in details and "inf98  test_mul_matches_python" in details
 
 
 def test_json_scorecard_matches_its_schema(graded):
