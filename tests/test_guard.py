@@ -7,6 +7,7 @@ import os
 import statistics
 import subprocess
 import sys
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -134,3 +135,22 @@ def test_audit_flags_code_written_to_fool_the_grader():
                  "uses frame.f_back", "mentions 'solutions'"):
         assert flag in whats, f"{flag!r} not flagged in: {whats}"
     assert audit_source("import torch\n\ndef f(x):\n    return torch.relu(x)\n") == []
+
+
+def test_static_scan_covers_the_running_topic_only(tmp_path, monkeypatch):
+    """`pytest exercises --impl solutions` loads every topic's modules into one process: inf01's profiler
+    mentioning the lab's cache must not fail inf10, which bans it; inf10's own modules still must."""
+    for topic in ("inf01", "inf10"):
+        path = tmp_path / topic / "mod.py"
+        path.parent.mkdir()
+        path.write_text("import csv\n")
+        module = types.ModuleType(f"_scan_{topic}")
+        module.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(guard, "code_kind", lambda p: guard.STUDENT if p.startswith(str(tmp_path)) else guard.OTHER)
+    guard.take_violations()
+    with guard.banned("csv", topic="inf10"):
+        found = guard.take_violations()
+    assert len(found) == 1 and "inf10/mod.py line 1 mentions csv" in found[0], found
+    with guard.banned("csv", topic="this test"):                 # a test outside a topic: every module
+        assert len(guard.take_violations()) == 2
