@@ -67,7 +67,7 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torc
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) * weight, computed in float32 whatever the input dtype (as Llama does)."""
+    """x / rms(x) * weight, computed in float32 for 16-bit inputs (as Llama does), in float64 for float64."""
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
@@ -75,7 +75,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
 
@@ -229,8 +229,11 @@ class LlamaModel(nn.Module):
         return self
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [B, 1, T, head_dim] for positions [B, T], computed in float32."""
-        angles = positions.float()[..., None] * self.inv_freq                        # [B, T, D/2]
+        """cos, sin [B, 1, T, head_dim] for positions [B, T], computed in float32 (float64 for a float64
+        model: float32's cos can differ by an ulp with the tensor's layout, so a padded batch and a prompt
+        alone would differ by ~1e-4 in a float64 test's logits)."""
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        angles = positions.to(work)[..., None] * self.inv_freq.to(work)               # [B, T, D/2]
         angles = torch.cat((angles, angles), dim=-1)[:, None]                          # [B, 1, T, D]
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
