@@ -15,6 +15,11 @@ from lab.config import ModelConfig
 from lab.model import LlamaModel
 
 
+def pick(gen: torch.Generator, lo: int, hi: int) -> int:
+    """A random int in [lo, hi], both ends included, from the test's seeded generator (odd sizes)."""
+    return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+
 def random_config(gen: torch.Generator, **overrides) -> ModelConfig:
     """A small Llama config with odd sizes (odd vocab, odd layer count, GQA groups of 1 to 3)."""
     def pick(lo: int, hi: int) -> int:

@@ -7,15 +7,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.model import LlamaModel
-from lab.testing import ConcatCache, naive_attention, random_config, random_lab_model
+from lab.testing import ConcatCache, naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf00")
 pytestmark = pytest.mark.bans("torch.utils.flop_counter", "lab.model.LlamaModel.__init__",
                               reason="count by hand: the lab model and torch's FLOP counter are the tests' oracle")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 class RecordingCache(ConcatCache):

@@ -8,14 +8,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lab.cache import StaticCache
 from lab.impl import Topic
-from lab.testing import naive_attention, random_config, random_lab_model
+from lab.testing import naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf01")
 MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def trace_events(path) -> list[dict]:

@@ -6,13 +6,9 @@ import torch
 
 from lab.cache import StaticCache
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf02")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def setup(rng, batch=None, prompt_len=None):

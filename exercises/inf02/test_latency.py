@@ -5,16 +5,12 @@ import torch
 from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
-from lab.testing import ConcatCache, ScriptedModel, random_config, random_lab_model
+from lab.testing import ConcatCache, ScriptedModel, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
 pytestmark = pytest.mark.bans("lab.timing", "lab.streaming",
                               reason="time the tokens yourself: lab.timing and lab.streaming are the lab's own "
                                      "timer and decoder")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 class FakeCachedModel(ScriptedModel):

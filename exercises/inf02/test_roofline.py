@@ -8,14 +8,10 @@ from lab.cache import StaticCache
 from lab.config import SHAPES
 from lab.hardware import Peaks
 from lab.impl import Topic
-from lab.testing import naive_attention, random_config, random_lab_model
+from lab.testing import naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
 H200 = Peaks("H200", copy_bytes_per_s=4.297e12, matmul_flops_per_s=673e12, matmul_dtype="bf16")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def uniform(rng, lo, hi) -> float:

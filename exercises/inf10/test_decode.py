@@ -11,7 +11,7 @@ from torch import nn
 from lab.config import get_shape
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf10")
@@ -26,10 +26,6 @@ GPU_THRESHOLD = 5.0
 # CPU, one thread, on the lab's shared 2-core machine (3 runs each): the reference 8.13 8.51 8.72x (8.2-9.5x
 # under heavy load), recompute-posing-as-cache 1.01 0.99 1.01x.
 CPU_THRESHOLD = 3.0
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def random_prompt(rng, vocab_size: int, lo: int = 5, hi: int = 31) -> list[int]:

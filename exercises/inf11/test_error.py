@@ -7,14 +7,11 @@ import torch
 
 from lab.eval import kl_divergence, top1_agreement
 from lab.impl import Topic
+from lab.testing import pick
 
 impl = Topic("inf11")
 pytestmark = pytest.mark.bans("lab.eval", "torch.nn.functional.kl_div", "torch.kl_div",
                               reason="compute the error and the KL yourself: lab.eval is the tests' oracle")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def reference_error(ref: torch.Tensor, got: torch.Tensor) -> dict:

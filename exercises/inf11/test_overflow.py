@@ -7,7 +7,7 @@ import torch
 
 from lab.impl import Topic
 from lab.model import build_mask
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf11")
 # rms_norm is yours to write: torch's and the lab model's RMSNorm may not stand in for it. Only the
@@ -15,10 +15,6 @@ impl = Topic("inf11")
 BAN_LIBRARY_RMS_NORM = pytest.mark.bans("torch.nn.functional.rms_norm", "torch.rms_norm",
                                         "lab.model.RMSNorm.forward",
                                         reason="write RMSNorm yourself, statistics in fp32")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 @torch.inference_mode()

@@ -6,7 +6,7 @@ from torch import nn
 from lab.cache import StaticCache
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import ConcatCache, random_config, random_lab_model
+from lab.testing import ConcatCache, pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf12")
@@ -20,10 +20,6 @@ SPEED_SHAPE, SPEED_BATCH, SPEED_NEW_TOKENS = "llama-3.2-1b", 16, 16
 # Logits of one prompt batched and alone differ in the last bits (fp32 sums in another order); where the
 # greedy tokens part, the two candidates must be this close in the alone run's logits (a real tie).
 TIE_GAP = 2e-3
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def odd_prompts(rng, vocab_size: int, batch: int, lo: int, hi: int) -> list[list[int]]:

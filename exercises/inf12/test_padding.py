@@ -3,16 +3,12 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf12")
 pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
                               reason="pad, mask and batch the generation yourself: transformers is the "
                                      "oracle, lab.streaming the lab's own decoder")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def random_prompts(rng, vocab_size: int, batch: int, lo: int = 1, hi: int = 29) -> list[list[int]]:

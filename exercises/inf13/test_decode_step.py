@@ -6,7 +6,7 @@ from torch._dynamo.utils import counters
 from lab.cache import StaticCache
 from lab.config import ModelConfig
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf13")
@@ -23,10 +23,6 @@ SPEED_SHAPE, SPEED_PROMPT_LEN, SPEED_STEPS = "llama-3.2-1b", 37, 32
 SMALL_SHAPE = ModelConfig(name="tiny-odd", vocab_size=263, hidden_size=56, intermediate_size=97, num_layers=2,
                           num_heads=6, num_kv_heads=2, head_dim=12, max_position_embeddings=512)
 SMALL_PROMPT_LEN, SMALL_STEPS = 13, 20
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def dynamo_totals() -> tuple[int, int]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from lab import guard
 from lab.impl import Topic
+from lab.testing import pick
 from lab.timing import compare
 from lab.triton_interpreter import run_in_interpreter
 
@@ -24,10 +25,6 @@ pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multip
 # threshold is "int8 must beat bf16", 1.0x, which the reference clears by >= 22% and the naive path misses.
 W8A8_SPEEDUP = 1.0
 W8A8_SHAPE = (8192, 4096, 14336)           # M, K, N
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def random_codes(gen, *shape) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 from lab import guard
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
+from lab.testing import pick
 from lab.timing import compare
 from lab.triton_interpreter import run_in_interpreter
 
@@ -36,10 +37,6 @@ GEMV_LAYERS = 8
 # first PPL_WINDOWS windows of 512 tokens of the lab's evaluation text.
 PPL_WINDOWS, PPL_WINDOW = 4, 512
 PPL_TOLERANCE = 0.01
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def stored_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

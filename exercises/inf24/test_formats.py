@@ -11,16 +11,12 @@ from lab import guard
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.model import LlamaModel
-from lab.testing import random_config
+from lab.testing import pick, random_config
 
 impl = Topic("inf24")
 pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
                               "libraries and torch's own int4 kernels are not yours")
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def oracle_linear_bytes(n: int, k: int, fmt: str, group_size: int) -> int:

@@ -8,14 +8,11 @@ import torch
 
 from lab import guard
 from lab.impl import Topic
+from lab.testing import pick
 
 impl = Topic("inf24")
 pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
                               "libraries and torch's own int4 kernels are not yours")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def test_pack_int4_puts_the_even_element_in_the_low_nibble(rng):

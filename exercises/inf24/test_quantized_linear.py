@@ -11,14 +11,11 @@ from torch import nn
 
 from lab import guard
 from lab.impl import Topic
+from lab.testing import pick
 
 impl = Topic("inf24")
 pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
                               "libraries and torch's own int4 kernels are not yours")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def decode(layer, fmt: str, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from torch.overrides import TorchFunctionMode
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
+from lab.testing import pick
 
 impl = Topic("inf01")
 BAN_LAB_TIMERS = pytest.mark.bans("lab.timing", "lab.hardware._median_seconds",
@@ -17,10 +18,6 @@ BAN_LAB_TIMERS = pytest.mark.bans("lab.timing", "lab.hardware._median_seconds",
 BAN_LAB_BANDWIDTH = pytest.mark.bans("lab.hardware.measure_copy_bandwidth", "lab.hardware.measure_matmul_flops",
                                      "lab.hardware.peaks", "lab.hardware._median_seconds", "lab.timing",
                                      reason="measure it yourself: the lab's bandwidth probe and timer are the tests' oracle")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 class SlowCopies(TorchFunctionMode):

@@ -8,16 +8,12 @@ from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
-from lab.testing import ConcatCache, ScriptedModel, naive_attention, random_config, random_lab_model
+from lab.testing import ConcatCache, ScriptedModel, naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
 BAN_LAB_TIMERS = pytest.mark.bans("lab.timing", "lab.streaming",
                                   reason="time the tokens yourself: lab.timing and lab.streaming are the lab's own "
                                          "timer and decoder")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def uniform(rng, lo, hi) -> float:

@@ -4,16 +4,12 @@ import torch
 from torch import nn
 
 from lab.impl import Topic
-from lab.testing import ConcatCache, random_config, random_lab_model
+from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf10")
 pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.cache", "lab.streaming",
                               reason="build the cache and the loop yourself: transformers is the tests' "
                                      "oracle, lab.cache and lab.streaming the lab's own cache and decoder")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def wide_gqa_config(rng, **overrides):

@@ -5,13 +5,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf11")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 @pytest.mark.parametrize("widths", [(11, 52), (4, 3), (6, 9)], ids=["float64", "e4m3-ieee", "e6m9"])

@@ -7,16 +7,12 @@ import torch
 from torch import nn
 
 from lab.impl import Topic
-from lab.testing import ConcatCache, random_config, random_lab_model
+from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf12")
 pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
                               reason="pad, mask and batch the generation yourself: transformers is the "
                                      "oracle, lab.streaming the lab's own decoder")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def mixed_prompts(rng, vocab_size, batch):

@@ -6,16 +6,12 @@ from torch._dynamo.utils import counters
 
 from lab.cache import StaticCache
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf13")
 BAN_STEP = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
                             reason="write the step and the loop yourself over the lab model: transformers' "
                                    "static cache and generate, and the lab's decoder, are not yours")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def dynamo_totals() -> tuple[int, int]:

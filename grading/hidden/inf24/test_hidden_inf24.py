@@ -10,16 +10,12 @@ from torch import nn
 from lab import guard
 from lab.impl import Topic
 from lab.model import LlamaModel
-from lab.testing import random_config, random_lab_model
+from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf24")
 pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
                               "libraries and torch's own int4 kernels are not yours")
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
-
-
-def pick(rng, lo, hi) -> int:
-    return int(torch.randint(lo, hi + 1, (1,), generator=rng))
 
 
 def oracle_linear_bytes(n, k, fmt, group_size):
