@@ -1,42 +1,19 @@
 """inf10 hidden tests: the KVCache in bf16 with uneven updates, cached decode on wider GQA, edge-length decodes."""
 import pytest
 import torch
-from torch import nn
 
+from exercises.inf10.test_decode import Recording, no_cache_greedy
+from exercises.inf10.test_decode import pytestmark  # noqa: F401 - the public tests' bans apply here too
 from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf10")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.cache", "lab.streaming",
-                              reason="build the cache and the loop yourself: transformers is the tests' "
-                                     "oracle, lab.cache and lab.streaming the lab's own cache and decoder")
 
 
 def wide_gqa_config(rng, **overrides):
     """4 query heads per KV head (the public tests use 2 or 3)."""
     num_kv_heads = pick(rng, 1, 2)
     return random_config(rng, num_kv_heads=num_kv_heads, num_heads=4 * num_kv_heads, **overrides)
-
-
-@torch.inference_mode()
-def no_cache_greedy(model, prompt, max_new_tokens, eos_token_id=None):
-    ids, new = torch.tensor([prompt]), []
-    for _ in range(max_new_tokens):
-        new.append(int(model(ids, last_only=True)[0, -1].argmax()))
-        if new[-1] == eos_token_id:
-            break
-        ids = torch.cat([ids, torch.tensor([[new[-1]]])], dim=1)
-    return new
-
-
-class Recording(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.config, self.calls = model, model.config, []
-
-    def forward(self, input_ids, *args, **kwargs):
-        self.calls.append(tuple(input_ids.shape))
-        return self.model(input_ids, *args, **kwargs)
 
 
 def test_hidden_bf16_cache_with_uneven_updates_up_to_overflow(rng):
