@@ -1,12 +1,11 @@
 """inf01 hidden tests: the timer, the bandwidth and the profiler on other repeats, sizes and operators."""
 import statistics
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
+from exercises.inf01.test_bandwidth import SlowCopies
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
@@ -19,19 +18,6 @@ BAN_LAB_BANDWIDTH = pytest.mark.bans("lab.hardware.measure_copy_bandwidth", "lab
                                      "lab.hardware.peaks", "lab.hardware._median_seconds", "lab.timing",
                                      reason="measure it yourself: the lab's bandwidth probe and timer are the tests' oracle")
 
-
-class SlowCopies(TorchFunctionMode):
-    COPIES = {torch.Tensor.copy_, torch.Tensor.clone, torch.clone, torch.Tensor.__setitem__}
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.num_copies = seconds, 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.COPIES:
-            self.num_copies += 1
-            time.sleep(self.seconds)
-        return func(*args, **(kwargs or {}))
 
 
 @BAN_LAB_TIMERS

@@ -4,11 +4,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from exercises.inf02.test_latency import FakeCachedModel
 from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
-from lab.testing import ConcatCache, ScriptedModel, naive_attention, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
 BAN_LAB_TIMERS = pytest.mark.bans("lab.timing", "lab.streaming",
@@ -77,21 +78,6 @@ def test_hidden_phase_estimate_float32_batched_decode(rng):
     floor = max(est.flops / peaks.matmul_flops_per_s, est.num_bytes / peaks.copy_bytes_per_s)
     assert est.predicted_s == pytest.approx(floor, rel=1e-9), f"predicted_s: the slower resource, {floor:.3g} s; got {est.predicted_s:.3g} s"
 
-
-class FakeCachedModel(ScriptedModel):
-    def __init__(self, script, prompt_len, dev: FakeDevice, host_s, base_s, per_token_s):
-        super().__init__(script, prompt_len)
-        self.dev, self.host_s, self.base_s, self.per_token_s = dev, host_s, base_s, per_token_s
-
-    def forward(self, input_ids, positions=None, cache=None, attention_mask=None, last_only=False):
-        logits = super().forward(input_ids, positions, cache, attention_mask, last_only)
-        num_tokens = input_ids.shape[1]
-        self.dev.host(self.host_s)
-        self.dev.launch(self.base_s + self.per_token_s * num_tokens)
-        if cache is not None:
-            kv = torch.zeros(1, 1, num_tokens, 2)
-            cache.update(0, kv, kv)
-        return logits
 
 
 @BAN_LAB_TIMERS

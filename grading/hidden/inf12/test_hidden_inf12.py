@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
+from exercises.inf12.test_batch_generate import Spy
 from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
@@ -105,22 +105,6 @@ def test_hidden_padding_waste_edge_grids(rng, case):
     got = impl.padding.padding_waste(prompt_lens, output_lens)
     assert abs(got - want) < 1e-9, f"prompts {prompt_lens}, outputs {output_lens}: waste {want:.6f}, got {got}"
 
-
-class Spy(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.config, self.calls = model, model.config, []
-
-    def forward(self, input_ids, positions=None, cache=None, attention_mask=None, last_only=False,
-                cache_position=None):
-        batch, num_tokens = input_ids.shape
-        if positions is None:
-            start = cache_position if cache_position is not None else \
-                (cache.seq_len if cache is not None else 0) + torch.arange(num_tokens)
-            positions = torch.as_tensor(start).reshape(1, -1).expand(batch, -1)
-        self.calls.append((tuple(input_ids.shape), positions.detach().cpu().clone()))
-        return self.model(input_ids, positions=positions, cache=cache, attention_mask=attention_mask,
-                          last_only=last_only, cache_position=cache_position)
 
 
 def test_hidden_positions_of_a_batch_with_a_one_token_prompt(rng):
