@@ -103,7 +103,7 @@ def _details(doc: dict, width: int) -> list[str]:
     lines = []
     for topic in doc["topics"]:
         if topic["status"] == NOT_STARTED:      # one line, not a screenful of identical ones
-            unstarted = [t for t in topic["tests"] if t["state"] != PASSED]
+            unstarted = [t for t in topic["tests"] if t["state"] == NOT_STARTED]
             lines.append(f"  {topic['topic']}  not started: {len(unstarted)} tests wait for your code; "
                          f"begin with exercises/{topic['topic']}/README.md")
             continue
