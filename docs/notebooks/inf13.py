@@ -112,7 +112,7 @@ plt.ylabel("ms per token"); plt.title(f"batch-1 decode on {device}"); plt.tight_
 # %% [markdown]
 # ## 4. Where a fast decoder stands: memory-bandwidth utilization
 # Batch-1 decode must read every weight once per token. On the H200 (4.3 TB/s), a Llama-3-8B shape in
-# bf16 reads 15.04 GB per token: at most 286 tokens/s. `python -m exercises.inf13.bench` measures your
+# bf16 reads 15.04 GB per token: at most 286 tokens/s. `python -m lab.decode_bench` measures your
 # decoder there; the published and measured figures below set the bar.
 
 # %%

@@ -1,8 +1,8 @@
 """inf13 · The lab's fast batch-1 decoder on a GPU: tokens/s and memory-bandwidth utilization (MBU).
 
-    python -m solutions.inf13.bench                # the reference: inf10's KV cache + inf13's compiled step
-    python -m exercises.inf13.bench                # yours (your inf10 KVCache and inf13 decode step)
-    python -m solutions.inf13.bench --shape llama-3.2-1b --variants lab-eager,lab-compiled
+    python -m lab.decode_bench                     # yours: your inf10 KVCache and inf13 decode step
+    python -m lab.decode_bench --impl solutions    # the reference
+    python -m lab.decode_bench --shape llama-3.2-1b --variants lab-eager,lab-compiled
 
 Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed of trained ones):
   lab-eager     the lab model, one eager decode step per token (make_decode_step, not compiled)
@@ -28,7 +28,7 @@ from torch import nn
 
 from lab.cache import StaticCache
 from lab.hardware import measure_copy_bandwidth, synchronize
-from lab.impl import Topic
+from lab.impl import Topic, impl_root
 from lab.weights import random_model
 
 VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "hf-eager", "hf-compiled")
@@ -158,7 +158,9 @@ def report(name: str, row: dict, bytes_per_token: int, bandwidth: float, referen
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m solutions.inf13.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.decode_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--impl", default=os.environ.get("LAB_IMPL", "exercises"),
+                        help="exercises (yours, the default), solutions, or a folder laid out like them")
     parser.add_argument("--shape", default="llama-3-8b")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--prompt-len", type=int, default=16)
@@ -171,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-    os.environ.setdefault("LAB_IMPL", (__package__ or "solutions").split(".")[0])
+    os.environ["LAB_IMPL"] = args.impl
+    try:
+        impl_root()
+    except ValueError as e:
+        parser.error(str(e))
     began = time.perf_counter()
     model = random_model(args.shape, torch.bfloat16, args.device)
     bandwidth = measure_copy_bandwidth(args.device)
@@ -208,4 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except NotImplementedError as e:          # the student's stubs: say so, not a traceback
+        print(f"python -m lab.decode_bench: not started: {e} (or pass --impl solutions for the reference)")
+        raise SystemExit(2) from None
