@@ -9,6 +9,8 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
   lab-compiled  the same step compiled with CUDA graphs: compile_decode_step(step, "reduce-overhead")
   lab-gemv      lab-compiled with every projection written as multiply-and-sum, which Inductor turns
                 into bandwidth-bound reduction kernels (cuBLAS GEMV is slow at M = 1 on small matrices)
+  lab-fused     lab-gemv over fused projections (model.fuse_projections: one qkv and one gate-up matmul
+                per layer, as vLLM and gpt-fast store them): fewer, larger reductions
   hf-eager      transformers' LlamaForCausalLM on the same weights: `generate` (includes its prefill)
   hf-compiled   transformers with a static cache and its forward compiled "reduce-overhead" (opt-in)
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
@@ -31,8 +33,8 @@ from lab.hardware import measure_copy_bandwidth, synchronize
 from lab.impl import Topic, impl_root
 from lab.weights import random_model
 
-VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "hf-eager", "hf-compiled")
-DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-compiled,lab-gemv"
+VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "lab-fused", "hf-eager", "hf-compiled")
+DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-compiled,lab-fused"
 FIRST_COMPILE_GUESS_S = 120      # before any compile has been timed here (gpt-fast's 8B on the H200: 107 s)
 
 
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
     for name in variants:
         spent = time.perf_counter() - began
-        if name in ("lab-compiled", "lab-gemv", "hf-compiled") and spent + 1.5 * compile_guess_s > args.budget_s:
+        if name in ("lab-compiled", "lab-gemv", "lab-fused", "hf-compiled") and spent + 1.5 * compile_guess_s > args.budget_s:
             print(f"| {name:12s} | skipped: {spent:.0f} s spent, a compile may take {1.5 * compile_guess_s:.0f} s "
                   f"more, --budget-s {args.budget_s:.0f} |", flush=True)
             continue
@@ -198,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
             hf = hf or hf_llama(model)
             row = hf_variant(hf, prompt, min(args.new_tokens, 64), name == "hf-compiled", args.repeats)
         else:
-            if name == "lab-gemv":
+            if name in ("lab-gemv", "lab-fused"):
                 torch._inductor.config.coordinate_descent_tuning = True
-                model.replace_linears(lambda _, linear: MulSumLinear(linear))
-            mode = {"lab-eager": None, "lab-compiled": "reduce-overhead", "lab-gemv": "reduce-overhead"}[name]
+                if name == "lab-fused":
+                    model.fuse_projections()
+                model.replace_linears(lambda _, linear: MulSumLinear(linear))   # nn.Linear children only
+            mode = None if name == "lab-eager" else "reduce-overhead"
             row = lab_variant(model, prompt, args.new_tokens, mode, args.repeats)
         print(report(name, row, bytes_per_token, bandwidth, reference), flush=True)
         reference = reference or row["tokens"]
