@@ -234,3 +234,22 @@ def test_random_model_is_deterministic_finite_and_not_degenerate():
     assert torch.isfinite(logits).all()
     assert 0.1 < logits.std().item() < 10, f"logit std {logits.std().item():.3g}: degenerate initialisation"
     assert logits.argmax(-1).unique().numel() > 1, "every position predicts the same token"
+
+
+def test_fused_projections_compute_the_same_function():
+    """fuse_projections (one qkv and one gate-up matmul per layer) changes the layout, not the model:
+    float64 logits equal to rounding, the same weight bytes, and every other seam (replace_linears) sees
+    the fused linears."""
+    from lab.testing import random_config, random_lab_model
+    gen = torch.Generator().manual_seed(1234)
+    config = random_config(gen, num_layers=2)
+    model = random_lab_model(config, gen, torch.float64)
+    ids = torch.randint(config.vocab_size, (2, 11), generator=gen)
+    want, want_bytes = model(ids), model.weight_bytes()
+    model.fuse_projections()
+    assert torch.allclose(model(ids), want, rtol=0, atol=1e-10)
+    assert model.weight_bytes() == want_bytes
+    names = []
+    model.replace_linears(lambda name, linear: names.append(name) or linear)
+    assert names == [f"layers.{i}.{p}" for i in range(2) for p in
+                     ("self_attn.o_proj", "self_attn.qkv_proj", "mlp.down_proj", "mlp.gate_up_proj")], names
