@@ -69,17 +69,19 @@ def test_int8_linear_matches_the_dequantized_weight(rng, device, dtype):
     with torch.no_grad():
         linear.weight.mul_(torch.logspace(-2, 1, n)[:, None])
     layer = impl.weight_only.Int8Linear.from_linear(linear).to(device)
-    w64 = linear.weight.double()
-    scale = w64.abs().amax(1) / 127
-    w_deq = torch.round(w64 / scale[:, None]) * scale[:, None]             # the oracle's dequantized weight
+    # The oracle's dequantized weights, with codes rounded from float64 and from float32 divisions: where
+    # w / scale lands within float32 rounding of a .5 tie the two round apart (seen in 14 of 300 seeds),
+    # and the docstring's float32 is as right as float64 there. Each output may match either.
+    w_deq = [torch.round(w / s[:, None]).double() * s.double()[:, None]
+             for w, s in ((w, w.abs().amax(1) / 127) for w in (linear.weight.double(), linear.weight.float()))]
     for shape in [(1, k), (3, k), (2, pick(rng, 3, 20), k)]:               # decode batch, and a prefill
         x = torch.randn(*shape, generator=rng).to(dtype)
         got = layer(x.to(device))
-        want = x.double() @ w_deq.t() + linear.bias.double()
         assert got.shape == (*shape[:-1], n) and got.dtype == dtype, \
             f"input {list(shape)} {dtype}: expected {dtype} {[*shape[:-1], n]}, got {got.dtype} {list(got.shape)}"
-        tol = (1e-5 if dtype == torch.float32 else 2**-7) * (x.double().abs() @ w_deq.abs().t() + 1)
-        err = (got.cpu().double() - want).abs()
+        tol = (1e-5 if dtype == torch.float32 else 2**-7) * (x.double().abs() @ w_deq[0].abs().t() + 1)
+        err = torch.minimum(*[(got.cpu().double() - (x.double() @ w.t() + linear.bias.double())).abs()
+                              for w in w_deq])
         assert (err <= tol).all(), (f"input {list(shape)} {dtype}: off by up to {err.max():.3g} from x @ "
                                     "(codes * scale).T + bias (per-channel scale, round to nearest)")
 
