@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if row["compile_s"]:
             compile_guess_s = row["compile_s"]              # the next compile takes about as long
     print(f"* tokens equal to the first variant's before the first difference (bf16 greedy on random "
-          f"weights parts at near-ties). Published: gpt-fast 184 tok/s = 65.5% on an H200 of this workplace, ~80% on an H100 (torch 2.11). "
+          f"weights parts at near-ties). Published: gpt-fast 184 tok/s = 65.5% on an H200 of this workplace, "
+          f"~80% on an H100 (torch 2.11). "
           f"Total {time.perf_counter() - began:.0f} s.")
     return 0
 
