@@ -1,4 +1,4 @@
-"""GitHub Classroom's autograding configuration, generated from the points table and the collected tests.
+"""GitHub Classroom's autograding configuration, generated from the topics' points (topic.toml) and the collected tests.
 
     python -m grading classroom --write      # .github/classroom/autograding.json, every topic
     python -m grading classroom --check      # exit 1 if the committed file differs from the generated one
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true")
     parser.add_argument("--root", type=Path, default=ROOT)
     args = parser.parse_args(argv)
-    table = rubric.load_points(args.root / "grading" / "points.toml", include_hidden=False)
+    table = rubric.load_points(root=args.root, include_hidden=False)
     text = render(entries(args.root, runner.discover_topics(args.root), table))
     path = args.root / CONFIG
     if args.write:

@@ -142,7 +142,7 @@ def test_the_release_leaves_instructors_material_out_and_grades_as_not_started(t
     left = [p.name for p in dest.rglob("*") if p.name in ("grading-out", ".benchmarks", ".pytest_cache", "__pycache__")]
     assert not left, f"the smoke test left {left} in the release"
     grader = release.build(tmp_path / "autograder", autograder=True, grader_args="--topics inf00")
-    assert {"setup.sh", "run_autograder", "autograder_args", "grading/hidden/points.toml"} <= set(grader)
+    assert {"setup.sh", "run_autograder", "autograder_args", "grading/hidden/inf00/topic.toml"} <= set(grader)
     assert os.access(tmp_path / "autograder" / "run_autograder", os.X_OK)
 
 
@@ -182,7 +182,7 @@ def test_classroom_entries_gate_speed_tests_and_leave_gpu_tests_out(lab):
 
 def test_committed_classroom_config_is_current_for_inf00():
     committed = json.loads((ROOT / classroom.CONFIG).read_text())["tests"]
-    table = rubric.load_points(ROOT / "grading" / "points.toml", include_hidden=False)
+    table = rubric.load_points(include_hidden=False)
     assert [t for t in committed if t["name"].startswith("inf00 ")] == classroom.entries(ROOT, ["inf00"], table), \
         "run: python -m grading classroom --write"
 
@@ -191,7 +191,7 @@ def test_committed_classroom_config_covers_every_topic():
     """Cheap (no collection): every topic with points has entries, and every entry names a test with points.
     The full comparison is `python -m grading classroom --check`."""
     committed = json.loads((ROOT / classroom.CONFIG).read_text())["tests"]
-    table = rubric.load_points(ROOT / "grading" / "points.toml", include_hidden=False)
+    table = rubric.load_points(include_hidden=False)
     named = [t["name"].split(" ", 1) for t in committed]
     assert {topic for topic, _ in named} == set(runner.discover_topics(ROOT)) == set(table), \
         "run: python -m grading classroom --write"

@@ -65,7 +65,7 @@ def test_planted_implementation_loses_points(folder, planted_runs):
         pytest.skip("a GPU speed baseline only: its speed tests are checked by grading.calibrate on a GPU")
     points = load_points()[topic]
     unknown = [t for t in expect if t not in points]
-    assert not unknown, f"{folder}: expect_fail names tests not in [{topic}] of grading/points.toml: {unknown}"
+    assert not unknown, f"{folder}: expect_fail names tests not in [{topic}] of exercises/{topic}/topic.toml: {unknown}"
     future, report = planted_runs[folder]
     proc = future.result()
     assert report.exists(), f"pytest did not run:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"

@@ -72,9 +72,10 @@ def test_every_topic_has_lesson_notebook_and_points(topic):
     nb = nbformat.read(folder / f"{topic}.ipynb", as_version=4)
     nbformat.validate(nb)
     assert any(c.cell_type == "code" for c in nb.cells)
-    import tomllib
-    points = tomllib.loads((ROOT / "grading" / "points.toml").read_text())
-    assert topic in points, f"{topic}: no [{topic}] section in grading/points.toml"
+    from grading import topics
+    found = topics.topic(ROOT, topic)
+    assert found is not None and found.points, f"{topic}: no [points] in exercises/{topic}/topic.toml"
+    topics.check_targets(found)
 
 
 @pytest.mark.slow
@@ -118,7 +119,7 @@ def _topic(card: dict, topic: str) -> dict:
 def test_points_table_matches_the_collected_tests():
     from grading.rubric import check_against_collection
     problems = check_against_collection()
-    assert not problems, "grading/points.toml and the tests disagree:\n" + "\n".join(problems)
+    assert not problems, "the topics' [points] (topic.toml) and the tests disagree:\n" + "\n".join(problems)
 
 
 @needs_solutions
