@@ -24,7 +24,7 @@ test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly
 	$(PY) -m pytest tests -q --durations=15 $(PYTEST_ARGS)
 
 stubs: setup          ## regenerate exercises/ stubs from the marked solutions
-	$(PY) -m grading.stubs --write
+	$(PY) -m grading.tools.stubs --write
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor

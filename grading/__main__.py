@@ -1,9 +1,12 @@
 """`python -m grading`: grade topics, print the scorecard, write the files asked for.
 
     python -m grading [--impl X | --submission PATH] [options]    # grade (see grading/README.md)
-    python -m grading release DIR [--autograder] [--zip]           # the student release (grading/release.py)
-    python -m grading doctor                                       # check the environment (grading/doctor.py)
+    python -m grading release DIR [--autograder] [--zip]           # the student release (grading/tools/release.py)
+    python -m grading doctor                                       # check the environment (grading/tools/doctor.py)
     python -m grading classroom --write|--check                    # GitHub Classroom's autograding.json
+    python -m grading stubs|notebooks --write|--check              # generated stubs and notebooks
+    python -m grading topic infNN                                  # a new topic's skeleton
+  (the instructor tools are in grading/tools/: python -m grading.tools.<name> works too)
 
 Exit codes: 0 when grading ran (whatever the score), 2 for a mistake in the arguments (bad --topics,
 --impl, --submission, --root, --points, limits, or an output path that cannot be written), reported in one
@@ -24,7 +27,8 @@ from pathlib import Path
 from grading import export, history, isolate, report, rubric, runner, score, scorecard
 from grading.guard import scan as audit
 
-SUBCOMMANDS = {"release": "grading.release", "doctor": "grading.doctor", "classroom": "grading.classroom"}
+SUBCOMMANDS = {name: f"grading.tools.{name}" for name in ("release", "doctor", "classroom", "stubs", "notebooks",
+                                                         "calibrate", "topic")}
 GIB = 2**30
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grading import calibrate, classroom, doctor, export, history, isolate, release, report, rubric, runner, stubs
+from grading import export, history, isolate, report, rubric, runner
+from grading.tools import calibrate, classroom, doctor, release, stubs
 from grading.__main__ import main
+from lab.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 FIXTURE = ROOT / "tests" / "grading_fixtures" / "repo"
 SOLVED_TOY = (FIXTURE / "solutions" / "inf97" / "toy.py").read_text()
 HIDDEN_TEST = ("import fakelab\n\n\ndef test_hidden_scale_large():\n"

@@ -54,12 +54,12 @@ def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     ("test_fails_student_holds_an_alias", "failed", "your code may not use json.dumps (tests/grading_fixtures/guard/"
                                                     "impl/inf93/aliased.py holds it as my_dumps)"),
     ("test_fails_student_calls_from_a_thread", "failed", ""),
-    ("test_fails_student_imports_a_banned_module", "failed", "importer.py line 2 mentions csv"),
+    ("test_fails_student_imports_a_banned_module", "failed", "inf93/importer.py line 2"),
     ("test_fails_student_imports_a_banned_module_not_loaded_yet", "failed",
      "your code may not import sched (tests/grading_fixtures/guard/impl/inf93/importer.py line 7)"),
     ("test_static_fails_a_mention_without_running", "failed",
      "BannedError: inf93: your code may not use json.dumps: tests/grading_fixtures/guard/impl/inf93/aliased.py "
-     "line 1 mentions json.dumps (and 2 more mention(s)); dump it yourself"),
+     "line 1 mentions json.dumps; dump it yourself"),
     ("test_passes_outside_the_bans_patterns", "passed", ""),
     ("test_fails_student_reaches_a_banned_module_through_sys_modules", "failed", "sneaky.py line 5 mentions csv"),
     ("test_errors_student_patches_the_clock", "error", "time.perf_counter was replaced during this test"),

@@ -61,15 +61,13 @@ class GuardPlugin:
         self._static: dict[str, str] = {}                      # nodeid -> the static check's failure
         self._active: dict[str, tuple] = {}
 
-    def _topic_bans(self, item: pytest.Item) -> tuple[list[str], str]:
+    @staticmethod
+    def _topic_bans(item: pytest.Item) -> list[topics.Ban]:
         found = topics.for_test(item.path)
         if found is None:
-            return [], ""
-        try:
-            topics.check_targets(found)
-        except topics.TopicError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        return found.bans_for(base_name(item))
+            return []
+        topics.check_targets(found)
+        return [ban for ban in found.bans if ban.applies_to(base_name(item))]
 
     def pytest_collection_modifyitems(self, items) -> None:
         from lab.impl import root_folder
@@ -78,40 +76,42 @@ class GuardPlugin:
             root = root_folder()
         except ValueError:
             root = None
-        scans: dict[tuple[str, tuple[str, ...]], str | None] = {}
+        scans: dict[tuple[str, tuple[topics.Ban, ...]], str | None] = {}
         for item in items:
             try:
-                targets, reason = self._topic_bans(item)
+                bans = self._topic_bans(item)
             except topics.TopicError as exc:
                 raise pytest.UsageError(str(exc)) from None
             topic = topic_of(item.path)
-            if targets and root is not None and topic is not None:
-                key = (topic, tuple(targets))
+            if bans and root is not None and topic is not None:
+                key = (topic, tuple(bans))
                 if key not in scans:
-                    scans[key] = self._scan(root / topic, targets, reason, topic)
+                    scans[key] = self._scan(root / topic, bans, topic)
                 if scans[key]:
                     self._static[item.nodeid] = scans[key]
             legacy, legacy_reason = _marker_bans(item)
-            all_targets = list(dict.fromkeys(targets + legacy))
-            reasons = "; ".join(r for r in dict.fromkeys((reason, legacy_reason)) if r)
-            if all_targets:
-                self._bans[item.nodeid] = (all_targets, reasons)
+            targets = list(dict.fromkeys([t for ban in bans for t in ban.targets] + legacy))
+            reasons = "; ".join(dict.fromkeys(r for r in [ban.reason for ban in bans] + [legacy_reason] if r))
+            if targets:
+                self._bans[item.nodeid] = (targets, reasons)
         wanted = [t for targets, _ in self._bans.values() for t in targets]
         if wanted:
             runtime.install(dict.fromkeys(wanted))
 
     @staticmethod
-    def _scan(folder: Path, targets: list[str], reason: str, topic: str) -> str | None:
+    def _scan(folder: Path, bans: list[topics.Ban], topic: str) -> str | None:
         """The static check: the first mention of a banned target in the topic's student modules."""
+        reason_of = {}
+        for ban in bans:
+            for target in ban.targets:
+                reason_of.setdefault(target, ban.reason)
         for path in student_files(folder):
-            hits = banned_mentions(path, targets)
+            hits = banned_mentions(path, list(reason_of))
             if hits:
                 line, name, target = hits[0]
-                shown = runtime._shown(str(path))
-                more = f" (and {len(hits) - 1} more mention(s))" if len(hits) > 1 else ""
                 what = f"mentions {name}" if name == target else f"mentions {name}, under {target}"
-                return (f"{topic}: your code may not use {target}: {shown} line {line} {what}{more}"
-                        + (f"; {reason}" if reason else ""))
+                return f"{topic}: your code may not use {target}: {runtime._shown(str(path))} line {line} {what}; " \
+                       f"{reason_of[target]}"
         return None
 
     def pytest_collection_finish(self) -> None:
