@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs doctor release clean
+.PHONY: setup grade test stubs topic doctor release clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -25,6 +25,9 @@ test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly
 
 stubs: setup          ## regenerate exercises/ stubs from the marked solutions
 	$(PY) -m grading.tools.stubs --write
+
+topic: setup          ## a new topic's skeleton (instructors): make topic NAME=inf20 [TITLE="FlashAttention"]
+	$(PY) -m grading topic $(NAME) $(if $(TITLE),--title "$(TITLE)")
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor
