@@ -54,7 +54,7 @@ def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     ("test_fails_student_holds_an_alias", "failed", "your code may not use json.dumps (tests/grading_fixtures/guard/"
                                                     "impl/inf93/aliased.py holds it as my_dumps)"),
     ("test_fails_student_calls_from_a_thread", "failed", ""),
-    ("test_fails_student_imports_a_banned_module", "failed", "your code may not use csv (tests/grading_fixtures/"),  # loaded already: the scan after the test
+    ("test_fails_student_imports_a_banned_module", "failed", "your code may not use csv (tests/grading_fixtures/"),
     ("test_fails_student_imports_a_banned_module_not_loaded_yet", "failed",
      "your code may not import sched (tests/grading_fixtures/guard/impl/inf93/importer.py line 7)"),
     ("test_static_fails_a_mention_without_running", "failed",
