@@ -60,13 +60,15 @@ class GuardPlugin:
         self._bans: dict[str, tuple[list[str], str]] = {}      # nodeid -> (targets, reason)
         self._static: dict[str, str] = {}                      # nodeid -> the static check's failure
         self._active: dict[str, tuple] = {}
+        self._checked: set[Path] = set()                       # topic.toml files whose targets were checked
 
-    @staticmethod
-    def _topic_bans(item: pytest.Item) -> list[topics.Ban]:
+    def _topic_bans(self, item: pytest.Item) -> list[topics.Ban]:
         found = topics.for_test(item.path)
         if found is None:
             return []
-        topics.check_targets(found)
+        if found.path not in self._checked:
+            topics.check_targets(found)
+            self._checked.add(found.path)
         return [ban for ban in found.bans if ban.applies_to(base_name(item))]
 
     def pytest_collection_modifyitems(self, items) -> None:
