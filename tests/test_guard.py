@@ -28,8 +28,8 @@ GUARD_FIXTURE = Path(__file__).resolve().parent / "grading_fixtures" / "guard"
 def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     """test name -> (passed | failed | error, message) of the guard fixture, run in its own pytest."""
     report = tmp_path_factory.mktemp("guard") / "junit.xml"
-    cmd = [sys.executable, "-m", "pytest", str(GUARD_FIXTURE / "test_guarded.py"), str(GUARD_FIXTURE / "inf93"), "--impl",
-           str(GUARD_FIXTURE / "impl"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    cmd = [sys.executable, "-m", "pytest", str(GUARD_FIXTURE / "test_guarded.py"), str(GUARD_FIXTURE / "inf93"),
+           "--impl", str(GUARD_FIXTURE / "impl"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k not in ("LAB_IMPL", "PYTEST_ADDOPTS")})
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
@@ -160,7 +160,8 @@ def test_static_scan_covers_the_running_topic_only(tmp_path, monkeypatch):
         module = types.ModuleType(f"_scan_{topic}")
         module.__file__ = str(path)
         monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(runtime, "code_kind", lambda p: runtime.STUDENT if p.startswith(str(tmp_path)) else runtime.OTHER)
+    monkeypatch.setattr(runtime, "code_kind",
+                        lambda p: runtime.STUDENT if p.startswith(str(tmp_path)) else runtime.OTHER)
     runtime.take_violations()
     with runtime.banned("csv", topic="inf10"):
         found = runtime.take_violations()

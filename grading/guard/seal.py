@@ -21,7 +21,8 @@ WATCHED = {
     "torch.cuda": ("synchronize", "Event"),
     "lab.hardware": ("synchronize",),
 }
-WHOLE_MODULES = ("lab.timing", "grading.guard.seal", "grading.guard.runtime")     # every function and class, and their methods
+# every function and class of these, and their methods
+WHOLE_MODULES = ("lab.timing", "grading.guard.seal", "grading.guard.runtime")
 _FUNCTION_PARTS = ("__code__", "__defaults__", "__kwdefaults__")
 
 

@@ -197,7 +197,8 @@ def create(name: str, root: Path = REPO_ROOT, title: str = "", minutes: int = 45
         root / "solutions" / name / "__init__.py": "",
         root / "solutions" / name / f"{concept}.py": solution,
         root / "exercises" / name / "__init__.py": "",
-        root / "exercises" / name / f"{concept}.py": stubs.generate_stub(solution, name, f"solutions/{name}/{concept}.py"),
+        root / "exercises" / name / f"{concept}.py":
+            stubs.generate_stub(solution, name, f"solutions/{name}/{concept}.py"),
         root / "exercises" / name / f"test_{concept}.py": TESTS.format(**fields),
         root / "exercises" / name / TOPIC_FILE: TOPIC_TOML.format(**fields),
         root / "exercises" / name / "README.md": README.format(**fields),
