@@ -14,7 +14,6 @@ Topics or modules the submission lacks keep their stubs ("not started").
 """
 from __future__ import annotations
 
-import re
 import shutil
 import stat
 import zipfile

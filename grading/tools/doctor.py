@@ -17,7 +17,6 @@ import platform
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from lab.paths import REPO_ROOT
 
