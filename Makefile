@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs doctor release clean
+.PHONY: setup grade test stubs topic doctor release clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -24,7 +24,10 @@ test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly
 	$(PY) -m pytest tests -q --durations=15 $(PYTEST_ARGS)
 
 stubs: setup          ## regenerate exercises/ stubs from the marked solutions
-	$(PY) -m grading.stubs --write
+	$(PY) -m grading.tools.stubs --write
+
+topic: setup          ## a new topic's skeleton (instructors): make topic NAME=inf20 [TITLE="FlashAttention"]
+	$(PY) -m grading topic $(NAME) $(if $(TITLE),--title "$(TITLE)")
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor

@@ -17,8 +17,8 @@ MARKERS = {
     "multi_gpu": "needs two or more CUDA GPUs",
     "speed": "a speed threshold: a ratio measured in the same run",
     "slow": "takes more than a few seconds on a CPU",
-    "bans": "bans(*targets, reason=''): the student's code may not call or import these while the test runs "
-            "(modules or dotted callables; lab/guard.py)",
+    "bans": "legacy: bans(*targets, reason=''); a topic declares its bans once, in exercises/infNN/topic.toml "
+            "(grading/topics.py, grading/guard/)",
 }
 NOT_GRADED = "not graded on this hardware"
 
@@ -45,7 +45,7 @@ def pytest_configure(config):
     if not solutions_allowed(root):         # a student's code (exercises/ or a submission) never sees them
         block_solutions()
     if not config.pluginmanager.has_plugin("lab-guard"):
-        from lab.guard_plugin import GuardPlugin      # bans on library shortcuts; the timing seal
+        from grading.guard.plugin import GuardPlugin      # bans on library shortcuts; the timing seal
         config.pluginmanager.register(GuardPlugin(), "lab-guard")
     seed = config.getoption("--seed")
     if seed is None:

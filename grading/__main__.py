@@ -1,9 +1,12 @@
 """`python -m grading`: grade topics, print the scorecard, write the files asked for.
 
     python -m grading [--impl X | --submission PATH] [options]    # grade (see grading/README.md)
-    python -m grading release DIR [--autograder] [--zip]           # the student release (grading/release.py)
-    python -m grading doctor                                       # check the environment (grading/doctor.py)
+    python -m grading release DIR [--autograder] [--zip]           # the student release (grading/tools/release.py)
+    python -m grading doctor                                       # check the environment (grading/tools/doctor.py)
     python -m grading classroom --write|--check                    # GitHub Classroom's autograding.json
+    python -m grading stubs|notebooks --write|--check              # generated stubs and notebooks
+    python -m grading topic infNN                                  # a new topic's skeleton
+  (the instructor tools are in grading/tools/: python -m grading.tools.<name> works too)
 
 Exit codes: 0 when grading ran (whatever the score), 2 for a mistake in the arguments (bad --topics,
 --impl, --submission, --root, --points, limits, or an output path that cannot be written), reported in one
@@ -21,9 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from grading import audit, export, history, isolate, report, rubric, runner, score, scorecard
+from grading import export, history, isolate, report, rubric, runner, score, scorecard
+from grading.guard import scan as audit
 
-SUBCOMMANDS = {"release": "grading.release", "doctor": "grading.doctor", "classroom": "grading.classroom"}
+SUBCOMMANDS = {name: f"grading.tools.{name}" for name in ("release", "doctor", "classroom", "stubs", "notebooks",
+                                                         "calibrate", "topic")}
 GIB = 2**30
 
 
@@ -73,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-history", action="store_true", help="do not append this run to OUT/history.jsonl")
     p.add_argument("--topics", help="comma-separated topics, e.g. inf00,inf10 (default: all)")
     p.add_argument("--root", type=Path, default=runner.GRADING_PARENT, help="the lab's root (default: %(default)s)")
-    p.add_argument("--points", type=Path, default=rubric.DEFAULT_POINTS, help="points table (TOML)")
+    p.add_argument("--points", type=Path, default=None, metavar="FILE", help="one points table (TOML, a section "
+                   "per topic) instead of the [points] of each exercises/infNN/topic.toml under --root")
     p.add_argument("--test-timeout", type=_seconds, default=300.0, metavar="S", help="per test (default 300)")
     p.add_argument("--topic-timeout", type=_seconds, default=1200.0, metavar="S",
                    help="per topic, wall clock; the topic's processes are killed after it (default 1200)")
@@ -111,7 +117,7 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[Path
         if path is not None and path.is_dir():
             p.error(f"--{name} {path} is a folder; give a file path")
     try:
-        table = rubric.load_points(args.points)
+        table = rubric.load_points(args.points, root=root)
     except rubric.PointsError as exc:
         p.error(str(exc))
     return root, topics, impl, table

@@ -14,18 +14,18 @@ Topics or modules the submission lacks keep their stubs ("not started").
 """
 from __future__ import annotations
 
-import re
 import shutil
 import stat
 import zipfile
 from pathlib import Path
 
 from grading import tree
+from lab.paths import TOPIC_NAME
 
 MAX_FILE_BYTES = 1 << 20
 MAX_ZIP_BYTES, MAX_ZIP_FILES = 256 << 20, 20_000
 SANDBOX_LEAVES_OUT = ("solutions", "tests", "docs", "*.ipynb", ".github", "grading/autograder")
-_TOPIC = re.compile(r"^inf\d\d$")
+_TOPIC = TOPIC_NAME
 
 
 class SubmissionError(ValueError):
@@ -35,7 +35,7 @@ class SubmissionError(ValueError):
 def stub_modules(root: Path, topic: str) -> list[str]:
     """File names a student may submit for `topic`: the pristine stubs, without tests and package files."""
     return sorted(p.name for p in (Path(root) / "exercises" / topic).glob("*.py")
-                  if not p.name.startswith("test_") and p.name not in ("conftest.py", "__init__.py"))
+                  if not p.name.startswith("test_") and p.name not in ("conftest.py", "__init__.py", "notebook.py"))
 
 
 def _unzip(archive: Path, dest: Path) -> Path:

@@ -1,43 +1,41 @@
-"""The points table (`grading/points.toml`): how many points each test of each topic is worth.
+"""The points table: how many points each test of each topic is worth, read from the topics' own files.
 
-One TOML section per topic, one key per test (its base name: the function name without parameters;
-`"TestClass.test_name"` for a method):
+Each topic declares its tests' points in the `[points]` table of `exercises/infNN/topic.toml` (its hidden
+tests' in `grading/hidden/infNN/topic.toml`; see grading/topics.py), one key per test (its base name: the
+function name without parameters; `"TestClass.test_name"` for a method):
 
-    [inf00]
+    [points]
     test_greedy_matches_reference = 2
     test_decode_speed = { points = 3, requires = ["test_greedy_matches_reference"] }
+
+`load_points()` gathers them into one table {topic: {test: Entry}}. `load_points(path)` reads instead a
+single table file with one section per topic (`[inf00]`, ...; its hidden part beside it in
+hidden/points.toml): `python -m grading --points FILE` overrides the topics' points with one.
 
 Whether a test is correctness or speed is not written here: it comes from its `speed` marker when it
 runs. A speed test earns its points only when the correctness tests it `requires` pass (default: every
 non-speed test in its test file). A parametrized test's points are shared among its cases.
 
-Invariants of a loaded table: section names match `infNN`; points are finite numbers >= 0; `requires`
-names tests of the same section; no other keys. A violation raises `PointsError` naming the place.
-`check_against_collection` is the lab self-test's view: every collected test is in the table and every
-table entry is collected. Instructor-only hidden tests (grading/hidden/, left out of the student release)
-have their points in grading/hidden/points.toml, merged into the table when it is there.
+Invariants of a loaded table: topics match `infNN`; points are numbers >= 0 (whole numbers in a
+topic.toml); `requires` names tests of the same topic; no other keys. A violation raises `PointsError`
+naming the place. `check_against_collection` is the lab self-test's view: every collected test is in the
+table and every table entry is collected. Instructor-only hidden tests (grading/hidden/, left out of the
+student release) have their points merged into the table when they are there.
 """
 from __future__ import annotations
 
 import math
 import tempfile
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_POINTS = Path(__file__).resolve().parent / "points.toml"
+from grading import topics as topic_files
+from grading.topics import Entry
+from lab.paths import REPO_ROOT, TOPIC_NAME
 
 
 class PointsError(ValueError):
     """The points table is malformed; the message says where and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One test's worth. `requires` None means the default (non-speed tests in the same file)."""
-
-    points: float
-    requires: tuple[str, ...] | None = None
 
 
 Table = dict[str, dict[str, Entry]]
@@ -69,7 +67,6 @@ def parse_points(data: dict, source: str = "points table", extra: dict | None = 
                  extra_source: str = "hidden points") -> Table:
     """Validate a parsed TOML document (and `extra`, the hidden tests' table, merged into it) and turn it
     into {topic: {test name: Entry}}."""
-    from grading.runner import TOPIC_NAME   # local: runner imports nothing from here, keep it that way
     table: Table = {}
     for where, document in ((source, data), (extra_source, extra or {})):
         for topic, section in document.items():
@@ -101,9 +98,35 @@ def _read_toml(path: Path) -> dict:
         raise PointsError(f"{path} is not valid TOML: {exc}") from exc
 
 
-def load_points(path: Path = DEFAULT_POINTS, include_hidden: bool = True) -> Table:
-    """Read and validate a points table file, with the hidden tests' table beside it when there is one
-    (unless `include_hidden` is False: what students see)."""
+def load_topic_points(root: Path = REPO_ROOT, include_hidden: bool = True) -> Table:
+    """The `[points]` of every exercises/infNN/topic.toml under `root`, with the hidden tests' from
+    grading/hidden/infNN/topic.toml (unless `include_hidden` is False: what students see)."""
+    table: Table = {}
+    base = Path(root) / "exercises"
+    try:
+        for path in sorted(base.glob("inf*/topic.toml")) if base.is_dir() else ():
+            topic = path.parent.name
+            if not TOPIC_NAME.match(topic):
+                continue
+            table[topic] = dict(topic_files.load(path).points)
+            hidden = topic_files.hidden_file(root, topic)
+            if include_hidden and hidden.is_file():
+                extra = topic_files.load(hidden, hidden=True).points
+                twice = sorted(set(extra) & set(table[topic]))
+                if twice:
+                    raise PointsError(f"{hidden}: {', '.join(twice)} already in {path}; a test has its points once")
+                table[topic].update(extra)
+    except topic_files.TopicError as exc:
+        raise PointsError(str(exc)) from None
+    return table
+
+
+def load_points(path: Path | None = None, include_hidden: bool = True, root: Path = REPO_ROOT) -> Table:
+    """The points table: the topics' own (topic.toml under `root`) when `path` is None, else a single
+    table file with the hidden tests' table beside it when there is one (unless `include_hidden` is
+    False: what students see)."""
+    if path is None:
+        return load_topic_points(root, include_hidden)
     hidden = hidden_points_path(path)
     extra = _read_toml(hidden) if include_hidden and hidden.is_file() else None
     return parse_points(_read_toml(path), str(path), extra, str(hidden))
@@ -116,15 +139,17 @@ def diff_names(table: Table, collected: dict[str, list[str]]) -> list[str]:
     problems = []
     for topic, names in sorted(collected.items()):
         wanted, found = set(table.get(topic, {})), set(names)
-        problems += [f"{topic}: {name} is collected but not in the points table"
+        problems += [f"{topic}: {name} is collected but not in the points table (add it to [points] in "
+                     f"exercises/{topic}/topic.toml, or grading/hidden/{topic}/topic.toml for a hidden test)"
                      for name in sorted(found - wanted)]
-        problems += [f"{topic}: {name} is in the points table but not collected"
+        problems += [f"{topic}: {name} is in the points table but not collected (rename it to the test's "
+                     "function name, without parameters, or remove it)"
                      for name in sorted(wanted - found)]
     return problems
 
 
 def check_against_collection(root: Path | None = None, impl: str = "solutions",
-                             topics: list[str] | None = None, points: Path = DEFAULT_POINTS,
+                             topics: list[str] | None = None, points: Path | None = None,
                              timeout_s: float = 600.0) -> list[str]:
     """Collect every topic (with `impl`) in its own process and compare with the table.
 
@@ -132,9 +157,9 @@ def check_against_collection(root: Path | None = None, impl: str = "solutions",
     of one topic (its points would be ambiguous), and a table section with no topic folder."""
     from grading import runner
     root = Path(root) if root is not None else runner.GRADING_PARENT
-    table = load_points(points)
+    table = load_points(points, root=root)
     known = runner.discover_topics(root)
-    problems = [f"{topic}: in the points table but exercises/{topic} has no tests"
+    problems = [f"{topic}: has points but exercises/{topic} has no tests"
                 for topic in sorted(set(table) - set(known)) if topics is None or topic in topics]
     topics = known if topics is None else topics
     collected: dict[str, list[str]] = {}

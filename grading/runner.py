@@ -31,9 +31,9 @@ from pathlib import Path
 
 from grading import hardware
 from grading.plugin import RESULTS_ENV
+from lab.paths import REPO_ROOT, TOPIC_NAME
 
-TOPIC_NAME = re.compile(r"^inf\d\d$")
-GRADING_PARENT = Path(__file__).resolve().parent.parent      # makes `-p grading.plugin` importable
+GRADING_PARENT = REPO_ROOT                                   # makes `-p grading.plugin` importable
 LOG_CAP_BYTES = 8 * 2**20
 _TAIL_BYTES = 64 * 2**10
 _SEED_LINE = re.compile(r"lab seed:\s*(-?\d+)")

@@ -1,7 +1,7 @@
 """Copying the lab's tree: what never travels (caches, virtualenvs, outputs) and what a copy leaves out.
 
 Shared by the isolated grading of a submission (`grading.isolate`) and the student release
-(`grading.release`). Paths are POSIX, relative to the root.
+(`grading.tools.release`). Paths are POSIX, relative to the root.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Speed figures that are not paired speed-ups: the shape of a measured curve, or agreement with a lab
 measurement. Recorded the way `lab.timing.compare` records its ratios, so the grader and
-`grading.calibrate` see every threshold the same way: a figure `ratio` that must be >= `threshold`.
+`grading.tools.calibrate` see every threshold the same way: a figure `ratio` that must be >= `threshold`.
 
     slope, intercept, r2 = fit_line(prompt_lens, ttft_s)
     figure = record_figure("TTFT growth vs proportional", ratio=0.71, threshold=0.4, record=record_property)
@@ -39,7 +39,7 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, fl
 def record_figure(what: str, *, ratio: float, threshold: float, passed: bool | None = None,
                   record: Callable[[str, Any], None] | None = None, **details: Any) -> dict:
     """Record one speed figure (higher is better; it passes when ratio >= threshold unless `passed` says
-    otherwise) for the grader (`record`, pytest's `record_property`) and for `grading.calibrate`
+    otherwise) for the grader (`record`, pytest's `record_property`) and for `grading.tools.calibrate`
     (the LAB_SPEED_LOG file). `details` (the raw measurements) travel with it. Returns the record."""
     row = {"what": what, "ratio": float(ratio), "threshold": float(threshold),
            "passed": bool(ratio >= threshold) if passed is None else bool(passed), **details}

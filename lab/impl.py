@@ -17,7 +17,8 @@ import sys
 import types
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lab.paths import REPO_ROOT
+
 BUILTIN_ROOTS = ("exercises", "solutions")
 PLANTED_ROOT = REPO_ROOT / "tests" / "planted"     # planted versions build on the reference: they may import it
 

@@ -14,10 +14,10 @@ Rules this module keeps, so that a speed test is fair and hard to fool:
 - a ratio within 5% under the threshold is measured once more with twice the rounds; both figures,
   the rounds and the threshold are reported on failure and recorded for the grader;
 - the clocks are bound when this module is imported, before any student module is, so patching
-  `time.perf_counter` or `torch.cuda.Event` later changes nothing (and `lab.seal` fails the test that does);
+  `time.perf_counter` or `torch.cuda.Event` later changes nothing (and the grader's seal, grading/guard/seal.py, fails the test that does);
   the rounds whose outputs are re-checked are drawn from the OS's randomness, so they cannot be predicted.
 
-`LAB_SPEED_REPEAT=N` (set by `python -m grading.calibrate --repeat N`) measures each comparison N times in
+`LAB_SPEED_REPEAT=N` (set by `python -m grading.tools.calibrate --repeat N`) measures each comparison N times in
 a row and logs every one, for the flip check; the test asserts the first.
 """
 from __future__ import annotations
@@ -149,7 +149,7 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
             cand, base = _paired_rounds(candidate, baseline, make_inputs, check, 2 * rounds, device_type, None)
             result = Comparison(what, cand, base, threshold, 2 * rounds, retried=True, first_ratio=result.ratio)
         results.append(result)
-        if os.environ.get("LAB_SPEED_LOG"):                 # grading.calibrate collects every comparison
+        if os.environ.get("LAB_SPEED_LOG"):                 # grading.tools.calibrate collects every comparison
             with open(os.environ["LAB_SPEED_LOG"], "a") as log:
                 log.write(json.dumps(result.as_dict()) + "\n")
     result = results[0]

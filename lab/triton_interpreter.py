@@ -14,7 +14,7 @@ The child imports the test file by path, calls `check_my_kernel(seed)` and exits
 failure into a test failure with the child's message, and a stub's NotImplementedError into one too (so
 an unstarted kernel reads as "not started"). The child sees the same implementation (LAB_IMPL) as the tests
 and is held to the same rules: `import solutions` fails unless the parent allows it (lab.impl), and the
-running test's bans (`@pytest.mark.bans`, passed on in LAB_GUARD) apply, a swallowed violation included.
+running test's bans (its topic.toml's, passed on in LAB_GUARD) apply, a swallowed violation included.
 
     python -m lab.triton_interpreter path/to/test_file.py check_my_kernel 1234     # the child's command
 """
@@ -26,7 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lab.paths import REPO_ROOT
+
 TIMEOUT_S = 300
 
 
@@ -60,18 +61,15 @@ def _main(argv: list[str]) -> int:
     from lab.impl import block_solutions, solutions_allowed
     if not solutions_allowed():         # as conftest.py decides for the parent: only the reference and the
         block_solutions()               # planted versions may import solutions
-    from lab import guard
-    guard.install_from_env()            # the bans of the test that started this child
+    from grading.guard import runtime
+    runtime.install_from_env()          # the bans of the test that started this child
     try:
         spec = importlib.util.spec_from_file_location(f"_interpreted_{Path(test_file).stem}", test_file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         getattr(module, function)(seed)
-    finally:                            # as lab.guard_plugin does: a violation the code swallowed still fails
-        guard.scan_student_modules()
-        found = guard.take_violations()
-        if found:
-            raise guard.BannedError(found[0])
+    finally:                            # as the guard's plugin does: a violation the code swallowed still fails
+        runtime.check_child()
     return 0
 
 

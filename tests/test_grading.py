@@ -236,8 +236,8 @@ def test_points_table_drift_is_shown_not_fatal(tmp_path, monkeypatch):
                                "inf97: test_gone is in the points table but was not collected"]
     assert topic_of(doc, "inf99")["message"] == "crashed in test_crash_prone: the process ended (exit code 3)"
     problems = rubric.check_against_collection(root, "solutions", ["inf97"], points)
-    assert problems == ["inf97: test_scale_speed is collected but not in the points table",
-                        "inf97: test_gone is in the points table but not collected"]
+    assert [p.split(" (")[0] for p in problems] == ["inf97: test_scale_speed is collected but not in the points table",
+                                                    "inf97: test_gone is in the points table but not collected"]
 
 
 @pytest.mark.parametrize("text, problem", [

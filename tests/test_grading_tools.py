@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,10 +16,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grading import calibrate, classroom, doctor, export, history, isolate, release, report, rubric, runner, stubs
+from grading import export, history, isolate, report, rubric, runner
+from grading import topics
+from grading.tools import calibrate, classroom, doctor, release, stubs
+from grading.tools import topic as topic_tool
 from grading.__main__ import main
+from lab.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 FIXTURE = ROOT / "tests" / "grading_fixtures" / "repo"
 SOLVED_TOY = (FIXTURE / "solutions" / "inf97" / "toy.py").read_text()
 HIDDEN_TEST = ("import fakelab\n\n\ndef test_hidden_scale_large():\n"
@@ -142,7 +147,7 @@ def test_the_release_leaves_instructors_material_out_and_grades_as_not_started(t
     left = [p.name for p in dest.rglob("*") if p.name in ("grading-out", ".benchmarks", ".pytest_cache", "__pycache__")]
     assert not left, f"the smoke test left {left} in the release"
     grader = release.build(tmp_path / "autograder", autograder=True, grader_args="--topics inf00")
-    assert {"setup.sh", "run_autograder", "autograder_args", "grading/hidden/points.toml"} <= set(grader)
+    assert {"setup.sh", "run_autograder", "autograder_args", "grading/hidden/inf00/topic.toml"} <= set(grader)
     assert os.access(tmp_path / "autograder" / "run_autograder", os.X_OK)
 
 
@@ -182,7 +187,7 @@ def test_classroom_entries_gate_speed_tests_and_leave_gpu_tests_out(lab):
 
 def test_committed_classroom_config_is_current_for_inf00():
     committed = json.loads((ROOT / classroom.CONFIG).read_text())["tests"]
-    table = rubric.load_points(ROOT / "grading" / "points.toml", include_hidden=False)
+    table = rubric.load_points(include_hidden=False)
     assert [t for t in committed if t["name"].startswith("inf00 ")] == classroom.entries(ROOT, ["inf00"], table), \
         "run: python -m grading classroom --write"
 
@@ -191,7 +196,7 @@ def test_committed_classroom_config_covers_every_topic():
     """Cheap (no collection): every topic with points has entries, and every entry names a test with points.
     The full comparison is `python -m grading classroom --check`."""
     committed = json.loads((ROOT / classroom.CONFIG).read_text())["tests"]
-    table = rubric.load_points(ROOT / "grading" / "points.toml", include_hidden=False)
+    table = rubric.load_points(include_hidden=False)
     named = [t["name"].split(" ", 1) for t in committed]
     assert {topic for topic, _ in named} == set(runner.discover_topics(ROOT)) == set(table), \
         "run: python -m grading classroom --write"
@@ -215,3 +220,49 @@ def test_doctor_says_how_to_fix_each_problem():
 def test_flips_count_the_minority_verdicts():
     assert calibrate.flips([True] * 10) == 0 and calibrate.flips([True] * 9 + [False]) == 1
     assert calibrate.flips([False, True, False, True]) == 2
+
+
+# ------------------------------------------------------------------- topic.toml and the topic scaffold
+@pytest.mark.parametrize("text, problem", [
+    ('title = "t"\nminutes = 1\ncolour = 2\n', "unknown key(s) ['colour']"),
+    ('title = "t"\nminutes = 1\n[points]\ntest_a = 1.5\n', "[points] test_a: points must be a whole number >= 0"),
+    ('title = "t"\nminutes = 1\n[[bans]]\ntargets = ["@int9"]\nreason = "r"\n', "'@int9' names no shared list"),
+    ('title = "t"\nminutes = 1\n[[bans]]\ntargets = ["torch"]\n', "give a reason"),
+    ('title = "t"\nminutes = 1\n[[bans]]\ntargets = ["torch"]\nreason = "r"\nmodule = "x"\n',
+     "unknown key(s) ['module']"),
+    ('minutes = 1\n', "add title"),
+    ('title = "t"\nminutes = 1\n[points]\ntest_a = { points = 1, requires = ["test_b"] }\n',
+     "requires ['test_b'], which are not in [points]"),
+])
+def test_a_malformed_topic_toml_says_how_to_fix_it(tmp_path, text, problem):
+    path = tmp_path / "inf90" / "topic.toml"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(topics.TopicError, match=re.escape(problem)):
+        topics.load(path)
+
+
+def test_a_ban_target_that_names_nothing_is_refused(tmp_path):
+    path = tmp_path / "inf90" / "topic.toml"
+    path.parent.mkdir()
+    path.write_text('title = "t"\nminutes = 1\n[[bans]]\ntargets = ["flash_attn", "torch.nn.functional.scaled_dot_'
+                    'attention"]\nreason = "r"\n')
+    with pytest.raises(topics.TopicError, match=re.escape("['torch.nn.functional.scaled_dot_attention'] name(s) "
+                                                          "nothing importable")):
+        topics.check_targets(topics.load(path))
+
+
+def test_topic_scaffold_writes_a_skeleton_the_checks_accept_and_refuses_taken_names(tmp_path):
+    files = {p.relative_to(tmp_path).as_posix() for p in topic_tool.create("inf90", tmp_path, title="T")}
+    assert {"solutions/inf90/example.py", "exercises/inf90/example.py", "exercises/inf90/test_example.py",
+            "exercises/inf90/topic.toml", "exercises/inf90/notebook.py", "exercises/inf90/inf90.ipynb",
+            "grading/hidden/inf90/topic.toml"} <= files
+    assert stubs.expected_stubs(tmp_path)[tmp_path / "exercises" / "inf90" / "example.py"] == \
+        (tmp_path / "exercises" / "inf90" / "example.py").read_text()
+    table = rubric.load_points(root=tmp_path)
+    assert set(table["inf90"]) == {"test_scale_rows_matches_float64", "test_scale_rows_rejects_bad_input",
+                                   "test_hidden_scale_rows_of_one_row_and_half_precision"}
+    with pytest.raises(topic_tool.TopicExists, match="inf90 exists already"):
+        topic_tool.create("inf90", tmp_path)
+    with pytest.raises(ValueError, match="inf \\+ two digits"):
+        topic_tool.create("inf9", tmp_path)

@@ -1,22 +1,25 @@
-"""The anti-cheat checks at run time: bans on library shortcuts (lab/guard.py), the timing seal
-(lab/seal.py), what lab.timing reports and re-checks, who may import solutions, the static audit."""
+"""The anti-cheat checks (grading/guard/): bans on library shortcuts, static (scan.py, at collection) and
+at run time (runtime.py), the timing seal (seal.py), what lab.timing reports and re-checks, who may import
+solutions, the static audit; and that no hook of the guard can re-enter itself."""
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from grading.audit import audit_source
-from lab import guard
+from grading.guard import bans, runtime
+from grading.guard.scan import audit_source, mentions
+from grading.guard.seal import Seal
 from lab.impl import REPO_ROOT, solutions_allowed
-from lab.seal import Seal
 
 GUARD_FIXTURE = Path(__file__).resolve().parent / "grading_fixtures" / "guard"
 
@@ -25,8 +28,8 @@ GUARD_FIXTURE = Path(__file__).resolve().parent / "grading_fixtures" / "guard"
 def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     """test name -> (passed | failed | error, message) of the guard fixture, run in its own pytest."""
     report = tmp_path_factory.mktemp("guard") / "junit.xml"
-    cmd = [sys.executable, "-m", "pytest", str(GUARD_FIXTURE / "test_guarded.py"), "--impl",
-           str(GUARD_FIXTURE / "impl"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    cmd = [sys.executable, "-m", "pytest", str(GUARD_FIXTURE / "test_guarded.py"), str(GUARD_FIXTURE / "inf93"),
+           "--impl", str(GUARD_FIXTURE / "impl"), "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in os.environ.items() if k not in ("LAB_IMPL", "PYTEST_ADDOPTS")})
     assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
@@ -51,7 +54,13 @@ def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     ("test_fails_student_holds_an_alias", "failed", "your code may not use json.dumps (tests/grading_fixtures/guard/"
                                                     "impl/inf93/aliased.py holds it as my_dumps)"),
     ("test_fails_student_calls_from_a_thread", "failed", ""),
-    ("test_fails_student_imports_a_banned_module", "failed", "your code may not import csv"),
+    ("test_fails_student_imports_a_banned_module", "failed", "your code may not use csv (tests/grading_fixtures/"),
+    ("test_fails_student_imports_a_banned_module_not_loaded_yet", "failed",
+     "your code may not import sched (tests/grading_fixtures/guard/impl/inf93/importer.py line 7)"),
+    ("test_static_fails_a_mention_without_running", "failed",
+     "BannedError: inf93: your code may not use json.dumps: tests/grading_fixtures/guard/impl/inf93/aliased.py "
+     "line 1 mentions json.dumps; dump it yourself"),
+    ("test_passes_outside_the_bans_patterns", "passed", ""),
     ("test_fails_student_reaches_a_banned_module_through_sys_modules", "failed", "sneaky.py line 5 mentions csv"),
     ("test_errors_student_patches_the_clock", "error", "time.perf_counter was replaced during this test"),
     ("test_passes_the_clock_was_put_back", "passed", ""),
@@ -74,17 +83,21 @@ def test_mentions_resolve_import_aliases_and_skip_docstrings():
     source = ('"""Uses transformers? No."""\nimport torch.nn.functional as F\nfrom lab import oracle as o\n'
               'import numpy\n\ndef f(x):\n    """scaled_dot_product_attention in a docstring"""\n'
               '    getattr(numpy, "percentile")\n    return F.scaled_dot_product_attention(x, x, x), o.hf_greedy\n')
-    found = guard.mentions(source)
+    found = mentions(source)
     assert found["torch.nn.functional.scaled_dot_product_attention"] == 9
     assert found["lab.oracle.hf_greedy"] == 9 and found["lab.oracle"] == 3 and found["percentile"] == 8
     assert "transformers" not in found and not any("docstring" in k for k in found)
 
 
 def test_targets_are_modules_or_callables():
-    assert guard.is_module_target("transformers") and guard.is_module_target("flash_attn_not_installed")
-    assert guard.is_module_target("lab.oracle")
-    assert not guard.is_module_target("torch.nn.functional.scaled_dot_product_attention")
-    assert not guard.is_module_target("lab.model.LlamaModel.__init__")
+    assert bans.is_module_target("transformers") and bans.is_module_target("flash_attn_not_installed")
+    assert bans.is_module_target("lab.oracle")
+    assert not bans.is_module_target("torch.nn.functional.scaled_dot_product_attention")
+    assert not bans.is_module_target("lab.model.LlamaModel.__init__")
+    assert bans.names_nothing("torch.nn.functional.scaled_dot_attention") and not bans.names_nothing("flash_attn")
+    assert bans.expand(["@int8-shortcuts", "torch.ao"])[:len(bans.INT8_SHORTCUTS)] == list(bans.INT8_SHORTCUTS)
+    with pytest.raises(ValueError, match="known: @library-attention"):
+        bans.expand(["@int9-shortcuts"])
 
 
 def test_only_the_reference_and_planted_versions_may_import_solutions(tmp_path):
@@ -147,10 +160,102 @@ def test_static_scan_covers_the_running_topic_only(tmp_path, monkeypatch):
         module = types.ModuleType(f"_scan_{topic}")
         module.__file__ = str(path)
         monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(guard, "code_kind", lambda p: guard.STUDENT if p.startswith(str(tmp_path)) else guard.OTHER)
-    guard.take_violations()
-    with guard.banned("csv", topic="inf10"):
-        found = guard.take_violations()
+    monkeypatch.setattr(runtime, "code_kind",
+                        lambda p: runtime.STUDENT if p.startswith(str(tmp_path)) else runtime.OTHER)
+    runtime.take_violations()
+    with runtime.banned("csv", topic="inf10"):
+        found = runtime.take_violations()
     assert len(found) == 1 and "inf10/mod.py line 1 mentions csv" in found[0], found
-    with guard.banned("csv", topic="this test"):                 # a test outside a topic: every module
-        assert len(guard.take_violations()) == 2
+    with runtime.banned("csv", topic="this test"):                 # a test outside a topic: every module
+        assert len(runtime.take_violations()) == 2
+
+
+STUDENT_SHORTCUTS = ("import json\n\n\ndef dumps(x):\n    return json.dumps(x)\n\n\n"
+                     "def load_banned():\n    import sched\n    return sched\n\n\n"
+                     "def load_allowed():\n    import wave\n    return wave\n")
+
+
+def test_no_hook_of_the_guard_imports_or_touches_files(tmp_path, monkeypatch):
+    """Issue 9's regression test: on Python 3.12 the import hook called code_kind, which built a pathlib.Path,
+    whose constructor imports ntpath lazily; the import entered the hook again (RecursionError). Here, on any
+    Python, lazily imported modules are dropped from sys.modules and a tripwire records every import, file
+    system access or path resolution made while a hook (the finder, a wrapper, what they call) is on the
+    stack, while the student's code imports and calls around the bans."""
+    student = tmp_path / "inf93"
+    student.mkdir()
+    (student / "shortcut.py").write_text(STUDENT_SHORTCUTS)
+    runtime.install(["json.dumps"])
+    hooks = {runtime.BanFinder.find_spec.__code__, runtime._check_call.__code__, runtime.code_kind.__code__,
+             runtime._violation.__code__, runtime._where.__code__, runtime._shown.__code__,
+             runtime._installed["json.dumps"][3].__code__}
+    touched: list[str] = []
+
+    def in_hook() -> bool:
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code in hooks:
+                return True
+            frame = frame.f_back
+        return False
+
+    class Tripwire:
+        def find_spec(self, name, path=None, target=None):
+            if in_hook():
+                touched.append(f"import {name}")
+            return None
+
+    def spy(name, original):
+        def spied(*args, **kwargs):
+            if in_hook():
+                touched.append(f"{name}{args}")
+            return original(*args, **kwargs)
+        return spied
+
+    spec = importlib.util.spec_from_file_location("_guard_reentry_shortcut", student / "shortcut.py")
+    shortcut = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shortcut)
+    runtime.set_roots(str(tmp_path))                     # install time: the student's root is tmp_path
+    try:
+        for name in ("ntpath", "sched", "wave", "pathlib"):
+            monkeypatch.delitem(sys.modules, name, raising=False)
+        monkeypatch.setattr(sys, "meta_path", [Tripwire(), *sys.meta_path])
+        for owner, name in ((os, "stat"), (os, "lstat"), (os, "getcwd"), (os.path, "realpath"),
+                            (os.path, "abspath"), (os.path, "exists")):
+            monkeypatch.setattr(owner, name, spy(name, getattr(owner, name)))
+        runtime.take_violations()
+        with runtime.banned("json.dumps", "sched", reason="dump it yourself", topic="inf93"):
+            assert shortcut.json.dumps([1]) == "[1]"                     # the test's own call goes through
+            with pytest.raises(bans.BannedError, match=r"your code may not call json.dumps \(.*shortcut.py line 5\)"):
+                shortcut.dumps([1])
+            with pytest.raises(ImportError, match="your code may not import sched"):
+                shortcut.load_banned()
+            assert shortcut.load_allowed().__name__ == "wave"           # an import the bans allow
+            errors: list[BaseException] = []
+
+            def in_a_thread():
+                try:
+                    shortcut.dumps([2])
+                except bans.BannedError as exc:
+                    errors.append(exc)
+            thread = threading.Thread(target=in_a_thread)
+            thread.start()
+            thread.join()
+            assert len(errors) == 1
+            found = runtime.take_violations()
+        monkeypatch.undo()
+    finally:
+        runtime.set_roots()
+    assert not touched, f"a hook of the guard imported or touched the file system: {touched[:12]}"
+    assert len(found) == 3 and all(f.startswith("inf93: your code may not") for f in found), found
+
+
+def test_topic_bans_apply_to_hidden_tests_and_name_real_targets():
+    from grading import topics
+    inf10 = topics.for_test(REPO_ROOT / "grading" / "hidden" / "inf10" / "test_hidden_inf10.py")
+    assert inf10 is not None and "lab.cache" in inf10.bans_for("test_hidden_decode_edge_lengths")[0]
+    inf11 = topics.topic(REPO_ROOT, "inf11")
+    assert inf11.bans_for("test_rms_norm_matches_float64")[0] == [
+        "torch.nn.functional.rms_norm", "torch.rms_norm", "lab.model.RMSNorm.forward"]
+    assert inf11.bans_for("test_float_format_rejects_bad_widths") == ([], "")
+    for found in topics.all_topics().values():
+        topics.check_targets(found)

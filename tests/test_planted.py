@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from grading.rubric import load_points
+from lab.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 PLANTED = sorted(p.parent for p in (ROOT / "tests" / "planted").glob("inf*/*/planted.toml"))
 # Each planted run is a pytest process that spends most of its few seconds starting up and loading, on one
 # thread: two at a time, each on one thread, keep a 2-core CI machine busy (measured: 348 s one by one).
@@ -62,10 +63,10 @@ def test_planted_implementation_loses_points(folder, planted_runs):
     assert meta.get("description") and (expect or meta.get("naive")), \
         f"{folder}: planted.toml needs a description and expect_fail (or naive = true for a GPU-only baseline)"
     if not expect:
-        pytest.skip("a GPU speed baseline only: its speed tests are checked by grading.calibrate on a GPU")
+        pytest.skip("a GPU speed baseline only: its speed tests are checked by grading.tools.calibrate on a GPU")
     points = load_points()[topic]
     unknown = [t for t in expect if t not in points]
-    assert not unknown, f"{folder}: expect_fail names tests not in [{topic}] of grading/points.toml: {unknown}"
+    assert not unknown, f"{folder}: expect_fail names tests not in [{topic}] of exercises/{topic}/topic.toml: {unknown}"
     future, report = planted_runs[folder]
     proc = future.result()
     assert report.exists(), f"pytest did not run:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"

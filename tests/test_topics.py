@@ -8,9 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading import notebooks, stubs
+from grading.tools import notebooks, stubs
+from lab.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 SOLUTION_MODULES = sorted(p.relative_to(ROOT / "solutions") for p in (ROOT / "solutions").glob("inf*/*.py")
                           if p.name != "__init__.py")
 TOPICS = sorted(p.name for p in (ROOT / "exercises").glob("inf[0-9][0-9]") if p.is_dir())
@@ -62,7 +63,7 @@ def test_stub_and_solution_expose_the_same_names_and_signatures(module):
 def test_committed_notebooks_equal_the_built_ones():
     stale = [str(p.relative_to(ROOT)) for p, text in notebooks.expected_notebooks().items()
              if not p.exists() or p.read_text() != text]
-    assert not stale, f"notebooks out of date (python -m grading.notebooks --write): {stale}"
+    assert not stale, f"notebooks out of date (python -m grading.tools.notebooks --write): {stale}"
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -72,9 +73,10 @@ def test_every_topic_has_lesson_notebook_and_points(topic):
     nb = nbformat.read(folder / f"{topic}.ipynb", as_version=4)
     nbformat.validate(nb)
     assert any(c.cell_type == "code" for c in nb.cells)
-    import tomllib
-    points = tomllib.loads((ROOT / "grading" / "points.toml").read_text())
-    assert topic in points, f"{topic}: no [{topic}] section in grading/points.toml"
+    from grading import topics
+    found = topics.topic(ROOT, topic)
+    assert found is not None and found.points, f"{topic}: no [points] in exercises/{topic}/topic.toml"
+    topics.check_targets(found)
 
 
 @pytest.mark.slow
@@ -118,7 +120,7 @@ def _topic(card: dict, topic: str) -> dict:
 def test_points_table_matches_the_collected_tests():
     from grading.rubric import check_against_collection
     problems = check_against_collection()
-    assert not problems, "grading/points.toml and the tests disagree:\n" + "\n".join(problems)
+    assert not problems, "the topics' [points] (topic.toml) and the tests disagree:\n" + "\n".join(problems)
 
 
 @needs_solutions

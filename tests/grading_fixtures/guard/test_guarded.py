@@ -1,5 +1,6 @@
-"""Run by tests/test_guard.py as `pytest test_guarded.py --impl guard/impl`: each test's name says whether
-the guard must let it pass or make it fail. `student` stands for the student's code."""
+"""Run by tests/test_guard.py as `pytest test_guarded.py inf93 --impl guard/impl`: each test's name says
+whether the guard must let it pass or make it fail. `student` stands for the student's code. The bans here
+are legacy markers (run-time checks only); inf93/test_static.py has its bans in inf93/topic.toml."""
 import importlib
 import json
 import time
@@ -50,7 +51,12 @@ def test_fails_student_reaches_a_banned_module_through_sys_modules():
 
 @pytest.mark.bans("csv")
 def test_fails_student_imports_a_banned_module():
-    assert impl.importer.imports_csv() is not None
+    assert impl.importer.imports_csv() is not None        # csv is loaded already: the scan after the test
+
+
+@pytest.mark.bans("sched")
+def test_fails_student_imports_a_banned_module_not_loaded_yet():
+    assert impl.importer.imports_sched() is not None      # the meta-path finder refuses it
 
 
 def test_passes_without_bans_the_same_code_runs():

@@ -17,9 +17,10 @@ import platform
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from lab.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 INSTALL = "run `make setup` (or: pip install -e . in the lab's virtualenv)"
 PACKAGES = [  # (distribution, minimum, below, required, what it is for)
@@ -34,6 +35,7 @@ PACKAGES = [  # (distribution, minimum, below, required, what it is for)
 ]
 TRITON_PROBE = """
 import torch, triton, triton.language as tl
+
 @triton.jit
 def add(x, y, out, n, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

@@ -1,12 +1,13 @@
-"""Notebooks from plain sources: docs/notebooks/infNN.py (percent format) -> exercises/infNN/infNN.ipynb.
+"""Notebooks from plain sources: exercises/infNN/notebook.py (percent format) -> exercises/infNN/infNN.ipynb.
 
 A source is Python with cell markers: `# %%` starts a code cell, `# %% [markdown]` a markdown cell whose
 lines are comments (`# ` stripped). Keeping sources as .py makes them diffable and testable; the
-committed .ipynb files are built from them with nbformat, and a lab self-test checks they match.
+committed .ipynb files are built from them with nbformat, and a lab self-test checks they match. The
+source lives beside its notebook; it is never a student module (no stub, not scanned, not submitted).
 
-    python -m grading.notebooks --write          # rebuild every notebook
-    python -m grading.notebooks --check          # exit 1 if a committed notebook is stale
-    python -m grading.notebooks --run inf00      # execute one (LAB_IMPL decides whose code runs)
+    python -m grading.tools.notebooks --write          # rebuild every notebook
+    python -m grading.tools.notebooks --check          # exit 1 if a committed notebook is stale
+    python -m grading.tools.notebooks --run inf00      # execute one (LAB_IMPL decides whose code runs)
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import nbformat
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SOURCES = REPO_ROOT / "docs" / "notebooks"
+from lab.paths import REPO_ROOT, TOPIC_NAME
+
+SOURCE_NAME = "notebook.py"
 
 
 def _cells(source: str) -> list[tuple[str, str]]:
@@ -36,24 +38,30 @@ def _cells(source: str) -> list[tuple[str, str]]:
 
 
 def build(source_path: Path) -> nbformat.NotebookNode:
-    """The notebook of one percent-format source."""
+    """The notebook of one percent-format source (exercises/infNN/notebook.py)."""
+    topic = source_path.parent.name if source_path.name == SOURCE_NAME else source_path.stem
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for i, (kind, text) in enumerate(_cells(source_path.read_text())):
         cell = nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
-        cell["id"] = f"{source_path.stem}-{i:02d}"
+        cell["id"] = f"{topic}-{i:02d}"
         nb.cells.append(cell)
     nbformat.validate(nb)
     return nb
 
 
 def target_of(source_path: Path) -> Path:
-    return REPO_ROOT / "exercises" / source_path.stem / f"{source_path.stem}.ipynb"
+    """exercises/infNN/infNN.ipynb for exercises/infNN/notebook.py."""
+    return source_path.parent / f"{source_path.parent.name}.ipynb"
 
 
-def expected_notebooks() -> dict[Path, str]:
-    return {target_of(p): nbformat.writes(build(p)) + "\n" for p in sorted(SOURCES.glob("inf*.py"))}
+def sources(root: Path = REPO_ROOT) -> list[Path]:
+    return sorted(p for p in (Path(root) / "exercises").glob(f"inf*/{SOURCE_NAME}") if TOPIC_NAME.match(p.parent.name))
+
+
+def expected_notebooks(root: Path = REPO_ROOT) -> dict[Path, str]:
+    return {target_of(p): nbformat.writes(build(p)) + "\n" for p in sources(root)}
 
 
 def run(topic: str, timeout: int = 600) -> nbformat.NotebookNode:
@@ -67,7 +75,7 @@ def run(topic: str, timeout: int = 600) -> nbformat.NotebookNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.notebooks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grading.tools.notebooks", description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true")
     mode.add_argument("--write", action="store_true")
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(REPO_ROOT)}")
         else:
-            print(f"stale: {path.relative_to(REPO_ROOT)} (run: python -m grading.notebooks --write)")
+            print(f"stale: {path.relative_to(REPO_ROOT)} (run: python -m grading.tools.notebooks --write)")
     return 1 if stale and args.check else 0
 
 

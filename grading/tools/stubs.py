@@ -12,8 +12,8 @@ In the stub a region inside a function becomes `raise NotImplementedError("inf00
 greedy_generate")`; a region outside any function (imports or helpers only the solution needs) is
 dropped. Everything else is copied verbatim, so signatures, type hints and docstrings are shared.
 
-    python -m grading.stubs --check    # exit 1 if a committed stub differs from its solution
-    python -m grading.stubs --write    # regenerate exercises/infNN/*.py from solutions/infNN/*.py
+    python -m grading.tools.stubs --check    # exit 1 if a committed stub differs from its solution
+    python -m grading.tools.stubs --write    # regenerate exercises/infNN/*.py from solutions/infNN/*.py
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ import re
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lab.paths import REPO_ROOT
+
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 _DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 
@@ -75,6 +76,8 @@ def expected_stubs(root: Path = REPO_ROOT) -> dict[Path, str]:
     """Every exercises/ module as generated from solutions/ (topic __init__ files included)."""
     result = {}
     for solution in sorted((root / "solutions").glob("inf*/*.py")):
+        if solution.name == "notebook.py":          # a notebook's source is never a student module
+            continue
         topic = solution.parent.name
         target = root / "exercises" / topic / solution.name
         text = solution.read_text()
@@ -83,7 +86,7 @@ def expected_stubs(root: Path = REPO_ROOT) -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.stubs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grading.tools.stubs", description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="report stubs that differ from their solutions")
     mode.add_argument("--write", action="store_true", help="regenerate the stubs in exercises/")

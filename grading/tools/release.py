@@ -10,7 +10,7 @@ its tests are .github/classroom/autograding.json (`python -m grading classroom -
 
 What a release leaves out: solutions/, the planted versions and their test (tests/planted,
 tests/test_planted.py), the hidden tests (grading/hidden, unless --autograder), the Gradescope scripts,
-notebook sources and instructors' docs (docs/notebooks, docs/adding-a-topic.md).
+notebook sources and instructors' docs (exercises/infNN/notebook.py, docs/adding-a-topic.md).
 The stubs in exercises/ are generated afresh from the marked solutions (the stub generator), so edits
 in the instructor's exercises/ never leak. In Markdown files, lines of code blocks that run the reference
 (`--impl solutions`, `IMPL=solutions`) or are marked `(instructors)`, and `<!-- instructors -->` ...
@@ -29,11 +29,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grading import stubs, tree
+from grading import tree
+from grading.tools import stubs
+from lab.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 LEAVES_OUT = ("solutions", "tests/planted", "tests/test_planted.py", "grading/hidden", "grading/autograder",
-              "docs/notebooks", "docs/adding-a-topic.md")
+              "docs/adding-a-topic.md", "exercises/*/notebook.py")
 AUTOGRADER_KEEPS = ("grading/hidden", "grading/autograder")
 _REFERENCE_LINE = re.compile(r"--impl[ =]solutions|IMPL=solutions|\(instructors\)")
 _BLOCK = re.compile(r"<!-- instructors -->.*?<!-- /instructors -->\n?", re.S)

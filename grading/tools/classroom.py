@@ -1,4 +1,4 @@
-"""GitHub Classroom's autograding configuration, generated from the points table and the collected tests.
+"""GitHub Classroom's autograding configuration, generated from the topics' points (topic.toml) and the collected tests.
 
     python -m grading classroom --write      # .github/classroom/autograding.json, every topic
     python -m grading classroom --check      # exit 1 if the committed file differs from the generated one
@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from grading import rubric, runner
+from lab.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(".github") / "classroom" / "autograding.json"
 PYTEST = ".venv/bin/python -m pytest -q -p no:cacheprovider -m 'not gpu'"
 TIMEOUT_MIN = 10
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true")
     mode.add_argument("--check", action="store_true")
-    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--root", type=Path, default=REPO_ROOT)
     args = parser.parse_args(argv)
-    table = rubric.load_points(args.root / "grading" / "points.toml", include_hidden=False)
+    table = rubric.load_points(root=args.root, include_hidden=False)
     text = render(entries(args.root, runner.discover_topics(args.root), table))
     path = args.root / CONFIG
     if args.write:

@@ -2,7 +2,7 @@
 
 `lab.timing` binds its clocks when it is imported (before any student module is), so patching
 `time.perf_counter` or `torch.cuda.Event` cannot fool it; this seal also notices such patches, and any
-change to `lab.timing` itself (a function, its code, a method of `Comparison`), and undoes them:
+change to `lab.timing` itself (a function, its code, a method of `Comparison`) or to the guard, and undoes them:
 
     seal = Seal()
     seal.record()            # after collection, and again at each test's setup for modules loaded since
@@ -21,7 +21,8 @@ WATCHED = {
     "torch.cuda": ("synchronize", "Event"),
     "lab.hardware": ("synchronize",),
 }
-WHOLE_MODULES = ("lab.timing", "lab.seal", "lab.guard")     # every function and class, and their methods
+# every function and class of these, and their methods
+WHOLE_MODULES = ("lab.timing", "grading.guard.seal", "grading.guard.runtime")
 _FUNCTION_PARTS = ("__code__", "__defaults__", "__kwdefaults__")
 
 

@@ -1,7 +1,7 @@
 """Calibrate a topic's speed thresholds: its speed tests, run with the reference and with each planted
 naive version, several times, in one process tree, on the machine at hand (an H200 for the GPU figures).
 
-    python -m grading.calibrate inf10 [inf11 ...] [--runs 3] [--repeat 1] [--flips] [--out DIR] [-- pytest args]
+    python -m grading.tools.calibrate inf10 [inf11 ...] [--runs 3] [--repeat 1] [--flips] [--out DIR] [-- pytest args]
 
 For each topic it runs `pytest exercises/<topic> -m speed` once per run with `--impl solutions` and with
 every planted implementation marked `naive = true` in tests/planted/<topic>/*/planted.toml, collects each
@@ -26,7 +26,8 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from lab.paths import REPO_ROOT, TOPIC_NAME
+
 MARGIN = 1.2
 
 
@@ -100,7 +101,7 @@ def verdict(entry: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading.calibrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grading.tools.calibrate", description=__doc__.split("\n")[0])
     parser.add_argument("topics", nargs="+")
     parser.add_argument("--runs", type=int, default=3, help="pytest processes per implementation")
     parser.add_argument("--repeat", type=int, default=1, help="measurements of each comparison per process")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []       # after --: extra pytest arguments
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    known = sorted(p.name for p in (REPO_ROOT / "exercises").glob("inf[0-9][0-9]"))
+    known = sorted(p.name for p in (REPO_ROOT / "exercises").iterdir() if TOPIC_NAME.match(p.name))
     bad = [t for t in args.topics if t not in known]
     if bad:
         print(f"unknown topic(s) {', '.join(bad)}; known: {', '.join(known)}", file=sys.stderr)
