@@ -88,10 +88,15 @@ class BlockAllocator:
         return new_blocks + int(needs_copy)
         # END SOLUTION
 
-    def can_allocate(self, num_tokens: int, num_shared_blocks: int = 0) -> bool:
-        """Whether `allocate` of a sequence of num_tokens tokens, the first num_shared_blocks of them
-        in shared blocks, would succeed now."""
-        return self.num_blocks_for(num_tokens) - num_shared_blocks <= self.num_free_blocks
+    def can_allocate(self, num_tokens: int, shared_blocks: Sequence[int] = ()) -> bool:
+        """Whether `allocate(seq_id, num_tokens, shared_blocks)` would find enough free blocks now.
+
+        Hint: a shared block that is free (ref count 0, kept by a prefix cache) costs a free block too.
+        """
+        # BEGIN SOLUTION
+        num_revived = sum(self.ref_counts[b] == 0 for b in shared_blocks)
+        return self.num_blocks_for(num_tokens) - len(shared_blocks) + num_revived <= self.num_free_blocks
+        # END SOLUTION
 
     def can_append(self, seq_id: Hashable, num_tokens: int = 1) -> bool:
         """Whether `append_slots(seq_id, num_tokens)` would succeed now."""
@@ -132,13 +137,12 @@ class BlockAllocator:
         if len(shared) > self.num_blocks_for(num_tokens):
             raise ValueError(f"{len(shared)} shared blocks are more than {num_tokens} tokens need")
         # BEGIN SOLUTION
-        num_revived = sum(self.ref_counts[b] == 0 for b in shared)      # cached but free: leave the free list
+        if not self.can_allocate(num_tokens, shared):
+            raise OutOfBlocksError(f"sequence {seq_id!r} of {num_tokens} tokens ({len(shared)} blocks shared) "
+                                   f"needs more than the {self.num_free_blocks} free blocks")
         num_new = self.num_blocks_for(num_tokens) - len(shared)
-        if num_new + num_revived > self.num_free_blocks:
-            raise OutOfBlocksError(f"sequence {seq_id!r} needs {num_new + num_revived} free blocks for "
-                                   f"{num_tokens} tokens; {self.num_free_blocks} are free")
         for block_id in shared:
-            if self.ref_counts[block_id] == 0:
+            if self.ref_counts[block_id] == 0:                       # cached but free: leave the free list
                 del self.free_blocks[block_id]
             self.ref_counts[block_id] += 1
         self.tables[seq_id] = shared + [self._take_free_block() for _ in range(num_new)]

@@ -62,6 +62,14 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
     # END SOLUTION
 
 
+def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
+    """Apply BlockAllocator.append_slots' copy-on-write pairs: block dst of both caches becomes a copy of
+    block src (before the new tokens are written). Given: a model runner calls it, the lesson needs no more."""
+    for src, dst in copies:
+        k_cache[dst] = k_cache[src]
+        v_cache[dst] = v_cache[src]
+
+
 def _check_decode_args(q, k_cache, v_cache, block_tables, context_lens) -> None:
     """ValueError with the expected shapes unless the decode attention's arguments fit together."""
     _check_cache(k_cache, v_cache)
