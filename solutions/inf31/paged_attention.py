@@ -204,9 +204,14 @@ def merge_partitions_kernel(part_out_ptr, part_lse_ptr, out_ptr, num_parts,
 
 
 # Tokens per program: 512 as in vLLM's paged attention v2. At batch 16 and 4k context on a Llama-3-8B
-# shape (8 KV heads) that is 16 * 8 * 8 = 1,024 programs, several per SM; BLOCK_N tokens per loop step.
-PARTITION, BLOCK_N = 512, 64
-INTERPRETER_TILES = {"PARTITION": 32, "BLOCK_N": 16}     # the CPU interpreter: small tiles, several partitions
+# shape (8 KV heads) that is 16 * 8 * 8 = 1,024 programs, several per SM. On a GPU the autotuner picks the
+# tokens per loop step (BLOCK_N) and the warps on the first call of each shape; the interpreter (tests on
+# a CPU) runs small fixed tiles, several partitions per sequence.
+PARTITION = 512
+PAGED_CONFIGS = [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s)
+                 for n in (32, 64, 128) for w in (4, 8) for s in (2, 3)]
+paged_decode_kernel_tuned = triton.autotune(PAGED_CONFIGS, key=["GROUP", "HEAD_DIM", "BLOCK_SIZE"])(paged_decode_kernel)
+INTERPRETER_TILES = {"PARTITION": 32, "BLOCK_N": 16}
 
 
 def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
@@ -216,8 +221,9 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     Launch `paged_decode_kernel` on a grid (num_seqs, num_kv_heads, cdiv(max context, PARTITION)) into
     float32 scratch part_out [num_seqs, num_heads, num_parts, head_dim] and part_lse [num_seqs,
     num_heads, num_parts], then `merge_partitions_kernel` on (num_seqs, num_heads) into the output.
-    head_dim must be a power of two (16 or more) and the cache's last dimension contiguous. On a CPU (the
-    interpreter) use INTERPRETER_TILES instead of PARTITION and BLOCK_N.
+    head_dim must be a power of two (16 or more) and the cache's last dimension contiguous. On a CUDA
+    device launch `paged_decode_kernel_tuned` with PARTITION (it picks BLOCK_N); on a CPU (the
+    interpreter) `paged_decode_kernel` with **INTERPRETER_TILES.
     Hint: GROUP_PAD = max(16, triton.next_power_of_2(num_heads // num_kv_heads)).
     """
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens)
@@ -228,7 +234,7 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     # BEGIN SOLUTION
     num_seqs, num_heads, _ = q.shape
     scale = 1 / math.sqrt(head_dim) if scale is None else scale
-    tiles = {"PARTITION": PARTITION, "BLOCK_N": BLOCK_N} if q.is_cuda else INTERPRETER_TILES
+    tiles = {"PARTITION": PARTITION} if q.is_cuda else INTERPRETER_TILES
     out_dtype = q.dtype
     q = q.to(k_cache.dtype).contiguous()                 # tl.dot wants both operands in one dtype
     block_tables = block_tables.to(torch.int32).contiguous()
@@ -237,7 +243,8 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     part_out = torch.empty(num_seqs, num_heads, num_parts, head_dim, device=q.device, dtype=torch.float32)
     part_lse = torch.empty(num_seqs, num_heads, num_parts, device=q.device, dtype=torch.float32)
     group = num_heads // num_kv_heads
-    paged_decode_kernel[(num_seqs, num_kv_heads, num_parts)](
+    kernel = paged_decode_kernel_tuned if q.is_cuda else paged_decode_kernel
+    kernel[(num_seqs, num_kv_heads, num_parts)](
         q, k_cache, v_cache, block_tables, context_lens, part_out, part_lse, scale,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
         part_out.stride(0), part_out.stride(1), part_out.stride(2), part_lse.stride(0), part_lse.stride(1),
@@ -247,6 +254,6 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     merge_partitions_kernel[(num_seqs, num_heads)](
         part_out, part_lse, out, num_parts, part_out.stride(0), part_out.stride(1), part_out.stride(2),
         part_lse.stride(0), part_lse.stride(1), out.stride(0), out.stride(1),
-        HEAD_DIM=head_dim, PARTS_PAD=triton.next_power_of_2(num_parts))
+        HEAD_DIM=head_dim, PARTS_PAD=max(2, triton.next_power_of_2(num_parts)))
     return out
     # END SOLUTION
