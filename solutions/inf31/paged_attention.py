@@ -84,7 +84,9 @@ def _check_decode_args(q, k_cache, v_cache, block_tables, context_lens) -> None:
     if context_lens.shape != (num_seqs,) or context_lens.dtype.is_floating_point:
         raise ValueError(f"context_lens must be [num_seqs={num_seqs}] integers, got {context_lens.dtype} "
                          f"{list(context_lens.shape)}")
-    if num_seqs and (context_lens.min() < 1 or context_lens.max() > block_tables.shape[1] * block_size):
+    # Values are checked on the CPU only: on a GPU the check would cost a device sync every decode step.
+    if num_seqs and not context_lens.is_cuda and (context_lens.min() < 1
+                                                  or context_lens.max() > block_tables.shape[1] * block_size):
         raise ValueError(f"context_lens must be in [1, max_blocks_per_seq * block_size = "
                          f"{block_tables.shape[1] * block_size}], got {context_lens.tolist()}")
 
@@ -97,7 +99,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     k_cache, v_cache: [num_blocks, block_size, num_kv_heads, head_dim]; num_heads % num_kv_heads == 0.
     block_tables: [num_seqs, max_blocks_per_seq] integer; row i lists sequence i's blocks in token
                   order (entries past its blocks are padding, never read).
-    context_lens: [num_seqs] integer in [1, max_blocks_per_seq * block_size]: tokens sequence i attends to.
+    context_lens: [num_seqs] integer in [1, max_blocks_per_seq * block_size]: tokens sequence i attends to
+                  (checked when on the CPU).
     scale:        softmax scale, 1 / sqrt(head_dim) when None.
     Returns [num_seqs, num_heads, head_dim] in q's dtype: softmax(q k^T * scale) v over each
     sequence's first context_lens[i] tokens, computed in float32; query head h reads KV head
@@ -218,7 +221,8 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            context_lens: torch.Tensor, scale: float | None = None) -> torch.Tensor:
     """`paged_attention` as two Triton launches (same arguments, same result up to float32 rounding).
 
-    Launch `paged_decode_kernel` on a grid (num_seqs, num_kv_heads, cdiv(max context, PARTITION)) into
+    Launch `paged_decode_kernel` on a grid (num_seqs, num_kv_heads, num_parts) with num_parts =
+    cdiv(max_blocks_per_seq * block_size, PARTITION) (reading context_lens.max() would sync the GPU) into
     float32 scratch part_out [num_seqs, num_heads, num_parts, head_dim] and part_lse [num_seqs,
     num_heads, num_parts], then `merge_partitions_kernel` on (num_seqs, num_heads) into the output.
     head_dim must be a power of two (16 or more) and the cache's last dimension contiguous. On a CUDA
@@ -239,7 +243,9 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     q = q.to(k_cache.dtype).contiguous()                 # tl.dot wants both operands in one dtype
     block_tables = block_tables.to(torch.int32).contiguous()
     context_lens = context_lens.to(torch.int32).contiguous()
-    num_parts = triton.cdiv(int(context_lens.max()), tiles["PARTITION"])
+    # Partitions for the longest context a table can hold (no device sync to read context_lens); those past a
+    # sequence's context exit at once.
+    num_parts = triton.cdiv(block_tables.shape[1] * block_size, tiles["PARTITION"])
     part_out = torch.empty(num_seqs, num_heads, num_parts, head_dim, device=q.device, dtype=torch.float32)
     part_lse = torch.empty(num_seqs, num_heads, num_parts, device=q.device, dtype=torch.float32)
     group = num_heads // num_kv_heads
