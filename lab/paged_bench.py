@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
 
             variants = {
                 "sdpa": lambda q: F.scaled_dot_product_attention(q[:, :, None], k, v, enable_gqa=True),
-                "paged-triton": lambda q: impl.paged_attention.paged_attention_triton(q, k_cache, v_cache, tables, lens),
+                "paged-triton": lambda q: impl.paged_attention.paged_attention_triton(q, k_cache, v_cache, tables,
+                                                                                      lens),
                 "paged-torch": lambda q: impl.paged_attention.paged_attention(q, k_cache, v_cache, tables, lens),
             }
             sdpa_s = None

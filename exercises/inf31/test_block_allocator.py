@@ -227,7 +227,8 @@ def test_fork_shares_blocks_and_copies_the_last_one_on_write(rng):
     assert copies == [(parent[-1], new_table[-1])] and new_table[:-1] == parent[:-1] and new_table[-1] != parent[-1], (
         f"writing into the shared partial block {parent[-1]} must copy it to a fresh block first: expected "
         f"copies [({parent[-1]}, new)] and the child's table {parent[:-1]} + [new], got {copies} and {new_table}")
-    assert slots == [new_table[-1] * bs + n % bs], f"the new token goes to offset {n % bs} of the copy, got slot {slots}"
+    assert slots == [new_table[-1] * bs + n % bs], \
+        f"the new token goes to offset {n % bs} of the copy, got slot {slots}"
     assert alloc.num_free_blocks == free_before - 1 and alloc.ref_counts[parent[-1]] == 1
     slots, copies = alloc.append_slots("parent", 1)                  # the parent owns its last block again
     assert copies == [] and slots == [parent[-1] * bs + n % bs], \

@@ -112,7 +112,8 @@ def test_paged_attention_matches_contiguous_float64(rng, dtype):
     got = impl.paged_attention.paged_attention(*args, scale=scale)
     assert all(torch.equal(a, b) for a, b in zip(args, (q, k_cache, v_cache, tables, lens))), "inputs must not change"
     want = contiguous_oracle(q, keys, values, scale)
-    assert got.dtype == dtype and got.shape == q.shape, f"expected {dtype} {list(q.shape)}, got {got.dtype} {list(got.shape)}"
+    assert got.dtype == dtype and got.shape == q.shape, \
+        f"expected {dtype} {list(q.shape)}, got {got.dtype} {list(got.shape)}"
     err = (got.double() - want).abs().max().item()
     tol = 1e-5 if dtype == torch.float32 else 1.5e-2               # bf16: one rounding of outputs of size ~3
     assert err <= tol, (f"max error {err:.2e} > {tol:.0e} against contiguous attention in float64 (lens "

@@ -68,7 +68,8 @@ class BlockAllocator:
 
     def _known(self, seq_id: Hashable) -> Hashable:
         if seq_id not in self.tables:
-            raise ValueError(f"unknown sequence {seq_id!r}: allocate it first (known: {sorted(self.tables, key=str)[:8]})")
+            raise ValueError(f"unknown sequence {seq_id!r}: allocate it first "
+                             f"(known: {sorted(self.tables, key=str)[:8]})")
         return seq_id
 
     def num_blocks_for(self, num_tokens: int) -> int:
