@@ -219,7 +219,8 @@ INTERPRETER_TILES = {"PARTITION": 32, "BLOCK_N": 16}
 
 def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
                            context_lens: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """`paged_attention` as two Triton launches (same arguments, same result up to float32 rounding).
+    """`paged_attention` as two Triton launches (same arguments, same result up to float32 rounding; on a
+    GPU, float32 caches go through TF32 tensor cores and bf16/fp16 ones round P to their dtype before P V).
 
     Launch `paged_decode_kernel` on a grid (num_seqs, num_kv_heads, num_parts) with num_parts =
     cdiv(max_blocks_per_seq * block_size, PARTITION) (reading context_lens.max() would sync the GPU) into
