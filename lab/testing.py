@@ -5,6 +5,7 @@ student's fast code with these slow, obviously-right versions.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -112,3 +113,38 @@ class SleepyModel(ScriptedModel):
     def forward(self, input_ids, *args, **kwargs):
         time.sleep(self.base_s + self.per_token_s * input_ids.shape[1])
         return super().forward(input_ids, *args, **kwargs)
+
+
+class _LaunchCounter:
+    count: int = 0
+
+
+@contextlib.contextmanager
+def count_triton_launches():
+    """Count Triton kernel launches inside the block: `with count_triton_launches() as launches: ...`,
+    then `launches.count`. A test that claims a Triton kernel ran asserts `launches.count >= 1`.
+
+    Interim version: it wraps the launch entry points of compiled (`JITFunction.run`) and interpreted
+    (`InterpretedFunction.run`, TRITON_INTERPRET=1) kernels for the duration of the block; warm-up and
+    compile-only calls are not counted.
+    """
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    counter = _LaunchCounter()
+    originals = {cls: cls.run for cls in (JITFunction, InterpretedFunction)}
+
+    def wrap(original):
+        def run(self, *args, **kwargs):
+            if not kwargs.get("warmup", False):
+                counter.count += 1
+            return original(self, *args, **kwargs)
+        return run
+
+    for cls, original in originals.items():
+        cls.run = wrap(original)
+    try:
+        yield counter
+    finally:
+        for cls, original in originals.items():
+            cls.run = original

@@ -29,7 +29,8 @@ PACKAGES = [  # (distribution, minimum, below, required, what it is for)
     ("transformers", "5.0", None, True, "the oracle"), ("tokenizers", "0.21", None, True, "the tokenizer"),
     ("gguf", "0.17", None, True, "reading the real model"), ("pytest", "8", None, True, "the tests"),
     ("pytest-timeout", "2.3", None, True, "the grader's time limits"),
-    ("pytest-benchmark", "5", None, True, "speed tests"), ("jsonschema", "4", None, False, "the lab's self-test"),
+    ("pytest-benchmark", "5", None, True, "speed tests"),
+    ("hypothesis", "6.100", None, True, "inf31's random allocator workloads"), ("jsonschema", "4", None, False, "the lab's self-test"),
     ("nbclient", "0.10", None, False, "running the notebooks"),
     ("bitsandbytes", "0.45", None, False, "inf14's LLM.int8() oracle (its tests skip without it)"),
 ]

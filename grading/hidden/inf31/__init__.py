@@ -1,0 +1,1 @@
+"""inf31 hidden tests."""

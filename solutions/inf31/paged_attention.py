@@ -1,0 +1,266 @@
+"""inf31 · Paged attention: write K/V by slot, and attend through block tables, in PyTorch and in Triton.
+
+One layer's paged KV cache is two tensors of shape [num_blocks, block_size, num_kv_heads, head_dim]
+(vLLM's and FlashInfer's NHD layout): block b, offset o holds one token's K (or V) for every KV head.
+Seen flat, [num_blocks * block_size, num_kv_heads, head_dim], token slot s = b * block_size + o is one
+row, which is how `write_kv` stores a step's new tokens (the slots come from BlockAllocator.append_slots).
+
+Decode attention: each sequence has one new query token, [num_heads, head_dim], and attends to its
+context_len stored tokens, found through its block table (a row of `block_tables`, padded past the
+sequence's blocks). With GQA, query heads h of one group share KV head h // (num_heads // num_kv_heads).
+
+Two implementations with one signature: `paged_attention` in PyTorch (gather the slots, then attend: the
+reference, and the CPU path) and `paged_attention_triton`, a Triton decode kernel that reads K/V through
+the block table in place, never building a contiguous copy (flash-decoding: the context is cut into
+partitions, one program per (sequence, KV head, partition), each with its own online softmax; a second
+small kernel merges the partitions by their log-sum-exp).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+
+def _check_cache(k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
+    if not isinstance(k_cache, torch.Tensor) or not isinstance(v_cache, torch.Tensor) or k_cache.dim() != 4 \
+            or k_cache.shape != v_cache.shape or k_cache.dtype != v_cache.dtype or k_cache.device != v_cache.device:
+        raise ValueError("k_cache and v_cache must be tensors of one shape [num_blocks, block_size, num_kv_heads, "
+                         f"head_dim], dtype and device; got {getattr(k_cache, 'shape', k_cache)} and "
+                         f"{getattr(v_cache, 'shape', v_cache)}")
+
+
+def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             slot_mapping: torch.Tensor) -> None:
+    """Store new tokens' K and V in the paged cache, in place: token i goes to slot slot_mapping[i].
+
+    k_cache, v_cache: [num_blocks, block_size, num_kv_heads, head_dim]; slot s is block s // block_size,
+                      offset s % block_size.
+    k, v:             [num_tokens, num_kv_heads, head_dim], any float dtype (stored in the cache's dtype).
+    slot_mapping:     [num_tokens] integer; a slot of -1 means "padding, store nothing".
+    Raises ValueError on mismatched shapes or a slot outside [-1, num_blocks * block_size).
+    Hint: a view of the cache as [num_blocks * block_size, num_kv_heads, head_dim] is indexed by slot.
+    """
+    _check_cache(k_cache, v_cache)
+    num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
+    if k.shape != v.shape or k.dim() != 3 or k.shape[1:] != (num_kv_heads, head_dim):
+        raise ValueError(f"k and v must be [num_tokens, num_kv_heads={num_kv_heads}, head_dim={head_dim}], "
+                         f"got {list(k.shape)} and {list(v.shape)}")
+    if slot_mapping.shape != (k.shape[0],) or slot_mapping.dtype.is_floating_point:
+        raise ValueError(f"slot_mapping must be [num_tokens={k.shape[0]}] integers, got "
+                         f"{slot_mapping.dtype} {list(slot_mapping.shape)}")
+    if slot_mapping.numel() and (slot_mapping.min() < -1 or slot_mapping.max() >= num_blocks * block_size):
+        raise ValueError(f"slots must be in [-1, {num_blocks * block_size}) (num_blocks * block_size), got "
+                         f"{int(slot_mapping.min())} .. {int(slot_mapping.max())}")
+    # BEGIN SOLUTION
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].to(device=k_cache.device, dtype=torch.long)
+    k_cache.view(-1, num_kv_heads, head_dim)[slots] = k[keep].to(k_cache.dtype)
+    v_cache.view(-1, num_kv_heads, head_dim)[slots] = v[keep].to(v_cache.dtype)
+    # END SOLUTION
+
+
+def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
+    """Apply BlockAllocator.append_slots' copy-on-write pairs: block dst of both caches becomes a copy of
+    block src (before the new tokens are written). Given: a model runner calls it, the lesson needs no more."""
+    for src, dst in copies:
+        k_cache[dst] = k_cache[src]
+        v_cache[dst] = v_cache[src]
+
+
+def _check_decode_args(q, k_cache, v_cache, block_tables, context_lens) -> None:
+    """ValueError with the expected shapes unless the decode attention's arguments fit together."""
+    _check_cache(k_cache, v_cache)
+    num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
+    if not isinstance(q, torch.Tensor) or q.dim() != 3 or q.shape[2] != head_dim or q.shape[1] % num_kv_heads:
+        raise ValueError(f"q must be [num_seqs, num_heads, head_dim={head_dim}] with num_heads a multiple of "
+                         f"num_kv_heads={num_kv_heads}, got {getattr(q, 'shape', q)}")
+    num_seqs = q.shape[0]
+    if block_tables.dim() != 2 or block_tables.shape[0] != num_seqs or block_tables.dtype.is_floating_point:
+        raise ValueError(f"block_tables must be [num_seqs={num_seqs}, max_blocks_per_seq] integers, got "
+                         f"{block_tables.dtype} {list(block_tables.shape)}")
+    if context_lens.shape != (num_seqs,) or context_lens.dtype.is_floating_point:
+        raise ValueError(f"context_lens must be [num_seqs={num_seqs}] integers, got {context_lens.dtype} "
+                         f"{list(context_lens.shape)}")
+    # Values are checked on the CPU only: on a GPU the check would cost a device sync every decode step.
+    if num_seqs and not context_lens.is_cuda and (context_lens.min() < 1
+                                                  or context_lens.max() > block_tables.shape[1] * block_size):
+        raise ValueError(f"context_lens must be in [1, max_blocks_per_seq * block_size = "
+                         f"{block_tables.shape[1] * block_size}], got {context_lens.tolist()}")
+
+
+def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                    context_lens: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Decode attention through block tables, in PyTorch: one query token per sequence.
+
+    q:            [num_seqs, num_heads, head_dim], the new token of each sequence.
+    k_cache, v_cache: [num_blocks, block_size, num_kv_heads, head_dim]; num_heads % num_kv_heads == 0.
+    block_tables: [num_seqs, max_blocks_per_seq] integer; row i lists sequence i's blocks in token
+                  order (entries past its blocks are padding, never read).
+    context_lens: [num_seqs] integer in [1, max_blocks_per_seq * block_size]: tokens sequence i attends to
+                  (checked when on the CPU).
+    scale:        softmax scale, 1 / sqrt(head_dim) when None.
+    Returns [num_seqs, num_heads, head_dim] in q's dtype: softmax(q k^T * scale) v over each
+    sequence's first context_lens[i] tokens, computed in float32; query head h reads KV head
+    h // (num_heads // num_kv_heads).
+    Hint: the slot of token t of sequence i is block_tables[i, t // block_size] * block_size + t % block_size.
+    """
+    _check_decode_args(q, k_cache, v_cache, block_tables, context_lens)
+    # BEGIN SOLUTION
+    num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
+    num_seqs, num_heads, _ = q.shape
+    scale = 1 / math.sqrt(head_dim) if scale is None else scale
+    max_len = int(context_lens.max()) if num_seqs else 0
+    pos = torch.arange(max_len, device=q.device)                                     # [max_len]
+    tables = block_tables.to(device=q.device, dtype=torch.long)
+    slots = tables[:, pos // block_size] * block_size + pos % block_size              # [num_seqs, max_len]
+    k = k_cache.view(-1, num_kv_heads, head_dim)[slots].float()        # [num_seqs, max_len, num_kv_heads, D]
+    v = v_cache.view(-1, num_kv_heads, head_dim)[slots].float()
+    group = num_heads // num_kv_heads
+    qg = q.float().view(num_seqs, num_kv_heads, group, head_dim)                      # GQA: heads by group
+    scores = torch.einsum("skgd,stkd->skgt", qg, k) * scale                          # [S, Hkv, G, max_len]
+    valid = pos[None, :] < context_lens.to(q.device)[:, None]                         # [S, max_len]
+    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+    out = torch.einsum("skgt,stkd->skgd", torch.softmax(scores, dim=-1), v)
+    return out.reshape(num_seqs, num_heads, head_dim).to(q.dtype)
+    # END SOLUTION
+
+
+@triton.jit
+def paged_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, context_lens_ptr,
+                        part_out_ptr, part_lse_ptr, scale,
+                        stride_qs, stride_qh, stride_kb, stride_kt, stride_kh, stride_bts,
+                        stride_po_s, stride_po_h, stride_po_p, stride_pl_s, stride_pl_h,
+                        GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+                        BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, PARTITION: tl.constexpr):
+    """One program: sequence s, KV head h, partition p of the context (tokens [p * PARTITION, (p + 1) * PARTITION)).
+
+    Loads the GROUP query heads that share KV head h (rows padded to GROUP_PAD, at least 16 for tl.dot),
+    then walks its partition BLOCK_N tokens at a time: the slot of token t is
+    block_tables[s, t // BLOCK_SIZE] * BLOCK_SIZE + t % BLOCK_SIZE, so K/V rows are loaded straight from
+    the paged cache (strides: stride_kb per block, stride_kt per token, stride_kh per head; head_dim
+    contiguous); tokens at or past context_lens[s] are masked. Online softmax in float32 (running max m,
+    running sum l, accumulator acc [GROUP_PAD, HEAD_DIM]). Writes the partition's normalized output
+    acc / l to part_out[s, h * GROUP + g, p, :] and its log-sum-exp m + log(l) to part_lse[s, h * GROUP + g, p]
+    (-inf for a partition wholly past the context).
+    Hint: scores = tl.dot(q, tl.trans(k)) * scale; give masked scores -inf, but keep m finite.
+    """
+    # BEGIN SOLUTION
+    seq, kv_head, part = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    context_len = tl.load(context_lens_ptr + seq)
+    start = part * PARTITION
+    g = tl.arange(0, GROUP_PAD)
+    d = tl.arange(0, HEAD_DIM)
+    heads = kv_head * GROUP + g
+    q = tl.load(q_ptr + seq * stride_qs + heads[:, None] * stride_qh + d[None, :],
+                mask=g[:, None] < GROUP, other=0.0)                                   # [GROUP_PAD, D]
+    m = tl.full((GROUP_PAD,), -1e30, tl.float32)          # finite, so exp(m_old - m_new) never sees inf - inf
+    l = tl.zeros((GROUP_PAD,), tl.float32)
+    acc = tl.zeros((GROUP_PAD, HEAD_DIM), tl.float32)
+    offs = tl.arange(0, BLOCK_N)
+    end = tl.minimum(start + PARTITION, context_len)
+    for tile in range(start, end, BLOCK_N):
+        pos = tile + offs                                                             # [BLOCK_N] token positions
+        valid = pos < end
+        block_ids = tl.load(block_tables_ptr + seq * stride_bts + pos // BLOCK_SIZE, mask=valid, other=0)
+        rows = block_ids.to(tl.int64) * stride_kb + (pos % BLOCK_SIZE) * stride_kt + kv_head * stride_kh
+        k = tl.load(k_cache_ptr + rows[:, None] + d[None, :], mask=valid[:, None], other=0.0)   # [BLOCK_N, D]
+        v = tl.load(v_cache_ptr + rows[:, None] + d[None, :], mask=valid[:, None], other=0.0)
+        scores = tl.dot(q, tl.trans(k)) * scale                                       # [GROUP_PAD, BLOCK_N]
+        scores = tl.where(valid[None, :], scores, float("-inf"))
+        m_new = tl.maximum(m, tl.max(scores, axis=1))
+        alpha = tl.exp(m - m_new)
+        p = tl.exp(scores - m_new[:, None])
+        l = l * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m = m_new
+    has_tokens = l > 0
+    out = acc / tl.where(has_tokens, l, 1.0)[:, None]
+    lse = tl.where(has_tokens, m + tl.log(tl.where(has_tokens, l, 1.0)), float("-inf"))
+    out_rows = seq * stride_po_s + heads * stride_po_h + part * stride_po_p
+    tl.store(part_out_ptr + out_rows[:, None] + d[None, :], out, mask=g[:, None] < GROUP)
+    tl.store(part_lse_ptr + seq * stride_pl_s + heads * stride_pl_h + part, lse, mask=g < GROUP)
+    # END SOLUTION
+
+
+@triton.jit
+def merge_partitions_kernel(part_out_ptr, part_lse_ptr, out_ptr, num_parts,
+                            stride_po_s, stride_po_h, stride_po_p, stride_pl_s, stride_pl_h, stride_os, stride_oh,
+                            HEAD_DIM: tl.constexpr, PARTS_PAD: tl.constexpr):
+    """One program: sequence s, query head h. out[s, h] = sum_p w_p * part_out[s, h, p] with
+    w_p = exp(lse_p - max lse) / sum of those (partitions past the context have lse -inf, weight 0)."""
+    # BEGIN SOLUTION
+    seq, head = tl.program_id(0), tl.program_id(1)
+    p = tl.arange(0, PARTS_PAD)
+    d = tl.arange(0, HEAD_DIM)
+    lse = tl.load(part_lse_ptr + seq * stride_pl_s + head * stride_pl_h + p, mask=p < num_parts,
+                  other=float("-inf"))
+    w = tl.exp(lse - tl.max(lse, axis=0))
+    w = w / tl.sum(w, axis=0)
+    parts = tl.load(part_out_ptr + seq * stride_po_s + head * stride_po_h + p[:, None] * stride_po_p + d[None, :],
+                    mask=p[:, None] < num_parts, other=0.0)                             # [PARTS_PAD, D]
+    out = tl.sum(parts * w[:, None], axis=0)
+    tl.store(out_ptr + seq * stride_os + head * stride_oh + d, out.to(out_ptr.dtype.element_ty))
+    # END SOLUTION
+
+
+# Tokens per program: 512 as in vLLM's paged attention v2. At batch 16 and 4k context on a Llama-3-8B
+# shape (8 KV heads) that is 16 * 8 * 8 = 1,024 programs, several per SM. On a GPU the autotuner picks the
+# tokens per loop step (BLOCK_N) and the warps on the first call of each shape; the interpreter (tests on
+# a CPU) runs small fixed tiles, several partitions per sequence.
+PARTITION = 512
+PAGED_CONFIGS = [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s)
+                 for n in (32, 64, 128) for w in (4, 8) for s in (2, 3)]
+paged_decode_kernel_tuned = triton.autotune(PAGED_CONFIGS, key=["GROUP", "HEAD_DIM", "BLOCK_SIZE"])(paged_decode_kernel)
+INTERPRETER_TILES = {"PARTITION": 32, "BLOCK_N": 16}
+
+
+def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                           context_lens: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """`paged_attention` as two Triton launches (same arguments, same result up to float32 rounding; on a
+    GPU, float32 caches go through TF32 tensor cores and bf16/fp16 ones round P to their dtype before P V).
+
+    Launch `paged_decode_kernel` on a grid (num_seqs, num_kv_heads, num_parts) with num_parts =
+    cdiv(max_blocks_per_seq * block_size, PARTITION) (reading context_lens.max() would sync the GPU) into
+    float32 scratch part_out [num_seqs, num_heads, num_parts, head_dim] and part_lse [num_seqs,
+    num_heads, num_parts], then `merge_partitions_kernel` on (num_seqs, num_heads) into the output.
+    head_dim must be a power of two (16 or more) and the cache's last dimension contiguous. On a CUDA
+    device launch `paged_decode_kernel_tuned` with PARTITION (it picks BLOCK_N); on a CPU (the
+    interpreter) `paged_decode_kernel` with **INTERPRETER_TILES.
+    Hint: GROUP_PAD = max(16, triton.next_power_of_2(num_heads // num_kv_heads)).
+    """
+    _check_decode_args(q, k_cache, v_cache, block_tables, context_lens)
+    num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
+    if head_dim < 16 or head_dim & (head_dim - 1) or k_cache.stride(3) != 1 or v_cache.stride() != k_cache.stride():
+        raise ValueError(f"the kernel needs a power-of-two head_dim >= 16 (got {head_dim}) and K/V caches "
+                         "of the same strides with head_dim contiguous")
+    # BEGIN SOLUTION
+    num_seqs, num_heads, _ = q.shape
+    scale = 1 / math.sqrt(head_dim) if scale is None else scale
+    tiles = {"PARTITION": PARTITION} if q.is_cuda else INTERPRETER_TILES
+    out_dtype = q.dtype
+    q = q.to(k_cache.dtype).contiguous()                 # tl.dot wants both operands in one dtype
+    block_tables = block_tables.to(torch.int32).contiguous()
+    context_lens = context_lens.to(torch.int32).contiguous()
+    # Partitions for the longest context a table can hold (no device sync to read context_lens); those past a
+    # sequence's context exit at once.
+    num_parts = triton.cdiv(block_tables.shape[1] * block_size, tiles["PARTITION"])
+    part_out = torch.empty(num_seqs, num_heads, num_parts, head_dim, device=q.device, dtype=torch.float32)
+    part_lse = torch.empty(num_seqs, num_heads, num_parts, device=q.device, dtype=torch.float32)
+    group = num_heads // num_kv_heads
+    kernel = paged_decode_kernel_tuned if q.is_cuda else paged_decode_kernel
+    kernel[(num_seqs, num_kv_heads, num_parts)](
+        q, k_cache, v_cache, block_tables, context_lens, part_out, part_lse, scale,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), block_tables.stride(0),
+        part_out.stride(0), part_out.stride(1), part_out.stride(2), part_lse.stride(0), part_lse.stride(1),
+        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), HEAD_DIM=head_dim, BLOCK_SIZE=block_size,
+        **tiles)
+    out = torch.empty(num_seqs, num_heads, head_dim, device=q.device, dtype=out_dtype)
+    merge_partitions_kernel[(num_seqs, num_heads)](
+        part_out, part_lse, out, num_parts, part_out.stride(0), part_out.stride(1), part_out.stride(2),
+        part_lse.stride(0), part_lse.stride(1), out.stride(0), out.stride(1),
+        HEAD_DIM=head_dim, PARTS_PAD=max(2, triton.next_power_of_2(num_parts)))
+    return out
+    # END SOLUTION
