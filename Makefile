@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs topic doctor release clean
+.PHONY: setup grade test stubs topic doctor release clean gpu-check
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -28,6 +28,9 @@ stubs: setup          ## regenerate exercises/ stubs from the marked solutions
 
 topic: setup          ## a new topic's skeleton (instructors): make topic NAME=inf20 [TITLE="FlashAttention"]
 	$(PY) -m grading topic $(NAME) $(if $(TITLE),--title "$(TITLE)")
+
+gpu-check: setup      ## validate a GPU (instructors): GPU correctness, calibration, flips; TOPICS=inf12,inf20 WRITE=1
+	$(PY) -m grading gpu_check $(if $(TOPICS),--topics $(TOPICS)) $(if $(WRITE),--write)
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor

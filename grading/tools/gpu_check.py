@@ -1,0 +1,209 @@
+"""Validate a GPU for the lab in one command: GPU correctness, threshold calibration and the flip check.
+
+    python -m grading gpu_check                         # every topic with GPU tests (make gpu-check)
+    python -m grading gpu_check --topics inf12,inf20    # a subset, to fit a time window
+    python -m grading gpu_check --write                 # also record this card's profile where a default fails
+
+Three steps per topic, each a progress line:
+1. correctness: the topic's GPU tests that are not speed tests, public and hidden, with the reference
+   (`-m "gpu and not speed"`); every one must pass;
+2. calibration and flips: the speed tests (`-m "speed and gpu"`) with the reference and with each planted
+   version marked `naive = true`, in `--runs` separate processes of `--repeat` measurements each (defaults
+   3 x 4: three processes per implementation, twelve measurements, which also serve as the ten-or-more of
+   the flip check). A threshold holds on this card when the reference clears it by 20% in every
+   measurement, every naive measurement misses it, and no verdict flips;
+3. the table: per threshold, the reference's and the naive versions' ratios, the worst margins, the flips,
+   and where a rule breaks, by how much. It is printed and written as JSON (`--json`).
+
+`--write`: for each threshold that fails on this card but can be set so that the reference clears it by
+20% while every naive measurement misses it, record that threshold in `lab/profiles/<card>.toml`
+(lab/thresholds.py); the calibrated defaults in the test files stay as they are. Exit status: 0 when
+every check holds (with --write: once the profile makes them hold), 1 otherwise, 2 on bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from grading.planted import materialized, planted_versions
+from grading.runner import Limits, discover_topics, run_topic
+from lab.paths import REPO_ROOT
+
+MARGIN = 1.2
+LIMITS = Limits(test_s=1800, topic_s=3600)          # measuring long is the point: only a hang is cut
+
+
+def _progress(text: str, began: float) -> None:
+    print(f"[{time.monotonic() - began:6.0f} s] {text}", flush=True)
+
+
+def check_correctness(topic: str, out: Path) -> dict:
+    """The reference on the topic's GPU tests that are not speed tests (public and hidden)."""
+    run = run_topic(REPO_ROOT, topic, "solutions", LIMITS, out, pytest_args=["-m", "gpu and not speed"])
+    tests = list(run.tests.values())
+    failed = [f"{t['nodeid']}: {t.get('message')}" for t in tests if t["outcome"] in ("failed", "error")]
+    if run.crashed or run.timed_out:
+        failed.append(f"the pytest process {'timed out' if run.timed_out else 'died'} (log: {run.log_path})")
+    return {"passed": sum(t["outcome"] == "passed" for t in tests), "failed": failed,
+            "skipped": sum(t["outcome"] == "skipped" for t in tests)}
+
+
+def measure(topic: str, impl: str, repeat: int, out: Path) -> list[tuple[str, dict]]:
+    """(test key, comparison) for every comparison one process of the topic's GPU speed tests made."""
+    run = run_topic(REPO_ROOT, topic, impl, LIMITS, out, pytest_args=["-m", "speed and gpu"],
+                    env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False)
+    rows = []
+    for nodeid, record in run.tests.items():
+        key = f"{topic}::{nodeid.split('::', 1)[-1]}"
+        rows += [(key, s) for s in record.get("speeds", []) if isinstance(s, dict) and "ratio" in s]
+    return rows
+
+
+def calibrate_topic(topic: str, runs: int, repeat: int, out: Path, began: float) -> dict:
+    """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}."""
+    table: dict[str, dict] = {}
+    with ExitStack() as stack:
+        impls = [("solution", "solutions", [])] + [
+            (p.name, str(stack.enter_context(materialized(p))), p.naive_for)
+            for p in planted_versions(topic) if p.naive]
+        for run in range(1, runs + 1):
+            for label, impl, naive_for in impls:
+                _progress(f"{topic}: speed, {label}, process {run}/{runs} ({repeat} measurements)", began)
+                for key, row in measure(topic, impl, repeat, out):
+                    if label != "solution" and naive_for and not any(t in row["what"] for t in naive_for):
+                        continue            # this naive version is the baseline of another threshold
+                    entry = table.setdefault(key, {"what": row["what"], "threshold": row["threshold"],
+                                                   "solution": [], "naive": {}})
+                    if label == "solution":
+                        entry["solution"].append(row["ratio"])
+                    else:
+                        entry["naive"].setdefault(label, []).append(row["ratio"])
+    return table
+
+
+def flips(ratios: list[float], threshold: float) -> int:
+    """Measurements whose verdict (ratio >= threshold) differs from the majority's."""
+    passed = sum(r >= threshold for r in ratios)
+    return min(passed, len(ratios) - passed)
+
+
+def judge(entry: dict) -> dict:
+    """Margins, flips and the verdict of one threshold; where it breaks, by how much; a workable threshold."""
+    t, sol = entry["threshold"], entry["solution"]
+    naive = [r for ratios in entry["naive"].values() for r in ratios]
+    problems = []
+    if not sol:
+        problems.append("the reference made no measurement (did its speed test run?)")
+    elif min(sol) < MARGIN * t:
+        problems.append(f"the reference's worst ratio {min(sol):.2f} is {1 - min(sol) / (MARGIN * t):.0%} short of "
+                        f"the 20% margin over {t:g} (needs >= {MARGIN * t:.2f})")
+    if naive and max(naive) >= t:
+        problems.append(f"a naive version reached {max(naive):.2f} >= {t:g}")
+    total_flips = flips(sol, t) + sum(flips(r, t) for r in entry["naive"].values())
+    if total_flips:
+        problems.append(f"{total_flips} verdict(s) flipped")
+    workable = math.floor(min(sol) / MARGIN * 100) / 100 if sol else None
+    if workable is not None and naive and max(naive) >= workable:
+        workable = None                     # no threshold separates the two on this card
+    return {"ok": not problems, "problems": problems, "flips": total_flips,
+            "solution_min": min(sol) if sol else None, "naive_max": max(naive) if naive else None,
+            "workable_threshold": workable}
+
+
+def write_profile(card: str, proposals: dict[str, float]) -> Path:
+    from lab.thresholds import load_profile, profile_path
+    path = profile_path(card)
+    merged = {**(load_profile(card) if path.is_file() else {}), **proposals}
+    lines = [f'gpu = "{card}"', f'written = "{time.strftime("%Y-%m-%d")} python -m grading gpu_check --write"',
+             "", "[thresholds]"] + [f'"{key}" = {value:g}' for key, value in sorted(merged.items())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    load_profile.cache_clear()
+    return path
+
+
+def gpu_topics() -> list[str]:
+    """Topics whose tests carry the gpu marker (read from the files: nothing is imported)."""
+    return [t for t in discover_topics(REPO_ROOT)
+            if any("mark.gpu" in p.read_text(encoding="utf-8") for p in (REPO_ROOT / "exercises" / t).glob("test_*.py"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grading gpu_check", description=__doc__.split("\n")[0])
+    parser.add_argument("--topics", help="comma-separated topics (default: every topic with GPU tests)")
+    parser.add_argument("--runs", type=int, default=3, help="processes per implementation (default 3)")
+    parser.add_argument("--repeat", type=int, default=4, help="measurements per process (default 4)")
+    parser.add_argument("--skip-correctness", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--write", action="store_true", help="record this card's profile where a default fails")
+    parser.add_argument("--json", type=Path, default=Path("grading-out/gpu-check.json"))
+    args = parser.parse_args(argv)
+    import torch
+    if not torch.cuda.is_available():
+        print("gpu_check needs a CUDA GPU; this machine has none (python -m grading doctor says more)",
+              file=sys.stderr)
+        return 2
+    known = gpu_topics()
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else known
+    bad = [t for t in topics if t not in known]
+    if bad or args.runs < 1 or args.repeat < 1:
+        parser.error(f"unknown or GPU-less topic(s) {bad}; topics with GPU tests: {', '.join(known)}" if bad
+                     else "--runs and --repeat must be >= 1")
+    card, began = torch.cuda.get_device_name(), time.monotonic()
+    _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
+    report: dict = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": args.repeat, "topics": {}}
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        for topic in topics:
+            entry = report["topics"][topic] = {}
+            if not args.skip_correctness:
+                _progress(f"{topic}: GPU correctness tests (reference)", began)
+                entry["correctness"] = check_correctness(topic, Path(tmp))
+                c = entry["correctness"]
+                _progress(f"{topic}: {c['passed']} passed, {len(c['failed'])} failed, {c['skipped']} skipped", began)
+            if not args.skip_speed:
+                entry["thresholds"] = {k: {**v, **judge(v)} for k, v in
+                                       calibrate_topic(topic, args.runs, args.repeat, Path(tmp), began).items()}
+    ok = print_table(report)
+    if args.write:
+        proposals = {key: row["workable_threshold"] for t in report["topics"].values()
+                     for key, row in t.get("thresholds", {}).items()
+                     if not row["ok"] and row["workable_threshold"] and not row["flips"]}
+        if proposals:
+            print(f"profile written: {write_profile(card, proposals)} ({len(proposals)} threshold(s))")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(f"JSON: {args.json}; {time.monotonic() - began:.0f} s in all")
+    return 0 if ok else 1
+
+
+def print_table(report: dict) -> bool:
+    """The closing table; True when every check held."""
+    ok = True
+    print(f"\n{report['card']}: {report['runs']} processes x {report['repeat']} measurements per implementation\n")
+    print("| topic | test | threshold | reference (min-max) | naive (max) | flips | verdict |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for topic, entry in report["topics"].items():
+        c = entry.get("correctness")
+        if c is not None:
+            ok &= not c["failed"]
+            verdict = "ok" if not c["failed"] else "; ".join(c["failed"][:3])
+            print(f"| {topic} | GPU correctness ({c['passed']} passed, {c['skipped']} skipped) | | | | | {verdict} |")
+        for key, row in entry.get("thresholds", {}).items():
+            ok &= row["ok"]
+            sol = f"{min(row['solution']):.2f}-{max(row['solution']):.2f}" if row["solution"] else "none"
+            naive = f"{row['naive_max']:.2f}" if row["naive_max"] is not None else "none"
+            verdict = "ok" if row["ok"] else "; ".join(row["problems"]) + (
+                f" (a workable threshold here: {row['workable_threshold']:g})" if row["workable_threshold"] else "")
+            print(f"| {topic} | {key.split('::', 1)[1]} | {row['threshold']:g} | {sol} | {naive} | {row['flips']} | "
+                  f"{verdict} |")
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(main())
