@@ -5,6 +5,7 @@ student's fast code with these slow, obviously-right versions.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -112,3 +113,42 @@ class SleepyModel(ScriptedModel):
     def forward(self, input_ids, *args, **kwargs):
         time.sleep(self.base_s + self.per_token_s * input_ids.shape[1])
         return super().forward(input_ids, *args, **kwargs)
+
+
+class TritonLaunches:
+    """What `count_triton_launches` saw: `count` Triton kernel launches (autotuner trials included)."""
+
+    def __init__(self):
+        self.count = 0
+
+
+@contextlib.contextmanager
+def count_triton_launches():
+    """Count Triton kernel launches inside the block, compiled (JITFunction) or interpreted (TRITON_INTERPRET=1):
+
+        with count_triton_launches() as launches:
+            out = impl.flash_attention.flash_attention(q, k, v)
+        assert launches.count >= 1, "no Triton kernel ran"
+
+    Interim version: it patches `run` of triton's JITFunction and InterpretedFunction for the block.
+    """
+    from triton.runtime import interpreter, jit
+
+    launches = TritonLaunches()
+    classes = (jit.JITFunction, interpreter.InterpretedFunction)
+    originals = [cls.run for cls in classes]
+
+    def counted(original):
+        def run(self, *args, grid, warmup, **kwargs):
+            if not warmup:
+                launches.count += 1
+            return original(self, *args, grid=grid, warmup=warmup, **kwargs)
+        return run
+
+    for cls, original in zip(classes, originals):
+        cls.run = counted(original)
+    try:
+        yield launches
+    finally:
+        for cls, original in zip(classes, originals):
+            cls.run = original
