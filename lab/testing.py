@@ -115,6 +115,40 @@ class SleepyModel(ScriptedModel):
         return super().forward(input_ids, *args, **kwargs)
 
 
+class LargestTensor:
+    """What `largest_new_tensor` saw: `numel` and `shape` of the largest tensor an op created in the block."""
+
+    def __init__(self):
+        self.numel, self.shape = 0, ()
+
+
+@contextlib.contextmanager
+def largest_new_tensor():
+    """Watch every tensor that torch ops create inside the block (CPU or GPU) and keep the largest:
+
+        with largest_new_tensor() as largest:
+            out = impl.online_softmax.tiled_attention(q, k, v)
+        assert largest.numel < q_len * kv_len, f"a [{largest.shape}] tensor: the whole score matrix"
+
+    A deterministic stand-in for peak memory where the device has no allocator statistics (the CPU).
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    largest = LargestTensor()
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.numel() > largest.numel:
+                    largest.numel, largest.shape = t.numel(), tuple(t.shape)
+            return out
+
+    with Watch():
+        yield largest
+
+
 class TritonLaunches:
     """What `count_triton_launches` saw: `count` Triton kernel launches (autotuner trials included)."""
 
