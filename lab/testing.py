@@ -124,21 +124,22 @@ class LargestTensor:
 
 @contextlib.contextmanager
 def largest_new_tensor():
-    """Watch every tensor that torch ops create inside the block (CPU or GPU) and keep the largest:
+    """Watch every tensor that torch functions return inside the block (CPU or GPU) and keep the largest:
 
         with largest_new_tensor() as largest:
             out = impl.online_softmax.tiled_attention(q, k, v)
         assert largest.numel < q_len * kv_len, f"a [{largest.shape}] tensor: the whole score matrix"
 
-    A deterministic stand-in for peak memory where the device has no allocator statistics (the CPU).
+    A deterministic stand-in for peak memory where the device has no allocator statistics (the CPU). It sees
+    what Python-level torch calls return (a TorchFunctionMode: cheap, unlike a dispatch mode's first use).
     """
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.overrides import TorchFunctionMode
     from torch.utils._pytree import tree_leaves
 
     largest = LargestTensor()
 
-    class Watch(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             for t in tree_leaves(out):
                 if isinstance(t, torch.Tensor) and t.numel() > largest.numel:

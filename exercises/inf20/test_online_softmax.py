@@ -97,13 +97,13 @@ def test_tiled_attention_returns_q_dtype_and_float32_lse(rng, dtype):
 
 def test_tiled_attention_never_builds_a_full_score_matrix(rng):
     """No torch op inside tiled_attention may create a tensor near [batch, heads, q_len, kv_len] in size."""
-    batch, num_heads, head_dim = 1, 2, 32
-    q_len = pick(rng, 1000, 1100)
+    batch, num_heads, head_dim = 1, 2, 16
+    q_len = pick(rng, 640, 720)
     q, k, v = random_qkv(rng, batch, num_heads, q_len, q_len, head_dim)
     with largest_new_tensor() as largest:
         impl.online_softmax.tiled_attention(q, k, v, causal=True, block_size=64)
     full = batch * num_heads * q_len * q_len
-    assert largest.numel <= full / 8, (
+    assert largest.numel <= full / 16, (      # a [64, kv_len] strip of scores is over 1/12: tile the keys too
         f"tiled_attention created a {list(largest.shape)} tensor ({largest.numel:,} elements, "
         f"{largest.numel / full:.0%} of the [{q_len}, {q_len}] score matrices): keep one "
         "[block_size, block_size] tile of scores at a time")
