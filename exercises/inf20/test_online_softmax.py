@@ -58,7 +58,7 @@ def test_tiled_attention_matches_float64(rng, causal):
     """float32 inputs, odd lengths and an odd block size, q_len < kv_len (a prefill after a cached prefix)."""
     batch, num_heads, head_dim = pick(rng, 1, 2), pick(rng, 1, 3), 2 * pick(rng, 4, 20)
     q_len = pick(rng, 20, 90)
-    kv_len, block = q_len + pick(rng, 0, 40), pick(rng, 5, 19) | 1
+    kv_len, block = q_len + pick(rng, 1, 40), pick(rng, 5, 19) | 1
     q, k, v = random_qkv(rng, batch, num_heads, q_len, kv_len, head_dim)
     inputs = [t.clone() for t in (q, k, v)]
     want = attention_float64(q, k, v, causal)
