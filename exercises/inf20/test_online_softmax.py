@@ -42,15 +42,15 @@ def assert_attention_close(got, want, out_tol: float, lse_tol: float, where: str
     assert out.shape == want_out.shape, f"{where}: out must be {list(want_out.shape)}, got {list(out.shape)}"
     assert lse.shape == want_lse.shape and lse.dtype == torch.float32, \
         f"{where}: lse must be float32 {list(want_lse.shape)}, got {lse.dtype} {list(lse.shape)}"
-    lse_err = (lse.detach().cpu().double() - want_lse).abs()
-    assert lse_err.max() <= lse_tol, (
-        f"{where}: lse is off by up to {lse_err.max():.2e} (row {int(lse_err.flatten().argmax()) % lse.shape[-1]}; "
-        f"allowed {lse_tol:.0e}): lse must be log(sum_j exp(q.k_j / sqrt(d))) over the keys the row sees, natural log")
     err = (out.detach().cpu().double() - want_out).abs()
     worst_row = int(err.amax(-1).flatten().argmax()) % out.shape[2]
     assert err.max() <= out_tol, (
         f"{where}: out is off by up to {err.max():.2e} (allowed {out_tol:.1e}), worst at query row {worst_row}: "
         "check the rescaling of l and acc when the running max grows, and the causal mask on diagonal tiles")
+    lse_err = (lse.detach().cpu().double() - want_lse).abs()
+    assert lse_err.max() <= lse_tol, (
+        f"{where}: lse is off by up to {lse_err.max():.2e} (row {int(lse_err.flatten().argmax()) % lse.shape[-1]}; "
+        f"allowed {lse_tol:.0e}): lse must be log(sum_j exp(q.k_j / sqrt(d))) over the keys the row sees, natural log")
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
