@@ -67,6 +67,7 @@ def check_flash_kernel(seed: int) -> None:
         assert out.dtype == dtype and out.device.type == device, \
             f"{where}: out must be {dtype} on {device}, got {out.dtype} on {out.device}"
         assert_attention_close((out, lse), want, OUT_TOL[dtype], LSE_TOL, where)
+    assert_rejects_bad_input(impl.flash_attention.flash_attention, "flash_attention")
 
 
 def test_flash_kernel_matches_float64(seed):
@@ -90,20 +91,29 @@ def test_flash_reference_matches_float64(rng, dtype, causal):
                            f"flash_attention_reference, q_len {q_len}, kv_len {kv_len}, head_dim {head_dim}")
 
 
-@pytest.mark.parametrize("name", ["flash_attention", "flash_attention_reference"])
-def test_flash_attention_rejects_bad_input(name):
-    fn = getattr(impl.flash_attention, name)
+def bad_flash_inputs() -> list[tuple]:
     q, k = torch.zeros(1, 2, 5, 64, dtype=torch.float16), torch.zeros(1, 2, 7, 64, dtype=torch.float16)
-    bad = [((q.float(), k.float(), k.float()), {}, "float32: the kernel takes fp16 or bf16"),
-           ((q[..., :48], k[..., :48], k[..., :48]), {}, "head_dim 48"),
-           ((q, k.bfloat16(), k), {}, "mixed dtypes"),
-           ((q, torch.zeros(1, 1, 7, 64, dtype=torch.float16), torch.zeros(1, 1, 7, 64, dtype=torch.float16)), {},
-            "num_heads differ"),
-           ((k, q, q), {"causal": True}, "causal with q_len > kv_len")]
-    for args, kwargs, what in bad:
+    return [((q.float(), k.float(), k.float()), {}, "float32: the kernel takes fp16 or bf16"),
+            ((q[..., :48], k[..., :48], k[..., :48]), {}, "head_dim 48"),
+            ((q, k.bfloat16(), k), {}, "mixed dtypes"),
+            ((q, torch.zeros(1, 1, 7, 64, dtype=torch.float16), torch.zeros(1, 1, 7, 64, dtype=torch.float16)), {},
+             "num_heads differ"),
+            ((k, q, q), {"causal": True}, "causal with q_len > kv_len")]
+
+
+def assert_rejects_bad_input(fn, name: str) -> None:
+    for args, kwargs, what in bad_flash_inputs():
         with pytest.raises(ValueError):
             fn(*args, **kwargs)
             pytest.fail(f"{name} accepted bad input ({what}); raise ValueError")
+
+
+def test_flash_reference_rejects_bad_input():
+    """(flash_attention's own checks run with the kernel's, in check_flash_kernel.)"""
+    ref = impl.flash_attention.flash_attention_reference
+    q = torch.zeros(1, 2, 5, 64, dtype=torch.float16)
+    assert ref(q, q, q, causal=True)[0].shape == q.shape
+    assert_rejects_bad_input(ref, "flash_attention_reference")
 
 
 # ------------------------------------------------------------------------------------------------ GPU
