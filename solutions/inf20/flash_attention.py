@@ -66,9 +66,10 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
                            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program: out and lse of BLOCK_M query rows of one (batch, head).
 
-    Grid (cdiv(q_len, BLOCK_M), batch * num_heads); program (m, bh) owns rows m*BLOCK_M ... of head
-    bh % num_heads in batch bh // num_heads. q, k, v, o: [batch, num_heads, len, HEAD_DIM] with the given
-    strides (unit stride along HEAD_DIM); lse: contiguous float32 [batch, num_heads, q_len].
+    Grid (cdiv(q_len, BLOCK_M), batch * num_heads): each program owns one tile of BLOCK_M query rows (which
+    tile for which program id 0 is yours to choose) of head bh % num_heads in batch bh // num_heads, bh
+    being program id 1. q, k, v, o: [batch, num_heads, len, HEAD_DIM] with the given strides (unit stride
+    along HEAD_DIM); lse: contiguous float32 [batch, num_heads, q_len].
     qk_scale = log2(e) / sqrt(HEAD_DIM): scores times qk_scale are in base 2, so exp2 replaces exp.
     Causal (IS_CAUSAL): row i sees key j iff j <= i + kv_len - q_len. Rows past q_len and keys past
     kv_len must not count; the stored lse is natural log: (m + log2(l)) / log2(e).
@@ -76,7 +77,8 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     few that cross the diagonal or the end of kv_len (masked with -inf).
     """
     # BEGIN SOLUTION
-    start_m = tl.program_id(0)
+    # Causal: the last query tiles do the most work; launching them first keeps every SM busy to the end.
+    start_m = tl.num_programs(0) - 1 - tl.program_id(0)
     bh = tl.program_id(1)
     batch, head = bh // num_heads, bh % num_heads
     q_ptr += batch.to(tl.int64) * stride_qb + head.to(tl.int64) * stride_qh
