@@ -61,7 +61,7 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     tile for which program id 0 is yours to choose) of head bh % num_heads in batch bh // num_heads, bh
     being program id 1. q, k, v, o: [batch, num_heads, len, HEAD_DIM] with the given strides (unit stride
     along HEAD_DIM); lse: contiguous float32 [batch, num_heads, q_len].
-    qk_scale = log2(e) / sqrt(HEAD_DIM): scores times qk_scale are in base 2, so exp2 replaces exp.
+    qk_scale = log2(e) / sqrt(HEAD_DIM): q.k times qk_scale is a score in base 2, so exp2 replaces exp.
     Causal (IS_CAUSAL): row i sees key j iff j <= i + kv_len - q_len. Rows past q_len and keys past
     kv_len must not count; the stored lse is natural log: (m + log2(l)) / log2(e).
     Hint: loop first over the key tiles that every row of the tile sees whole (no mask), then over the

@@ -70,7 +70,7 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     tile for which program id 0 is yours to choose) of head bh % num_heads in batch bh // num_heads, bh
     being program id 1. q, k, v, o: [batch, num_heads, len, HEAD_DIM] with the given strides (unit stride
     along HEAD_DIM); lse: contiguous float32 [batch, num_heads, q_len].
-    qk_scale = log2(e) / sqrt(HEAD_DIM): scores times qk_scale are in base 2, so exp2 replaces exp.
+    qk_scale = log2(e) / sqrt(HEAD_DIM): q.k times qk_scale is a score in base 2, so exp2 replaces exp.
     Causal (IS_CAUSAL): row i sees key j iff j <= i + kv_len - q_len. Rows past q_len and keys past
     kv_len must not count; the stored lse is natural log: (m + log2(l)) / log2(e).
     Hint: loop first over the key tiles that every row of the tile sees whole (no mask), then over the
@@ -109,9 +109,9 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     # Unmasked tiles: every row sees every key of the tile.
     for start_n in range(0, full_end, BLOCK_N):
         kt = tl.load(k_ptrs + start_n * stride_kt)
-        s = tl.dot(q, kt) * qk_scale                                              # [BLOCK_M, BLOCK_N]
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        p = tl.math.exp2(s - m_new[:, None])
+        s = tl.dot(q, kt)                                                         # [BLOCK_M, BLOCK_N] float32
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)    # scale the row max, not the tile (qk_scale > 0)
+        p = tl.math.exp2(s * qk_scale - m_new[:, None])     # one fused multiply-add per score
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptrs + start_n * stride_vt)
@@ -122,13 +122,13 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     for start_n in range(full_end, end, BLOCK_N):
         keys = start_n + cols
         kt = tl.load(k_ptrs + start_n * stride_kt, mask=keys[None, :] < kv_len, other=0.0)
-        s = tl.dot(q, kt) * qk_scale
+        s = tl.dot(q, kt)
         visible = keys[None, :] < kv_len
         if IS_CAUSAL:
             visible = visible & (keys[None, :] <= rows[:, None] + offset)
         s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))       # finite: every row's first tile holds key 0
-        p = tl.math.exp2(s - m_new[:, None])
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)    # finite: every row's first tile holds key 0
+        p = tl.math.exp2(s * qk_scale - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_ptrs + start_n * stride_vt, mask=keys[:, None] < kv_len, other=0.0)
