@@ -115,36 +115,75 @@ class SleepyModel(ScriptedModel):
         return super().forward(input_ids, *args, **kwargs)
 
 
-class _LaunchCounter:
-    count: int = 0
+class LargestTensor:
+    """What `largest_new_tensor` saw: `numel` and `shape` of the largest tensor an op created in the block."""
+
+    def __init__(self):
+        self.numel, self.shape = 0, ()
+
+
+@contextlib.contextmanager
+def largest_new_tensor():
+    """Watch every tensor that torch functions return inside the block (CPU or GPU) and keep the largest:
+
+        with largest_new_tensor() as largest:
+            out = impl.online_softmax.tiled_attention(q, k, v)
+        assert largest.numel < q_len * kv_len, f"a [{largest.shape}] tensor: the whole score matrix"
+
+    A deterministic stand-in for peak memory where the device has no allocator statistics (the CPU). It sees
+    what Python-level torch calls return (a TorchFunctionMode: cheap, unlike a dispatch mode's first use).
+    """
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_leaves
+
+    largest = LargestTensor()
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.numel() > largest.numel:
+                    largest.numel, largest.shape = t.numel(), tuple(t.shape)
+            return out
+
+    with Watch():
+        yield largest
+
+
+class TritonLaunches:
+    """What `count_triton_launches` saw: `count` Triton kernel launches (autotuner trials included)."""
+
+    def __init__(self):
+        self.count = 0
 
 
 @contextlib.contextmanager
 def count_triton_launches():
-    """Count Triton kernel launches inside the block: `with count_triton_launches() as launches: ...`,
-    then `launches.count`. A test that claims a Triton kernel ran asserts `launches.count >= 1`.
+    """Count Triton kernel launches inside the block, compiled (JITFunction) or interpreted (TRITON_INTERPRET=1):
 
-    Interim version: it wraps the launch entry points of compiled (`JITFunction.run`) and interpreted
-    (`InterpretedFunction.run`, TRITON_INTERPRET=1) kernels for the duration of the block; warm-up and
-    compile-only calls are not counted.
+        with count_triton_launches() as launches:
+            out = impl.flash_attention.flash_attention(q, k, v)
+        assert launches.count >= 1, "no Triton kernel ran"
+
+    Interim version: it patches `run` of triton's JITFunction and InterpretedFunction for the block.
     """
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
+    from triton.runtime import interpreter, jit
 
-    counter = _LaunchCounter()
-    originals = {cls: cls.run for cls in (JITFunction, InterpretedFunction)}
+    launches = TritonLaunches()
+    classes = (jit.JITFunction, interpreter.InterpretedFunction)
+    originals = [cls.run for cls in classes]
 
-    def wrap(original):
-        def run(self, *args, **kwargs):
-            if not kwargs.get("warmup", False):
-                counter.count += 1
-            return original(self, *args, **kwargs)
+    def counted(original):
+        def run(self, *args, grid, warmup, **kwargs):
+            if not warmup:
+                launches.count += 1
+            return original(self, *args, grid=grid, warmup=warmup, **kwargs)
         return run
 
-    for cls, original in originals.items():
-        cls.run = wrap(original)
+    for cls, original in zip(classes, originals):
+        cls.run = counted(original)
     try:
-        yield counter
+        yield launches
     finally:
-        for cls, original in originals.items():
+        for cls, original in zip(classes, originals):
             cls.run = original

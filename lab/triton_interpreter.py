@@ -54,10 +54,35 @@ def run_in_interpreter(test_file: str, function: str, seed: int, timeout_s: floa
                 + "\n".join(lines[-12:]), pytrace=False)
 
 
+def _fix_bfloat16_dot() -> None:
+    """Make the interpreter's `tl.dot` multiply bfloat16 tiles as numbers (Triton 3.6 multiplies their raw
+    uint16 bits): widen them to float32 first, exactly, as a GPU's tensor cores do."""
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    create_dot = interpreter.InterpreterBuilder.create_dot
+    if getattr(create_dot, "_lab_bf16", False):
+        return
+
+    def widen(handle):
+        if handle.dtype == tl.bfloat16:
+            bits = handle.data.view(np.uint16).astype(np.uint32) << 16
+            return interpreter.TensorHandle(bits.view(np.float32), tl.float32)
+        return handle
+
+    def fixed(self, a, b, d, input_precision, max_num_imprecise_acc):
+        return create_dot(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
+
+    fixed._lab_bf16 = True
+    interpreter.InterpreterBuilder.create_dot = fixed
+
+
 def _main(argv: list[str]) -> int:
     test_file, function, seed = argv[0], argv[1], int(argv[2])
     if os.environ.get("TRITON_INTERPRET") != "1":
         raise SystemExit("run this through run_in_interpreter, which sets TRITON_INTERPRET=1 first")
+    _fix_bfloat16_dot()
     from lab.impl import block_solutions, solutions_allowed
     if not solutions_allowed():         # as conftest.py decides for the parent: only the reference and the
         block_solutions()               # planted versions may import solutions

@@ -1,0 +1,57 @@
+"""inf20 · Online softmax: attention computed block by block, never holding a whole row of scores.
+
+softmax(s) v over a row of scores s_1..s_S needs the row's max (for stability) and the sum of exp before
+any output can be normalized, which seems to need the whole row. It does not: keep three running values
+per query row, the max m, the sum l of exp(s - m) and the unnormalized output acc = sum exp(s - m) v, and
+fold in one block of keys at a time. When a block raises the max from m to m', everything gathered so far
+was scaled by exp(-m) instead of exp(-m'), so rescale it by alpha = exp(m - m') first:
+
+    m' = max(m, max_j s_j)          p_j = exp(s_j - m')
+    l' = alpha * l + sum_j p_j      acc' = alpha * acc + sum_j p_j v_j          (alpha = exp(m - m'))
+
+After the last block, out = acc / l, and m + log(l) is the row's log-sum-exp (FlashAttention saves it for
+the backward pass). Only a [block_q, block_k] tile of scores exists at any time: memory O(N), not O(N^2).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_attention_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> None:
+    """ValueError naming the expected shapes unless q, k, v fit together (shared with flash_attention)."""
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+        raise ValueError("q, k and v must be tensors")
+    if q.dim() != 4 or k.shape != v.shape or k.dim() != 4:
+        raise ValueError(f"need q [batch, num_heads, q_len, head_dim] and k, v [batch, num_heads, kv_len, head_dim]"
+                         f" (k and v the same shape); got q {list(q.shape)}, k {list(k.shape)}, v {list(v.shape)}")
+    if q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"q {list(q.shape)} and k {list(k.shape)} must agree in batch, num_heads and head_dim "
+                         "(grouped KV heads are inf21's topic)")
+    if q.dtype != k.dtype or q.dtype != v.dtype or not q.dtype.is_floating_point:
+        raise ValueError(f"q, k, v must share one floating dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.shape[2] == 0 or k.shape[2] == 0:
+        raise ValueError(f"q_len and kv_len must be at least 1, got {q.shape[2]} and {k.shape[2]}")
+    if causal and q.shape[2] > k.shape[2]:
+        raise ValueError(f"causal attention needs q_len <= kv_len (the queries are the last q_len positions), "
+                         f"got q_len {q.shape[2]} > kv_len {k.shape[2]}")
+
+
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                    block_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(head_dim)) v by online softmax over tiles of block_size queries x block_size keys.
+
+    q: [batch, num_heads, q_len, head_dim]; k, v: [batch, num_heads, kv_len, head_dim]; any float dtype.
+    causal: query i (0-based) sees keys j <= i + kv_len - q_len (aligned bottom-right: the queries are the
+    last q_len positions of the sequence, as in a prefill after a cached prefix); needs q_len <= kv_len.
+    Returns (out [batch, num_heads, q_len, head_dim] in q's dtype, lse [batch, num_heads, q_len] float32),
+    lse being the natural log of each row's sum of exp(scaled scores). Computes in float32 (float64 for
+    float64 inputs). Never builds a [q_len, kv_len] tensor: at most [batch, num_heads, block_size, block_size].
+    ValueError on shapes that do not fit (check_attention_args) or block_size < 1.
+    Hint: keep m, l, acc per query row of the tile, and rescale l and acc whenever m grows.
+    """
+    check_attention_args(q, k, v, causal)
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    raise NotImplementedError("inf20: implement tiled_attention")

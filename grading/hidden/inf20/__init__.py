@@ -1,0 +1,1 @@
+"""inf20 hidden tests (instructors only)."""
