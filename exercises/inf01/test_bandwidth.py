@@ -1,14 +1,13 @@
 """inf01 tests: your copy-bandwidth measurement, on a copy of known duration and against the lab's own."""
 import statistics
-import time
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from lab.figures import one_cpu_thread, record_figure
 from lab.hardware import measure_copy_bandwidth
 from lab.impl import Topic
+from lab.testing import SlowCopies
 
 impl = Topic("inf01")
 pytestmark = pytest.mark.bans("lab.hardware.measure_copy_bandwidth", "lab.hardware.measure_matmul_flops",
@@ -22,22 +21,6 @@ GPU_TOLERANCE = 0.15
 CPU_TOLERANCE = 0.25
 GPU_NUM_BYTES, CPU_NUM_BYTES = 1 << 30, 1 << 26      # past the caches (H200 L2: 60 MiB; CPU: copies of
 NUM_PAIRS = 7                                        # 4 MiB run at ~45 GB/s, of 64 MiB at DRAM speed)
-
-
-class SlowCopies(TorchFunctionMode):
-    """Every tensor copy takes `seconds` longer: a copy whose duration the test knows."""
-
-    COPIES = {torch.Tensor.copy_, torch.Tensor.clone, torch.clone, torch.Tensor.__setitem__}
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.num_copies = seconds, 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.COPIES:
-            self.num_copies += 1
-            time.sleep(self.seconds)
-        return func(*args, **(kwargs or {}))
 
 
 def test_copy_bandwidth_counts_read_and_write_bytes(rng):

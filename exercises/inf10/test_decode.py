@@ -6,12 +6,11 @@ and no-cache logits, written here; a recording wrapper that sees what your loop 
 
 import pytest
 import torch
-from torch import nn
 
 from lab.config import get_shape
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import Recording, no_cache_greedy, pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf10")
@@ -30,30 +29,6 @@ CPU_THRESHOLD = 3.0
 
 def random_prompt(rng, vocab_size: int, lo: int = 5, hi: int = 31) -> list[int]:
     return torch.randint(0, vocab_size, (pick(rng, lo, hi) | 1,), generator=rng).tolist()
-
-
-@torch.inference_mode()
-def no_cache_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id=None) -> list[int]:
-    """inf00's loop: the whole sequence through the model at every step."""
-    ids, new = torch.tensor([prompt]), []
-    for _ in range(max_new_tokens):
-        new.append(int(model(ids, last_only=True)[0, -1].argmax()))
-        if new[-1] == eos_token_id:
-            break
-        ids = torch.cat([ids, torch.tensor([[new[-1]]])], dim=1)
-    return new
-
-
-class Recording(nn.Module):
-    """Wraps a model and records the shape of every `input_ids` it is called with."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.config, self.calls = model, model.config, []
-
-    def forward(self, input_ids, *args, **kwargs):
-        self.calls.append(tuple(input_ids.shape))
-        return self.model(input_ids, *args, **kwargs)
 
 
 def first_difference(a: list, b: list) -> int:
