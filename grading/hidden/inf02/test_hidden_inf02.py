@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from exercises.inf02.test_latency import FakeCachedModel
+from lab.testing import FakeCachedModel
 from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from exercises.inf10.test_decode import Recording, no_cache_greedy
+from lab.testing import Recording, no_cache_greedy
 from exercises.inf10.test_decode import pytestmark  # noqa: F401 - the public tests' bans apply here too
 from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from exercises.inf12.test_batch_generate import Spy
+from lab.testing import Spy
 from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
