@@ -7,7 +7,7 @@ import torch
 from lab.figures import one_cpu_thread, record_figure
 from lab.hardware import measure_copy_bandwidth
 from lab.impl import Topic
-from lab.testing import SlowCopies
+from lab.testing import SlowCopies, raises
 
 impl = Topic("inf01")
 pytestmark = pytest.mark.bans("lab.hardware.measure_copy_bandwidth", "lab.hardware.measure_matmul_flops",
@@ -39,7 +39,7 @@ def test_copy_bandwidth_counts_read_and_write_bytes(rng):
 
 @pytest.mark.parametrize("num_bytes", [0, -4, 6, 4.0], ids=["zero", "negative", "not-a-multiple-of-4", "float"])
 def test_copy_bandwidth_rejects_bad_sizes(num_bytes):
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"copy_bandwidth({num_bytes!r}) is not a positive whole number of float32 values"):
         impl.bandwidth.copy_bandwidth(num_bytes, "cpu")
 
 

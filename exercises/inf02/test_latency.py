@@ -5,7 +5,7 @@ import torch
 from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
-from lab.testing import ConcatCache, FakeCachedModel, ScriptedModel, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, FakeCachedModel, ScriptedModel, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf02")
 pytestmark = pytest.mark.bans("lab.timing", "lab.streaming",
@@ -70,7 +70,9 @@ def test_latency_rejects_bad_input(case):
     dev = FakeDevice()
     model = FakeCachedModel([5, 6], 3, dev)
     prompt, num_new = ([1, 2, 3], 0) if case == "no-new-tokens" else ([], 2)
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"measure_latency({case}): a prompt of {len(prompt)} tokens and {num_new} new tokens has no "
+                        "first token to time"):
         impl.latency.measure_latency(model, prompt, num_new, ConcatCache(1), clock=dev.clock, synchronize=dev.synchronize)
 
 

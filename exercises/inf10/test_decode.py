@@ -10,7 +10,7 @@ import torch
 from lab.config import get_shape
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import Recording, no_cache_greedy, pick, random_config, random_lab_model
+from lab.testing import Recording, no_cache_greedy, pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf10")
@@ -105,9 +105,11 @@ def test_decode_rejects_bad_input(rng):
     config = random_config(rng)
     model = random_lab_model(config, rng)
     prompt = random_prompt(rng, config.vocab_size)
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="an empty prompt has no last token to predict from"):
         impl.decode.kv_cache_decode(model, [], 4)
-    with pytest.raises(ValueError):                      # needs len(prompt) + 6 - 1 slots
+    with raises(ValueError,
+                because=f"max_len={len(prompt) + 4} cannot hold the {len(prompt)}-token prompt and 5 tokens fed "
+                        "back"):                      # needs len(prompt) + 6 - 1 slots
         impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 4)
     got = impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 5)
     assert got == no_cache_greedy(model, prompt, 6), "max_len = prompt + new tokens - 1 is enough"

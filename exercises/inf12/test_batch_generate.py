@@ -5,7 +5,7 @@ import torch
 from lab.cache import StaticCache
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import ConcatCache, Spy, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, Spy, pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf12")
@@ -145,7 +145,9 @@ def test_batch_runs_together_at_each_rows_own_positions(rng):
 def test_bad_input_is_rejected(rng):
     model = random_lab_model(random_config(rng), rng)
     for prompts, max_new in (([], 3), ([[1, 2], []], 3), ([[1, 2]], -1)):
-        with pytest.raises(ValueError):
+        with raises(ValueError,
+                    because=f"batched_greedy_generate(prompts={prompts}, max_new_tokens={max_new}): an empty batch, an "
+                            "empty prompt or a negative count"):
             impl.batch_generate.batched_greedy_generate(model, prompts, max_new)
 
 

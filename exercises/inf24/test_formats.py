@@ -11,7 +11,7 @@ from lab import guard
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.model import LlamaModel
-from lab.testing import pick, random_config
+from lab.testing import pick, raises, random_config
 
 impl = Topic("inf24")
 pytestmark = pytest.mark.bans(*guard.INT4_SHORTCUTS, reason="pack and quantize yourself: quantization "
@@ -73,7 +73,7 @@ def test_model_bytes_price_every_stored_tensor(rng, shape):
 
 def test_formats_reject_bad_arguments():
     assert impl.formats.linear_bytes(4, 64, "int4", 32) == 4 * 32 + 2 * 8
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="linear_bytes for 'int3': not a format of the lab"):
         impl.formats.linear_bytes(4, 64, "int3")
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="linear_bytes for int4 in groups of 64 over K=96: the groups do not tile K"):
         impl.formats.linear_bytes(4, 96, "int4", 64)             # groups of 64 do not tile 96

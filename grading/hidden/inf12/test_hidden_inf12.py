@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from lab.testing import Spy
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, Spy, pick, random_config, random_lab_model
 
 impl = Topic("inf12")
 pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",
