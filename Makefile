@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs doctor release clean
+.PHONY: setup grade test stubs check lint doctor release clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -25,6 +25,16 @@ test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly
 
 stubs: setup          ## regenerate exercises/ stubs from the marked solutions
 	$(PY) -m grading.stubs --write
+
+check: setup          ## fast freshness checks: stubs, notebooks and classroom config generated from their sources; planted diffs apply
+	$(PY) -m grading.stubs --check
+	$(PY) -m grading.notebooks --check
+	$(PY) -m grading classroom --check
+	$(PY) -m grading.planted --check
+
+lint: setup           ## ruff check (settings in pyproject.toml); installs ruff into the venv if missing
+	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff>=0.6"
+	$(PY) -m ruff check .
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor

@@ -54,7 +54,8 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return [f"lab impl: {os.environ['LAB_IMPL']}", f"lab seed: {config._lab_seed}  (replay with --seed {config._lab_seed})"]
+    return [f"lab impl: {os.environ['LAB_IMPL']}",
+            f"lab seed: {config._lab_seed}  (replay with --seed {config._lab_seed})"]
 
 
 def _has_cuda(min_devices: int = 1) -> bool:

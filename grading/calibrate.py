@@ -11,10 +11,11 @@ solution's and the naive version's ratios per run, the worst margins, and whethe
 solution clears the threshold by >= 20% in every run; the naive version misses it in every run).
 
 The flip check (docs/thresholds.md): `--runs 2 --repeat 5 --flips` measures every comparison ten times per
-implementation (`--repeat` re-measures inside one pytest process, through LAB_SPEED_REPEAT, so the model
-is built once; the repeats come back as the records' further `speeds`) and prints, per threshold and implementation, how often the test's verdict (pass or fail,
-after lab.timing's own retry) went each way; a flip is a measurement whose verdict differs from the
-majority's. With --flips the exit code is 1 when any verdict flipped or a rule does not hold.
+implementation (`--repeat` re-measures inside one pytest process, through LAB_SPEED_REPEAT, so the model is
+built once; the repeats come back as the records' further `speeds`) and prints, per threshold and
+implementation, how often the test's verdict (pass or fail, after lab.timing's own retry) went each way; a
+flip is a measurement whose verdict differs from the majority's. With --flips the exit code is 1 when any
+verdict flipped or a rule does not hold.
 """
 from __future__ import annotations
 
@@ -31,12 +32,6 @@ from grading.runner import Limits, run_topic
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MARGIN = 1.2
 LIMITS = Limits(test_s=1800, topic_s=3600)      # calibration measures long on purpose: only a hang is cut
-
-
-def naive_impls(topic: str) -> dict[str, list[str]]:
-    """The topic's naive planted versions (by name) -> the comparisons each is the baseline for
-    (`naive_for` in its .toml: parts of a comparison's `what`; absent: every comparison of the topic)."""
-    return {p.name: p.naive_for for p in planted_versions(topic) if p.naive}
 
 
 def run_speed_tests(topic: str, impl: str, extra: list[str], repeat: int = 1) -> list[dict]:

@@ -10,11 +10,11 @@ Loaded with `-p grading.plugin`; it does nothing unless the environment variable
 - "test" (after each test's teardown): `nodeid`, `name` (base name: function, `Class.method`, no
   parameters), `file`, `outcome` (passed | failed | skipped | error), `message` (first line of the
   failure, e.g. "AssertionError: tokens differ at step 3: expected 42, got 17"), `not_implemented`
-  (a NotImplementedError, e.g. the stubs' `lab.errors.NotStarted`, anywhere in the exception chain), `import_error` (a SyntaxError or ImportError
-  in the chain: the student's module does not load), `timed_out` (pytest-timeout fired),
-  `skip_reason`, `not_graded` (skipped by `lab.outcomes.not_graded`: this hardware cannot grade it; told
-  by the exception's `grading_status`, never by the reason's text), `markers`, `duration_s`,
-  `user_properties` (dict; speed tests put `speed` there),
+  (a NotImplementedError, e.g. the stubs' `lab.errors.NotStarted`, anywhere in the exception chain),
+  `import_error` (a SyntaxError or ImportError in the chain: the student's module does not load),
+  `timed_out` (pytest-timeout fired), `skip_reason`, `not_graded` (skipped by `lab.outcomes.not_graded`:
+  this hardware cannot grade it; told by the exception's `grading_status`, never by the reason's text),
+  `markers`, `duration_s`, `user_properties` (dict; speed tests put `speed` there),
   `speeds` (every speed figure the test recorded, in order: each `speed` property, and with
   LAB_SPEED_REPEAT each further measurement's `speed_repeat`; grading.calibrate reads these);
 - "session" (last; absent when the process died): `exitstatus`, `seed`, `hardware`.

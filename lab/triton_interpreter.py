@@ -8,14 +8,15 @@ asks this module to run one of its own functions in a child process that sets th
         ...
 
     def test_my_kernel(seed):
-        run_in_interpreter(__file__, "check_my_kernel", seed)
+        run_in_interpreter(__file__, "check_my_kernel", seed)     # or lab.testing.kernel_check(check_my_kernel, seed)
 
-The child imports the test file by path, calls `check_my_kernel(seed)` and exits, writing what happened
-to a small JSON file the parent names (`{"kind": "passed" | "not_started" | "failed", "type", "message"}`);
-the parent turns a failure into a test failure with the child's message and last lines, and the stub's
-`lab.errors.NotStarted` into a NotStarted again (so an unstarted kernel reads as "not started", by type). The child sees the same implementation (LAB_IMPL) as the tests
-and is held to the same rules: `import solutions` fails unless the parent allows it (lab.impl), and the
-running test's bans (`@pytest.mark.bans`, passed on in LAB_GUARD) apply, a swallowed violation included.
+The child imports the test file by path, calls `check_my_kernel(seed)` and exits, writing what happened to a
+small JSON file the parent names (`{"kind": "passed" | "not_started" | "failed", "type", "message"}`); the
+parent turns a failure into a test failure with the child's message and last lines, and the stub's
+`lab.errors.NotStarted` into a NotStarted again (so an unstarted kernel reads as "not started", by type). The
+child sees the same implementation (LAB_IMPL) as the tests and is held to the same rules: `import solutions`
+fails unless the parent allows it (lab.impl), and the running test's bans (`@pytest.mark.bans`, passed on in
+LAB_GUARD) apply, a swallowed violation included.
 
     python -m lab.triton_interpreter path/to/test_file.py check_my_kernel 1234 RESULT.json   # the child's command
 """

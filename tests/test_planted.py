@@ -83,7 +83,7 @@ SOLUTION = "def f(x):\n    y = x + 1\n    return y\n\n\ndef g(x):\n    return 2 
 DIFF = """--- a/m.py
 +++ b/m.py
 @@ -5,3 +5,3 @@
- 
+
  def g(x):
 -    return 2 * x
 +    return 3 * x
