@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs topic doctor release clean gpu-check
+.PHONY: setup grade test stubs topic check lint doctor release clean gpu-check
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -31,6 +31,16 @@ topic: setup          ## a new topic's skeleton (instructors): make topic NAME=i
 
 gpu-check: setup      ## validate a GPU (instructors): GPU correctness, calibration, flips; TOPICS=inf12,inf20 WRITE=1
 	$(PY) -m grading gpu_check $(if $(TOPICS),--topics $(TOPICS)) $(if $(WRITE),--write)
+
+check: setup          ## fast freshness checks: stubs, notebooks and classroom config generated from their sources; planted diffs apply
+	$(PY) -m grading.stubs --check
+	$(PY) -m grading.notebooks --check
+	$(PY) -m grading classroom --check
+	$(PY) -m grading.planted --check
+
+lint: setup           ## ruff check (settings in pyproject.toml); installs ruff into the venv if missing
+	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff>=0.6"
+	$(PY) -m ruff check .
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor

@@ -20,7 +20,6 @@ MARKERS = {
     "bans": "legacy: bans(*targets, reason=''); a topic declares its bans once, in exercises/infNN/topic.toml "
             "(grading/topics.py, grading/guard/)",
 }
-NOT_GRADED = "not graded on this hardware"
 
 
 def pytest_addoption(parser):
@@ -55,7 +54,8 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return [f"lab impl: {os.environ['LAB_IMPL']}", f"lab seed: {config._lab_seed}  (replay with --seed {config._lab_seed})"]
+    return [f"lab impl: {os.environ['LAB_IMPL']}",
+            f"lab seed: {config._lab_seed}  (replay with --seed {config._lab_seed})"]
 
 
 def _has_cuda(min_devices: int = 1) -> bool:
@@ -67,10 +67,11 @@ def _has_cuda(min_devices: int = 1) -> bool:
 
 
 def pytest_runtest_setup(item):
+    from lab.outcomes import not_graded         # a skip the grader shows as "not graded on this hardware"
     if item.get_closest_marker("multi_gpu") and not _has_cuda(2):
-        pytest.skip(f"{NOT_GRADED}: needs two CUDA GPUs")
+        not_graded("needs two CUDA GPUs")
     if item.get_closest_marker("gpu") and not _has_cuda():
-        pytest.skip(f"{NOT_GRADED}: needs a CUDA GPU")
+        not_graded("needs a CUDA GPU")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -78,11 +79,14 @@ def pytest_runtest_makereport(item, call):
     """Say 'not started' plainly when a test reaches a stub, instead of a long traceback."""
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is not None and report.failed and _reached_stub(call.excinfo.value):
-        report.longrepr = NotStarted(f"not started: {_stub_message(call.excinfo.value)}")
+    if call.excinfo is not None and report.failed:
+        from lab.errors import not_started_in
+        stub = not_started_in(call.excinfo.value)       # by type (lab.errors.NotStarted), through the chain
+        if stub is not None:
+            report.longrepr = NotStartedReport(f"not started: {stub or 'a stub raised NotImplementedError'}")
 
 
-class NotStarted:
+class NotStartedReport:
     """A one-line failure report for a test that reached a stub (shown in the summary line too)."""
 
     def __init__(self, message: str):
@@ -94,20 +98,6 @@ class NotStarted:
 
     def __str__(self) -> str:
         return self.message
-
-
-def _reached_stub(error: BaseException | None) -> bool:
-    while error is not None:
-        if isinstance(error, NotImplementedError):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-def _stub_message(error: BaseException) -> str:
-    while not isinstance(error, NotImplementedError):
-        error = error.__cause__ or error.__context__
-    return str(error) or "a stub raised NotImplementedError"
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

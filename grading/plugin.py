@@ -10,9 +10,13 @@ Loaded with `-p grading.plugin`; it does nothing unless the environment variable
 - "test" (after each test's teardown): `nodeid`, `name` (base name: function, `Class.method`, no
   parameters), `file`, `outcome` (passed | failed | skipped | error), `message` (first line of the
   failure, e.g. "AssertionError: tokens differ at step 3: expected 42, got 17"), `not_implemented`
-  (a NotImplementedError anywhere in the exception chain), `import_error` (a SyntaxError or ImportError
-  in the chain: the student's module does not load), `timed_out` (pytest-timeout fired),
-  `skip_reason`, `markers`, `duration_s`, `user_properties` (dict; speed tests put `speed` there);
+  (a NotImplementedError, e.g. the stubs' `lab.errors.NotStarted`, anywhere in the exception chain),
+  `import_error` (a SyntaxError or ImportError in the chain: the student's module does not load),
+  `timed_out` (pytest-timeout fired), `skip_reason`, `not_graded` (skipped by `lab.outcomes.not_graded`:
+  this hardware cannot grade it; told by the exception's `grading_status`, never by the reason's text),
+  `markers`, `duration_s`, `user_properties` (dict; speed tests put `speed` there),
+  `speeds` (every speed figure the test recorded, in order: each `speed` property, and with
+  LAB_SPEED_REPEAT each further measurement's `speed_repeat`; grading.calibrate reads these);
 - "session" (last; absent when the process died): `exitstatus`, `seed`, `hardware`.
 
 Invariants: every record is one JSON object on one line, flushed before the next test starts, so a crash
@@ -33,7 +37,7 @@ import pytest
 from grading import hardware
 
 RESULTS_ENV = "LAB_GRADING_RESULTS"
-_STUB_TEXT = re.compile(r"NotImplementedError:? inf\d\d: implement")   # a stub's error, seen as text
+SPEED_PROPERTIES = ("speed", "speed_repeat")                            # lab.timing / lab.figures record these
 _TIMEOUT_TEXT = re.compile(r"^Timeout \(?>")                            # pytest-timeout's failure text
 _IGNORED_MARKERS = {"parametrize", "usefixtures", "filterwarnings"}
 _NO_FAILURE = {"message": None, "not_implemented": False, "import_error": False, "timed_out": False}
@@ -81,7 +85,7 @@ def describe_exception(exc: BaseException, root: Path, *, root_cause: bool = Fal
     """Classify a failure. `root_cause` reports the innermost cause (for collection errors, whose
     outer exception is pytest's CollectError wrapping the real one)."""
     chain = exception_chain(exc)
-    not_implemented = any(isinstance(e, NotImplementedError) or _STUB_TEXT.search(str(e)) for e in chain)
+    not_implemented = any(isinstance(e, NotImplementedError) for e in chain)    # lab.errors.NotStarted is one
     load_error = next((e for e in chain if isinstance(e, (SyntaxError, ImportError))), None)
     shown = exc
     if root_cause:
@@ -129,6 +133,7 @@ class Recorder:
         self._items: dict[str, dict] = {}
         self._failures: dict[str, dict] = {}
         self._pending: dict[str, dict] = {}
+        self._not_graded: set[str] = set()
 
     def write(self, record: dict) -> None:
         try:
@@ -168,13 +173,18 @@ class Recorder:
         report = yield
         if call.excinfo is not None and report.failed and item.nodeid not in self._failures:
             self._failures[item.nodeid] = describe_exception(call.excinfo.value, self._root)
+        if call.excinfo is not None and report.skipped and \
+                getattr(call.excinfo.value, "grading_status", None) == "not_graded":
+            self._not_graded.add(item.nodeid)
         return report
 
     def pytest_runtest_logreport(self, report) -> None:
-        state = self._pending.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0,
-                                                         "skip_reason": None, "user_properties": {}})
+        state = self._pending.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0, "skip_reason": None,
+                                                         "user_properties": {}, "speeds": []})
         state["duration_s"] += report.duration
-        state["user_properties"].update(dict(report.user_properties))
+        if report.when == "teardown":           # user_properties accumulate over the phases: read them once
+            state["user_properties"].update(dict(report.user_properties))
+            state["speeds"] = [value for key, value in report.user_properties if key in SPEED_PROPERTIES]
         if report.skipped and state["outcome"] == "passed":
             _record_skip(state, report)
         elif report.failed and state["outcome"] in ("passed", "skipped"):
@@ -191,8 +201,9 @@ class Recorder:
             failure = self._failures.pop(nodeid, None) or dict(
                 _NO_FAILURE, message=state.get("fallback") or state.get("xfail"))
         self.write({"kind": "test", **info, "outcome": state["outcome"], **failure,
-                    "skip_reason": state["skip_reason"], "duration_s": round(state["duration_s"], 6),
-                    "user_properties": state["user_properties"]})
+                    "skip_reason": state["skip_reason"], "not_graded": state["outcome"] == "skipped" and
+                    nodeid in self._not_graded, "duration_s": round(state["duration_s"], 6),
+                    "user_properties": state["user_properties"], "speeds": state["speeds"]})
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         self.write({"kind": "session", "exitstatus": int(exitstatus), "seed": self._seed(),

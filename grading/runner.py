@@ -92,9 +92,11 @@ def discover_topics(root: Path) -> list[str]:
                   if p.is_dir() and TOPIC_NAME.match(p.name) and any(p.glob("test_*.py")))
 
 
-def pytest_command(topic: str, impl: str, limits: Limits, root: Path, collect_only: bool = False) -> list[str]:
-    """The pytest command line for one topic (run with cwd=root)."""
-    hidden = [f"{HIDDEN_TESTS.as_posix()}/{topic}"] if (root / HIDDEN_TESTS / topic).is_dir() else []
+def pytest_command(topic: str, impl: str, limits: Limits, root: Path, collect_only: bool = False,
+                   pytest_args: tuple[str, ...] | list[str] = (), hidden: bool = True) -> list[str]:
+    """The pytest command line for one topic (run with cwd=root); `pytest_args` (e.g. `-k`, `-m`) go last."""
+    hidden_dir = root / HIDDEN_TESTS / topic
+    hidden = [f"{HIDDEN_TESTS.as_posix()}/{topic}"] if hidden and hidden_dir.is_dir() else []
     cmd = [sys.executable, "-m", "pytest", f"exercises/{topic}", *hidden, "--impl", impl, "-p", "grading.plugin",
            "-p", "no:cacheprovider", "-q", "--continue-on-collection-errors",
            f"--rootdir={root}", f"--confcutdir={root}"]
@@ -102,11 +104,13 @@ def pytest_command(topic: str, impl: str, limits: Limits, root: Path, collect_on
         cmd.append(f"--timeout={limits.test_s:g}")
     if collect_only:
         cmd.append("--collect-only")
-    return cmd
+    return cmd + list(pytest_args)
 
 
-def _environment(records: Path, impl: str, seed: int | None, root: Path) -> dict[str, str]:
+def _environment(records: Path, impl: str, seed: int | None, root: Path,
+                 extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}    # nothing may inject options
+    env.update(extra or {})
     if seed is not None:
         env["LAB_SEED"] = str(seed)                 # the lab's conftest seeds every topic from it
     own = root if (root / "grading" / "plugin.py").is_file() else GRADING_PARENT   # the root's own grader
@@ -231,16 +235,21 @@ def _fill(run: TopicRun, records: list[dict]) -> None:
 
 
 def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
-              collect_only: bool = False, seed: int | None = None) -> TopicRun:
-    """Run (or only collect) one topic in its own process and read back what it recorded."""
+              collect_only: bool = False, seed: int | None = None, *, pytest_args: list[str] | None = None,
+              env: dict[str, str] | None = None, hidden: bool = True) -> TopicRun:
+    """Run (or only collect) one topic in its own process and read back what it recorded.
+
+    The grader runs whole topics; the instructors' tools narrow a run with `pytest_args` (`-k`, `-m`),
+    set variables with `env` (e.g. OMP_NUM_THREADS=1, LAB_SPEED_REPEAT) and leave the hidden tests out
+    with `hidden=False`; they read the same records (speed figures: each test record's `speeds`)."""
     suffix = ".collect" if collect_only else ""
     (out_dir / "records").mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     records = out_dir / "records" / f"{topic}{suffix}.jsonl"
     records.unlink(missing_ok=True)
     log_path = out_dir / "logs" / f"{topic}{suffix}.log"
-    cmd = pytest_command(topic, impl, limits, root, collect_only)
-    code, timed_out, seconds, text = _execute(cmd, root, _environment(records, impl, seed, root), log_path,
+    cmd = pytest_command(topic, impl, limits, root, collect_only, pytest_args or (), hidden)
+    code, timed_out, seconds, text = _execute(cmd, root, _environment(records, impl, seed, root, env), log_path,
                                              limits.topic_s, limits.memory_bytes)
     run = TopicRun(topic, exit_code=code, timed_out=timed_out, duration_s=seconds, limit_s=limits.topic_s,
                    log_path=log_path, log_text=text)

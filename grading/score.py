@@ -24,7 +24,6 @@ PASSED, FAILED, ERROR, NOT_STARTED = "passed", "failed", "error", "not started"
 SKIPPED, NOT_HERE, TIMED_OUT, CRASHED = "skipped", "not graded on this hardware", "timed out", "crashed"
 NOT_RUN, MISSING, PARTIAL, GATED = "not run", "missing", "partial", "gated"
 COMPLETE = "complete"
-HARDWARE_REASON = "not graded on this hardware"
 
 
 @dataclass
@@ -106,7 +105,7 @@ def _case(item: dict, run: TopicRun, hardware: dict) -> Case:
     if outcome == "passed":
         state = PASSED
     elif outcome == "skipped":
-        state = NOT_HERE if reason.startswith(HARDWARE_REASON) or _unavailable(markers, hardware) else SKIPPED
+        state = NOT_HERE if record.get("not_graded") or _unavailable(markers, hardware) else SKIPPED
     elif record.get("timed_out"):
         state = TIMED_OUT
     elif record.get("not_implemented"):

@@ -8,9 +8,7 @@ measurement. Recorded the way `lab.timing.compare` records its ratios, so the gr
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -39,15 +37,12 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, fl
 def record_figure(what: str, *, ratio: float, threshold: float, passed: bool | None = None,
                   record: Callable[[str, Any], None] | None = None, **details: Any) -> dict:
     """Record one speed figure (higher is better; it passes when ratio >= threshold unless `passed` says
-    otherwise) for the grader (`record`, pytest's `record_property`) and for `grading.tools.calibrate`
-    (the LAB_SPEED_LOG file). `details` (the raw measurements) travel with it. Returns the record."""
+    otherwise) for the grader and `grading.tools.calibrate` (`record`, pytest's `record_property`: the test's
+    `speed` property). `details` (the raw measurements) travel with it. Returns the record."""
     row = {"what": what, "ratio": float(ratio), "threshold": float(threshold),
            "passed": bool(ratio >= threshold) if passed is None else bool(passed), **details}
     if record is not None:
         record("speed", row)
-    if os.environ.get("LAB_SPEED_LOG"):
-        with open(os.environ["LAB_SPEED_LOG"], "a") as log:
-            log.write(json.dumps(row) + "\n")
     return row
 
 

@@ -7,7 +7,7 @@ Tests never import `exercises` or `solutions` directly; they ask for a topic's m
 
 The root comes from `LAB_IMPL` (set by `pytest --impl`): `exercises` (default), `solutions`, or the path
 of a folder laid out like them (`<folder>/inf10/kv_cache.py`), which is how the planted wrong solutions
-in tests/ and the grader's isolated submissions are run.
+(materialized from tests/planted/ by grading.planted) and the grader's isolated submissions are run.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from pathlib import Path
 from lab.paths import REPO_ROOT
 
 BUILTIN_ROOTS = ("exercises", "solutions")
-PLANTED_ROOT = REPO_ROOT / "tests" / "planted"     # planted versions build on the reference: they may import it
 
 
 def impl_root() -> str:
@@ -44,12 +43,9 @@ def root_folder(root: str | None = None) -> Path:
 
 
 def solutions_allowed(root: str | None = None) -> bool:
-    """Whether code graded under `root` may import `solutions`: only the reference itself and the planted
-    versions under tests/planted/ (which import the reference for the modules they leave alone)."""
-    root = impl_root() if root is None else root
-    if root in BUILTIN_ROOTS:
-        return root == "solutions"
-    return Path(root).resolve().is_relative_to(PLANTED_ROOT.resolve())
+    """Whether code graded under `root` may import `solutions`: only the reference itself (a planted
+    version is a whole copy of the reference with its diff applied, and imports nothing of it)."""
+    return (impl_root() if root is None else root) == "solutions"
 
 
 def _package_for(root: str) -> str:

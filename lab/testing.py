@@ -1,19 +1,29 @@
 """Test aids shared by the topics' tests: small random models, reference caches, fake models.
 
 Everything here is deliberately simple, so that it can serve as an oracle: a test compares the
-student's fast code with these slow, obviously-right versions.
+student's fast code with these slow, obviously-right versions. Import them all from here; the larger
+groups live in modules of their own:
+- lab.outcomes: `not_graded(reason)` (not graded on this hardware), `raises(..., because=...)`;
+- lab.harness: `kernel_check` (a Triton kernel on a GPU or in the interpreter), `cuda_graph_replay`;
+- lab.fakes: models that record or script what a loop sees (`ScriptedModel`, `SleepyModel`, `Recording`,
+  `Spy`, `FakeCachedModel`), `SlowCopies`, and the no-cache loop `no_cache_greedy`.
 """
 from __future__ import annotations
 
 import contextlib
 import math
-import time
 
 import torch
-from torch import nn
 
 from lab.config import ModelConfig
+from lab.fakes import FakeCachedModel, Recording, ScriptedModel, SleepyModel, SlowCopies, Spy, no_cache_greedy
+from lab.harness import cuda_graph_replay, kernel_check
 from lab.model import LlamaModel
+from lab.outcomes import not_graded, raises
+
+__all__ = ["pick", "random_config", "random_lab_model", "ConcatCache", "naive_attention",
+           "ScriptedModel", "SleepyModel", "Recording", "Spy", "FakeCachedModel", "SlowCopies", "no_cache_greedy",
+           "kernel_check", "cuda_graph_replay", "not_graded", "raises"]
 
 
 def pick(gen: torch.Generator, lo: int, hi: int) -> int:
@@ -76,43 +86,6 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
-
-
-class ScriptedModel(nn.Module):
-    """A fake model that 'predicts' a fixed script: after n tokens the argmax is script[n - start].
-
-    Records every `input_ids` it is called with in `calls`, so a test can see what a loop fed it.
-    """
-
-    def __init__(self, script: list[int], prompt_len: int, vocab_size: int = 64):
-        super().__init__()
-        self.script, self.prompt_len, self.vocab_size = script, prompt_len, vocab_size
-        self.anchor = nn.Parameter(torch.zeros(1))        # so next(model.parameters()) gives a device
-        self.calls: list[torch.Tensor] = []
-
-    def forward(self, input_ids: torch.Tensor, positions=None, cache=None, attention_mask=None,
-                last_only: bool = False) -> torch.Tensor:
-        self.calls.append(input_ids.detach().clone())
-        batch, num_tokens = input_ids.shape
-        seen = (cache.seq_len if cache is not None else 0) + num_tokens
-        logits = torch.zeros(batch, num_tokens, self.vocab_size, device=self.anchor.device)
-        for t in range(num_tokens):
-            step = seen - num_tokens + t + 1 - self.prompt_len
-            if 0 <= step < len(self.script):
-                logits[:, t, self.script[step]] = 1.0
-        return logits[:, -1:] if last_only else logits
-
-
-class SleepyModel(ScriptedModel):
-    """A ScriptedModel whose forward takes `base_s + per_token_s * num_tokens` seconds (a known clock)."""
-
-    def __init__(self, script: list[int], prompt_len: int, base_s: float, per_token_s: float):
-        super().__init__(script, prompt_len)
-        self.base_s, self.per_token_s = base_s, per_token_s
-
-    def forward(self, input_ids, *args, **kwargs):
-        time.sleep(self.base_s + self.per_token_s * input_ids.shape[1])
-        return super().forward(input_ids, *args, **kwargs)
 
 
 class LargestTensor:

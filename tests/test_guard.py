@@ -100,9 +100,9 @@ def test_targets_are_modules_or_callables():
         bans.expand(["@int9-shortcuts"])
 
 
-def test_only_the_reference_and_planted_versions_may_import_solutions(tmp_path):
+def test_only_the_reference_may_import_solutions(tmp_path):
     assert solutions_allowed("solutions") and not solutions_allowed("exercises")
-    assert solutions_allowed(str(REPO_ROOT / "tests" / "planted" / "inf00" / "last-token-only"))
+    assert not solutions_allowed(str(REPO_ROOT / "tests" / "planted" / "inf00"))     # planted: a copy, no import
     assert not solutions_allowed(str(tmp_path))
 
 

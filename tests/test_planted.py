@@ -1,85 +1,126 @@
 """Planted wrong solutions must lose points: each fails the tests it names, through the impl switch.
 
-Each folder tests/planted/<topic>/<name>/ is a complete implementation root (see tests/planted/README.md).
-Only the tests a planted version names in `expect_fail` are run (the rest of its topic is the solution's
-code), and each must fail — not as 'not started', not skipped — so the grader's table takes its points.
+Each planted version is `tests/planted/<topic>/<name>.toml` + `<name>.diff`, a diff against the reference
+(see tests/planted/README.md). `grading.planted` applies it in a temporary copy of solutions/<topic>, and
+the grader's runner (`grading.runner.run_topic`, the same process, plugin and records the scorecard uses)
+runs only the tests the version names in `expect_fail`; each must fail (not "not started", not skipped,
+not a module that does not load), so the grader's table takes its points.
 """
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tomllib
-import xml.etree.ElementTree as ET
+import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
+from grading.planted import REPO_ROOT, PlantedDiffError, apply_diff, materialize, planted_versions
 from grading.rubric import load_points
-from lab.paths import REPO_ROOT
+from grading.runner import Limits, TopicRun, run_topic
 
-ROOT = REPO_ROOT
-PLANTED = sorted(p.parent for p in (ROOT / "tests" / "planted").glob("inf*/*/planted.toml"))
+PLANTED = planted_versions()
 # Each planted run is a pytest process that spends most of its few seconds starting up and loading, on one
 # thread: two at a time, each on one thread, keep a 2-core CI machine busy (measured: 348 s one by one).
 WORKERS = max(1, min(2, os.cpu_count() or 1))
+LIMITS = Limits(test_s=300, topic_s=900)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _meta(folder: Path) -> dict:
-    return tomllib.loads((folder / "planted.toml").read_text())
-
-
-def _run(folder: Path, report: Path) -> subprocess.CompletedProcess:
-    """The tests a planted version names, in their own pytest process, on one CPU thread."""
-    expect = _meta(folder).get("expect_fail", [])
-    cmd = [sys.executable, "-m", "pytest", f"exercises/{folder.parent.name}", "--impl", str(folder), "-k",
-           " or ".join(expect), "-q", "-p", "no:cacheprovider", f"--junitxml={report}", "-m", "not gpu"]
-    env = {**os.environ, "LAB_IMPL": str(folder), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+def _run(planted, tmp) -> TopicRun:
+    """The tests a planted version names, in the grader's runner, on one CPU thread, without GPU tests."""
+    root = materialize(planted, tmp / "impl")
+    return run_topic(REPO_ROOT, planted.topic, str(root), LIMITS, tmp / "out",
+                     pytest_args=["-k", " or ".join(planted.expect_fail), "-m", "not gpu"],
+                     env=ONE_THREAD, hidden=False)
 
 
 @pytest.fixture(scope="module")
 def planted_runs(request, tmp_path_factory):
-    """folder -> (future of its pytest process, its JUnit report) for every selected planted version, all
-    started at once, WORKERS at a time."""
-    selected = {item.callspec.params["folder"] for item in request.session.items
-                if getattr(item, "callspec", None) and "folder" in item.callspec.params}
-    runnable = [f for f in PLANTED if f in selected and _meta(f).get("expect_fail")]
+    """label -> future of its TopicRun for every selected planted version, all submitted at once,
+    WORKERS at a time."""
+    selected = {item.callspec.params["planted"].label for item in request.session.items
+                if getattr(item, "callspec", None) and "planted" in item.callspec.params}
     with ThreadPoolExecutor(WORKERS) as pool:
-        runs = {}
-        for folder in runnable:
-            report = tmp_path_factory.mktemp(f"{folder.parent.name}-{folder.name}") / "junit.xml"
-            runs[folder] = (pool.submit(_run, folder, report), report)
+        runs = {p.label: pool.submit(_run, p, tmp_path_factory.mktemp(f"{p.topic}-{p.name}"))
+                for p in PLANTED if p.label in selected and p.expect_fail}
         yield runs
-        for future, _ in runs.values():
+        for future in runs.values():
             future.cancel()
 
 
-@pytest.mark.parametrize("folder", PLANTED, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_planted_implementation_loses_points(folder, planted_runs):
-    topic, meta = folder.parent.name, _meta(folder)
-    expect = meta.get("expect_fail", [])
-    assert meta.get("description") and (expect or meta.get("naive")), \
-        f"{folder}: planted.toml needs a description and expect_fail (or naive = true for a GPU-only baseline)"
+def test_there_are_planted_versions_and_no_leftover_copies():
+    assert len(PLANTED) >= 60, f"only {len(PLANTED)} planted versions found"
+    stray = [p for p in (REPO_ROOT / "tests" / "planted").rglob("*.py")]
+    assert not stray, f"planted versions are .toml + .diff; these look like old copies: {stray[:5]}"
+
+
+@pytest.mark.parametrize("planted", PLANTED, ids=lambda p: p.label)
+def test_planted_implementation_loses_points(planted, planted_runs):
+    expect = planted.expect_fail
+    assert planted.description and (expect or planted.naive), \
+        f"{planted.label}: its .toml needs a description and expect_fail (or naive = true for a GPU-only baseline)"
     if not expect:
         pytest.skip("a GPU speed baseline only: its speed tests are checked by grading.tools.calibrate on a GPU")
-    points = load_points()[topic]
+    points = load_points()[planted.topic]
     unknown = [t for t in expect if t not in points]
-    assert not unknown, f"{folder}: expect_fail names tests not in [{topic}] of exercises/{topic}/topic.toml: {unknown}"
-    future, report = planted_runs[folder]
-    proc = future.result()
-    assert report.exists(), f"pytest did not run:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert not unknown, f"{planted.label}: expect_fail names tests not in [{planted.topic}] of exercises/{planted.topic}/topic.toml: {unknown}"
+    run = planted_runs[planted.label].result()
+    assert run.items, f"{planted.label}: pytest collected nothing:\n{run.log_text[-2000:]}"
     outcomes: dict[str, list[str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        name = case.get("name").split("[")[0]
-        failure = case.find("failure") if case.find("failure") is not None else case.find("error")
-        if failure is not None:
-            state = "not started" if "not started" in (failure.get("message") or "") else "failed"
-        else:
-            state = "skipped" if case.find("skipped") is not None else "passed"
-        outcomes.setdefault(name, []).append(state)
+    for record in run.tests.values():
+        state = "not started" if record["not_implemented"] else \
+            "did not load" if record["import_error"] else record["outcome"]
+        outcomes.setdefault(record["name"], []).append(state)
     for test in expect:
         states = outcomes.get(test)
-        assert states, f"{folder.name}: {test} did not run (output tail: {proc.stdout[-500:]})"
-        assert "failed" in states, f"{topic}/{folder.name} ({meta['description']}): {test} should fail, got {states}"
+        assert states, f"{planted.label}: {test} did not run (output tail: {run.log_text[-800:]})"
+        assert {"failed", "error"} & set(states), \
+            f"{planted.label} ({planted.description}): {test} should fail, got {states}"
+
+
+# ------------------------------------------------------------------------------------- the diff applier
+SOLUTION = "def f(x):\n    y = x + 1\n    return y\n\n\ndef g(x):\n    return 2 * x\n"
+DIFF = """--- a/m.py
++++ b/m.py
+@@ -5,3 +5,3 @@
+
+ def g(x):
+-    return 2 * x
++    return 3 * x
+"""
+
+
+def test_a_diff_applies_where_its_context_matches(tmp_path):
+    (tmp_path / "m.py").write_text(SOLUTION)
+    apply_diff(DIFF, tmp_path, "inf99/triple")
+    assert (tmp_path / "m.py").read_text() == SOLUTION.replace("2 * x", "3 * x")
+    (tmp_path / "m.py").write_text("# a new first line\n" + SOLUTION)       # the solution grew above the hunk
+    apply_diff(DIFF, tmp_path, "inf99/triple")
+    assert (tmp_path / "m.py").read_text().endswith("return 3 * x\n")
+
+
+def test_a_diff_that_no_longer_applies_fails_loudly(tmp_path):
+    (tmp_path / "m.py").write_text(SOLUTION.replace("2 * x", "x + x"))       # the solution changed there
+    with pytest.raises(PlantedDiffError) as error:
+        apply_diff(DIFF, tmp_path, "inf99/triple")
+    message = str(error.value)
+    assert "inf99/triple" in message and "m.py" in message and "hunk 1" in message, message
+    assert "return 2 * x" in message and "return x + x" in message, message
+
+
+def test_a_diff_for_a_file_the_solution_lacks_fails_loudly(tmp_path):
+    with pytest.raises(PlantedDiffError, match="inf99/triple: m.py is not a file of the current solution"):
+        apply_diff(DIFF, tmp_path, "inf99/triple")
+
+
+def test_every_planted_diff_applies_and_changes_the_solution(tmp_path):
+    for planted in PLANTED:
+        root = materialize(planted, tmp_path / planted.label)
+        changed = [p.name for p in (root / planted.topic).glob("*.py")
+                   if p.read_text() != (REPO_ROOT / "solutions" / planted.topic / p.name).read_text()]
+        assert changed, f"{planted.label}: its diff changes nothing"
+        imports = [p.name for p in (root / planted.topic).glob("*.py")
+                   if re.search(r"^\s*(from|import) solutions\b", p.read_text(), re.M)]
+        assert not imports, f"{planted.label}: planted code may not import solutions ({imports})"
+    with pytest.raises(PlantedDiffError):
+        apply_diff("@@ -1 +1 @@\n-x\n+y\n", tmp_path, "inf99/headless")

@@ -13,6 +13,7 @@ Conventions (the tests count the lab model's real work the same way):
 from __future__ import annotations
 
 from lab.config import ModelConfig
+from lab.errors import NotStarted
 
 
 def matmul_params(config: ModelConfig) -> int:
@@ -22,7 +23,7 @@ def matmul_params(config: ModelConfig) -> int:
     when the two are tied. Example: SmolLM2-135M has 134,515,008 parameters, of which 134,479,872 are matmul weights.
     Hint: per layer q, k, v, o and the three MLP projections; then the head, vocab_size x hidden_size.
     """
-    raise NotImplementedError("inf00: implement matmul_params")
+    raise NotStarted("inf00: implement matmul_params")
 
 
 def forward_flops(config: ModelConfig, num_tokens: int, past_len: int = 0, batch: int = 1) -> int:
@@ -32,12 +33,12 @@ def forward_flops(config: ModelConfig, num_tokens: int, past_len: int = 0, batch
     cached): forward_flops(c, 1, past_len=S). Each new token attends to past_len + num_tokens key slots.
     Hint: 2 * tokens * matmul_params, plus attention's 4 * num_heads * head_dim per (token, key) per layer.
     """
-    raise NotImplementedError("inf00: implement forward_flops")
+    raise NotStarted("inf00: implement forward_flops")
 
 
 def weight_bytes(config: ModelConfig, dtype_bytes: int) -> int:
     """Bytes of all the model's parameters at `dtype_bytes` per value (a tied embedding counted once)."""
-    raise NotImplementedError("inf00: implement weight_bytes")
+    raise NotStarted("inf00: implement weight_bytes")
 
 
 def kv_cache_bytes(config: ModelConfig, seq_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
@@ -45,7 +46,7 @@ def kv_cache_bytes(config: ModelConfig, seq_len: int, batch: int = 1, dtype_byte
 
     Hint: 2 (K and V) * layers * num_kv_heads * head_dim per token.
     """
-    raise NotImplementedError("inf00: implement kv_cache_bytes")
+    raise NotStarted("inf00: implement kv_cache_bytes")
 
 
 def decode_step_bytes(config: ModelConfig, past_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
@@ -54,17 +55,17 @@ def decode_step_bytes(config: ModelConfig, past_len: int, batch: int = 1, dtype_
 
     Hint: there are 2 * num_layers + 1 RMSNorm weight vectors of hidden_size each.
     """
-    raise NotImplementedError("inf00: implement decode_step_bytes")
+    raise NotStarted("inf00: implement decode_step_bytes")
 
 
 def prefill_bytes(config: ModelConfig, prompt_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
     """The fewest bytes a prefill of `prompt_len` tokens moves: the matmul weights and the norms once,
     and all prompt K/V written once."""
-    raise NotImplementedError("inf00: implement prefill_bytes")
+    raise NotStarted("inf00: implement prefill_bytes")
 
 
 
 
 def arithmetic_intensity(flops: int, num_bytes: int) -> float:
     """FLOPs per byte moved. Below the device's ridge (peak FLOP/s / peak bytes/s) work is memory-bound."""
-    raise NotImplementedError("inf00: implement arithmetic_intensity")
+    raise NotStarted("inf00: implement arithmetic_intensity")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lab.hardware import synchronize
+from lab.errors import NotStarted
 
 
 @dataclass
@@ -60,7 +61,7 @@ def greedy_generate(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     argmax of the last position's logits: no cache, no sampling, batch size 1.
     Hint: `torch.cat` the chosen token onto the sequence; `.item()` turns a 0-d tensor into an int.
     """
-    raise NotImplementedError("inf00: implement greedy_generate")
+    raise NotStarted("inf00: implement greedy_generate")
 
 
 @torch.inference_mode()
@@ -74,4 +75,4 @@ def timed_generate(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor,
     or a GPU timer measures only the launch. Use `time.perf_counter()`.
     Hint: the same loop as greedy_generate, with a clock read around each forward.
     """
-    raise NotImplementedError("inf00: implement timed_generate")
+    raise NotStarted("inf00: implement timed_generate")

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.model import LlamaModel
-from lab.testing import ConcatCache, naive_attention, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, naive_attention, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf00")
 
@@ -91,5 +91,5 @@ def test_arithmetic_intensity_tells_decode_from_prefill():
     assert 1000 < prefill < 2500, f"a 2,048-token prefill should do ~1,500-2,000 FLOP/byte, got {prefill:.0f}"
     batch64 = counts.arithmetic_intensity(counts.forward_flops(c, 1, 2047, batch=64), counts.decode_step_bytes(c, 2047, 64))
     assert 25 < batch64 < 64, f"batching 64 decodes shares the weights: expected 25-64 FLOP/byte, got {batch64:.1f}"
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="arithmetic_intensity(1, 0): no bytes moved, the intensity is undefined"):
         counts.arithmetic_intensity(1, 0)

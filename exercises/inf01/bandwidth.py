@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from lab.hardware import device as default_device, synchronize
+from lab.errors import NotStarted
 
 from .utilization import measure_seconds
 
@@ -25,4 +26,4 @@ def copy_bandwidth(num_bytes: int, device: torch.device | str | None = None, rep
     device:    default lab.hardware.device() (the GPU when there is one).
     Hint: `torch.empty(num_bytes // 4, device=device).uniform_()`; `torch.empty_like(src)`.
     """
-    raise NotImplementedError("inf01: implement copy_bandwidth")
+    raise NotStarted("inf01: implement copy_bandwidth")

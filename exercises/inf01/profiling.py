@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from lab.hardware import device as default_device, synchronize
+from lab.errors import NotStarted
 
 
 PHASES = ("prefill", "decode")
@@ -77,7 +78,7 @@ def profile_ops(fn: Callable[[], object], *, device_type: str | None = None, top
     Hint: `prof.key_averages()` gives one row per operator name with `count`, `flops`,
     `self_cpu_time_total` and `self_device_time_total`, in microseconds.
     """
-    raise NotImplementedError("inf01: implement profile_ops")
+    raise NotStarted("inf01: implement profile_ops")
 
 
 
@@ -96,4 +97,4 @@ def profile_prefill_decode(model: torch.nn.Module, prompt_ids: list[int] | torch
     device work. Returns `profile_ops(...)` of that run (one warm-up run first).
     Hint: build the cache inside the function you hand to `profile_ops`, so every run starts empty.
     """
-    raise NotImplementedError("inf01: implement profile_prefill_decode")
+    raise NotStarted("inf01: implement profile_prefill_decode")

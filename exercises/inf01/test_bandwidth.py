@@ -1,14 +1,13 @@
 """inf01 tests: your copy-bandwidth measurement, on a copy of known duration and against the lab's own."""
 import statistics
-import time
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from lab.figures import one_cpu_thread, record_figure
 from lab.hardware import measure_copy_bandwidth
 from lab.impl import Topic
+from lab.testing import SlowCopies, raises
 
 impl = Topic("inf01")
 
@@ -19,22 +18,6 @@ GPU_TOLERANCE = 0.15
 CPU_TOLERANCE = 0.25
 GPU_NUM_BYTES, CPU_NUM_BYTES = 1 << 30, 1 << 26      # past the caches (H200 L2: 60 MiB; CPU: copies of
 NUM_PAIRS = 7                                        # 4 MiB run at ~45 GB/s, of 64 MiB at DRAM speed)
-
-
-class SlowCopies(TorchFunctionMode):
-    """Every tensor copy takes `seconds` longer: a copy whose duration the test knows."""
-
-    COPIES = {torch.Tensor.copy_, torch.Tensor.clone, torch.clone, torch.Tensor.__setitem__}
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.num_copies = seconds, 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.COPIES:
-            self.num_copies += 1
-            time.sleep(self.seconds)
-        return func(*args, **(kwargs or {}))
 
 
 def test_copy_bandwidth_counts_read_and_write_bytes(rng):
@@ -53,7 +36,7 @@ def test_copy_bandwidth_counts_read_and_write_bytes(rng):
 
 @pytest.mark.parametrize("num_bytes", [0, -4, 6, 4.0], ids=["zero", "negative", "not-a-multiple-of-4", "float"])
 def test_copy_bandwidth_rejects_bad_sizes(num_bytes):
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"copy_bandwidth({num_bytes!r}) is not a positive whole number of float32 values"):
         impl.bandwidth.copy_bandwidth(num_bytes, "cpu")
 
 

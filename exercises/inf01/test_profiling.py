@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lab.cache import StaticCache
 from lab.impl import Topic
-from lab.testing import naive_attention, pick, random_config, random_lab_model
+from lab.testing import naive_attention, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf01")
 MATMUL_OPS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
@@ -89,7 +89,7 @@ def test_profile_ops_keeps_the_top_k(rng):
     assert len(result.ops) == top_k, f"top_k={top_k}: expected {top_k} ops, got {len(result.ops)}"
     assert result.ops[0].name == "aten::mm", f"expected aten::mm on top, got {result.ops[0].name}"
     assert result.trace_path is None, "no trace_path given: no trace should be written"
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="profile_ops(top_k=0) asks for no operator at all (top_k must be >= 1 or None)"):
         impl.profiling.profile_ops(work, device_type="cpu", top_k=0)
 
 

@@ -5,6 +5,7 @@ import torch
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
+from lab.testing import raises
 
 impl = Topic("inf01")
 # measure_seconds is the timer you write: the lab's timers may not stand in for it (topic.toml bans them).
@@ -40,7 +41,8 @@ def test_utilization_of_llama_decode_on_an_h200():
 def test_utilization_rejects_bad_input(bad):
     args = {"flops": 1e9, "num_bytes": 1e9, "seconds": 0.1, **bad}
     peaks = Peaks("fake", 1e11, 1e12, "fp32")
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"utilization({bad}) has no meaningful answer: time must be > 0, flops and bytes >= 0"):
         impl.utilization.utilization(args["flops"], args["num_bytes"], args["seconds"], peaks)
 
 
@@ -77,7 +79,7 @@ def test_measure_seconds_takes_the_median_after_warmup(rng):
     assert got == pytest.approx(work_s, rel=1e-9), (
         f"the typical call takes {work_s * 1e3:.3f} ms; you report {got * 1e3:.3f} ms (warm-up excluded? median, "
         "not mean?)")
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="measure_seconds(repeats=0) has nothing to take the median of"):
         impl.utilization.measure_seconds(fn, repeats=0, clock=dev.clock, synchronize=dev.synchronize)
 
 

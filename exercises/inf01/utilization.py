@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lab.hardware import Peaks, synchronize as device_synchronize
+from lab.errors import NotStarted
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def utilization(flops: float, num_bytes: float, seconds: float, peaks: Peaks) ->
     Raises ValueError if seconds <= 0 or a count is negative (a clear message, not a ZeroDivisionError).
     Hint: both are "achieved rate / peak rate"; the peaks are per second.
     """
-    raise NotImplementedError("inf01: implement utilization")
+    raise NotStarted("inf01: implement utilization")
 
 
 def measure_seconds(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 10,
@@ -67,4 +68,4 @@ def measure_seconds(fn: Callable[[], object], *, warmup: int = 2, repeats: int =
     call that a noisy neighbour slowed down. Raises ValueError if repeats < 1 or warmup < 0.
     Hint: time each call on its own, then `statistics.median`.
     """
-    raise NotImplementedError("inf01: implement measure_seconds")
+    raise NotStarted("inf01: implement measure_seconds")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.errors import NotStarted
+
 
 @torch.inference_mode()
 def chunked_prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache, chunk_size: int,
@@ -27,4 +29,4 @@ def chunked_prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache, chu
     not 2-D and non-empty.
     Hint: the model finds each chunk's positions and causal mask from `cache.seq_len`.
     """
-    raise NotImplementedError("inf02: implement chunked_prefill")
+    raise NotStarted("inf02: implement chunked_prefill")

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from lab.hardware import synchronize as device_synchronize
+from lab.errors import NotStarted
 
 
 @dataclass
@@ -55,4 +56,4 @@ def measure_latency(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     Raises ValueError if max_new_tokens < 1 or the prompt is empty.
     Hint: the loop of inf00's timed_generate, but the cache means each step feeds one token.
     """
-    raise NotImplementedError("inf02: implement measure_latency")
+    raise NotStarted("inf02: implement measure_latency")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lab.config import ModelConfig
 from lab.hardware import Peaks
+from lab.errors import NotStarted
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def roofline_estimate(flops: float, num_bytes: float, peaks: Peaks) -> RooflineE
     Raises ValueError if flops < 0 or num_bytes <= 0.
     Hint: compute and memory overlap on real hardware, so the floor is a max, not a sum.
     """
-    raise NotImplementedError("inf02: implement roofline_estimate")
+    raise NotStarted("inf02: implement roofline_estimate")
 
 
 def phase_estimate(config: ModelConfig, num_tokens: int, peaks: Peaks, past_len: int = 0, batch: int = 1,
@@ -63,4 +64,4 @@ def phase_estimate(config: ModelConfig, num_tokens: int, peaks: Peaks, past_len:
       (2 * num_layers * num_kv_heads * head_dim values per token).
     Hint: the output head is vocab_size x hidden_size matmul weights even when tied to the embedding.
     """
-    raise NotImplementedError("inf02: implement phase_estimate")
+    raise NotStarted("inf02: implement phase_estimate")

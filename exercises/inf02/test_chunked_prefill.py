@@ -6,7 +6,7 @@ import torch
 
 from lab.cache import StaticCache
 from lab.impl import Topic
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import pick, raises, random_config, random_lab_model
 
 impl = Topic("inf02")
 
@@ -94,5 +94,7 @@ def test_chunked_prefill_rejects_bad_input(rng, case):
     config, model, ids = setup(rng)
     cache = StaticCache(config, ids.shape[0], ids.shape[1])
     args = {"zero-chunk": (ids, 0), "1-d-prompt": (ids[0], 4), "empty-prompt": (ids[:, :0], 4)}[case]
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"chunked_prefill with {case}: chunks must be >= 1 token, the prompt [batch, len] and "
+                        "non-empty"):
         impl.chunked_prefill.chunked_prefill(model, args[0], cache, args[1])

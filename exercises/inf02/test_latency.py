@@ -5,28 +5,9 @@ import torch
 from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
-from lab.testing import ConcatCache, ScriptedModel, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, FakeCachedModel, ScriptedModel, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf02")
-
-
-class FakeCachedModel(ScriptedModel):
-    """Scripted tokens. Each forward over T tokens spends `host_s` on the host, queues
-    `base_s + per_token_s * T` of work on a FakeDevice, and appends T slots to the cache it is given."""
-
-    def __init__(self, script, prompt_len, dev: FakeDevice, host_s=0.0005, base_s=0.004, per_token_s=0.0002):
-        super().__init__(script, prompt_len)
-        self.dev, self.host_s, self.base_s, self.per_token_s = dev, host_s, base_s, per_token_s
-
-    def forward(self, input_ids, positions=None, cache=None, attention_mask=None, last_only=False):
-        logits = super().forward(input_ids, positions, cache, attention_mask, last_only)
-        num_tokens = input_ids.shape[1]
-        self.dev.host(self.host_s)
-        self.dev.launch(self.base_s + self.per_token_s * num_tokens)
-        if cache is not None:
-            kv = torch.zeros(1, 1, num_tokens, 2)
-            cache.update(0, kv, kv)
-        return logits
 
 
 def fake_run(rng, prompt_len=None, num_new=None):
@@ -86,7 +67,9 @@ def test_latency_rejects_bad_input(case):
     dev = FakeDevice()
     model = FakeCachedModel([5, 6], 3, dev)
     prompt, num_new = ([1, 2, 3], 0) if case == "no-new-tokens" else ([], 2)
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"measure_latency({case}): a prompt of {len(prompt)} tokens and {num_new} new tokens has no "
+                        "first token to time"):
         impl.latency.measure_latency(model, prompt, num_new, ConcatCache(1), clock=dev.clock, synchronize=dev.synchronize)
 
 

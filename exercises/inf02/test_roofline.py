@@ -8,7 +8,7 @@ from lab.cache import StaticCache
 from lab.config import SHAPES
 from lab.hardware import Peaks
 from lab.impl import Topic
-from lab.testing import naive_attention, pick, random_config, random_lab_model
+from lab.testing import naive_attention, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf02")
 H200 = Peaks("H200", copy_bytes_per_s=4.297e12, matmul_flops_per_s=673e12, matmul_dtype="bf16")
@@ -35,7 +35,8 @@ def test_roofline_estimate_is_the_slower_resource(rng, side):
 
 @pytest.mark.parametrize("bad", [(-1.0, 1e6), (1e9, 0.0)], ids=["negative-flops", "zero-bytes"])
 def test_roofline_rejects_bad_input(bad):
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"roofline_estimate(flops={bad[0]}, num_bytes={bad[1]}): flops must be >= 0 and bytes > 0"):
         impl.roofline.roofline_estimate(*bad, H200)
 
 

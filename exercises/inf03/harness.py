@@ -24,6 +24,7 @@ import torch
 
 from lab.hardware import device as default_device, device_name, synchronize as device_synchronize
 from lab.streaming import TokenStream
+from lab.errors import NotStarted
 
 from .stats import summarize
 from .workload import Request, Workload
@@ -77,7 +78,7 @@ def time_request(stream: TokenStream, request: Request, *, clock: Callable[[], f
     Raises ValueError if the stream yields no token or more than request.max_new_tokens.
     Hint: `for token in stream(request.prompt_ids, request.max_new_tokens): ...`.
     """
-    raise NotImplementedError("inf03: implement time_request")
+    raise NotStarted("inf03: implement time_request")
 
 
 def summarize_requests(timings: list[RequestTiming], duration_s: float) -> dict:
@@ -88,7 +89,7 @@ def summarize_requests(timings: list[RequestTiming], duration_s: float) -> dict:
     every request's TTFT, of every gap between tokens pooled over all requests, and of every request's
     end-to-end latency. tbt_s is None when no request produced a second token.
     """
-    raise NotImplementedError("inf03: implement summarize_requests")
+    raise NotStarted("inf03: implement summarize_requests")
 
 
 def environment(device: torch.device | str) -> dict:
@@ -99,7 +100,7 @@ def environment(device: torch.device | str) -> dict:
     versions: python (`platform.python_version()`), torch, numpy, cuda (`torch.version.cuda`, None on a
               CPU build).
     """
-    raise NotImplementedError("inf03: implement environment")
+    raise NotStarted("inf03: implement environment")
 
 
 def run_benchmark(stream: TokenStream, workload: Workload, *, num_warmup: int = 2, name: str = "engine",
@@ -116,4 +117,4 @@ def run_benchmark(stream: TokenStream, workload: Workload, *, num_warmup: int = 
     results=summarize_requests(...), environment=environment(device), requests=the timings.
     Raises ValueError if num_warmup < 0.
     """
-    raise NotImplementedError("inf03: implement run_benchmark")
+    raise NotStarted("inf03: implement run_benchmark")

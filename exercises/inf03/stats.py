@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+from lab.errors import NotStarted
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0 <= q <= 100) of `values`, interpolating linearly between closest ranks.
@@ -20,7 +22,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     Equal to `numpy.percentile(values, q)`. Raises ValueError on no values or q outside [0, 100].
     Hint: do not call numpy here: the tests compare you with it.
     """
-    raise NotImplementedError("inf03: implement percentile")
+    raise NotStarted("inf03: implement percentile")
 
 
 @dataclass(frozen=True)
@@ -41,4 +43,4 @@ class LatencyStats:
 
 def summarize(values: Sequence[float]) -> LatencyStats:
     """count, mean, P50, P95, P99, min and max of `values` (seconds). ValueError on no values."""
-    raise NotImplementedError("inf03: implement summarize")
+    raise NotStarted("inf03: implement summarize")

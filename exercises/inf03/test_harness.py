@@ -9,7 +9,7 @@ import torch
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
 from lab.streaming import greedy_stream
-from lab.testing import random_config, random_lab_model
+from lab.testing import raises, random_config, random_lab_model
 
 impl = Topic("inf03")
 
@@ -75,7 +75,9 @@ def test_time_request_waits_for_each_token(seed):
 def test_time_request_rejects_a_misbehaving_engine(seed, case):
     request = workload(seed).requests[0]
     count = 0 if case == "no-tokens" else request.max_new_tokens + 1
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"the engine yields {count} tokens for a request of max_new_tokens={request.max_new_tokens} "
+                        f"({case})"):
         impl.harness.time_request(lambda ids, n: iter(range(count)), request, clock=FakeDevice().clock,
                                   synchronize=lambda: None)
 

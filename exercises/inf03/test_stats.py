@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
+from lab.testing import raises
 
 impl = Topic("inf03")
 # The oracle is numpy's percentile: your code may not simply call it, nor another library's (topic.toml).
@@ -22,7 +23,7 @@ def test_percentile_matches_numpy(rng, count):
 
 @pytest.mark.parametrize("bad", [([], 50), ([1.0, 2.0], 101), ([1.0], -1)], ids=["empty", "q>100", "q<0"])
 def test_percentile_rejects_bad_input(bad):
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"percentile{bad}: no values, or q outside [0, 100]"):
         impl.stats.percentile(*bad)
 
 
@@ -33,5 +34,5 @@ def test_summarize_matches_numpy(rng):
                 p99=np.percentile(values, 99), min=min(values), max=max(values))
     for key, value in want.items():
         assert getattr(s, key) == pytest.approx(value, rel=1e-12), f"{key}: numpy says {value!r}, you say {getattr(s, key)!r}"
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="summarize([]): no values to summarize"):
         impl.stats.summarize([])

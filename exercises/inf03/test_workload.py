@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
+from lab.testing import raises
 
 impl = Topic("inf03")
 
@@ -64,5 +65,5 @@ def test_lognormal_lengths_have_the_median_and_a_tail(seed):
 def test_make_workload_rejects_bad_input(bad):
     prompt_len, output_len = dists()
     args = {"num_requests": 3, "vocab_size": 50, **bad}
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"make_workload({bad}): at least one request and one token in the vocabulary"):
         impl.workload.make_workload(args["num_requests"], prompt_len, output_len, args["vocab_size"], seed=1)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from lab.errors import NotStarted
+
 KINDS = ("fixed", "uniform", "lognormal")
 
 
@@ -62,7 +64,7 @@ class LengthDistribution:
         Hint: `rng.integers(low, high, size=n, endpoint=...)`, `rng.lognormal(mean, sigma, size=n)` (its
         `mean` is the mean of the log), `np.clip`, `np.rint`.
         """
-        raise NotImplementedError("inf03: implement LengthDistribution.sample")
+        raise NotStarted("inf03: implement LengthDistribution.sample")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,4 +105,4 @@ def make_workload(num_requests: int, prompt_len: LengthDistribution, output_len:
     any process whatever else used numpy's, torch's or Python's global random state.
     Raises ValueError if num_requests < 1 or vocab_size < 1.
     """
-    raise NotImplementedError("inf03: implement make_workload")
+    raise NotStarted("inf03: implement make_workload")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.errors import NotStarted
+
 from .kv_cache import KVCache
 
 
@@ -32,7 +34,7 @@ def prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache: KVCache) ->
     Raises ValueError if prompt_ids is not a non-empty [batch, prompt_len] tensor.
     Hint: `model(ids, cache=cache, last_only=True)` gives [batch, 1, vocab_size].
     """
-    raise NotImplementedError("inf10: implement prefill")
+    raise NotStarted("inf10: implement prefill")
 
 
 @torch.inference_mode()
@@ -45,7 +47,7 @@ def decode_step(model: torch.nn.Module, token_ids: torch.Tensor, cache: KVCache)
     The cache grows by one slot; the model attends over all of it.
     Hint: the model wants [batch, num_tokens] ids.
     """
-    raise NotImplementedError("inf10: implement decode_step")
+    raise NotStarted("inf10: implement decode_step")
 
 
 @torch.inference_mode()
@@ -64,4 +66,4 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model.
     Hint: `KVCache(model.config, 1, max_len, dtype, device)`; `int(logits[0].argmax())`.
     """
-    raise NotImplementedError("inf10: implement kv_cache_decode")
+    raise NotStarted("inf10: implement kv_cache_decode")

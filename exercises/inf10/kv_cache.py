@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from lab.config import ModelConfig
+from lab.errors import NotStarted
 
 
 class KVCache:
@@ -40,7 +41,7 @@ class KVCache:
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
-        raise NotImplementedError("inf10: implement KVCache.__init__")
+        raise NotStarted("inf10: implement KVCache.__init__")
 
     @property
     def seq_len(self) -> int:
@@ -48,12 +49,12 @@ class KVCache:
 
         Hint: the length of the last layer, which a forward updates last, is the same before and after.
         """
-        raise NotImplementedError("inf10: implement KVCache.seq_len")
+        raise NotStarted("inf10: implement KVCache.seq_len")
 
     @property
     def nbytes(self) -> int:
         """Bytes held by all the buffers, K and V of every layer (full capacity, not just what is filled)."""
-        raise NotImplementedError("inf10: implement KVCache.nbytes")
+        raise NotStarted("inf10: implement KVCache.nbytes")
 
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's keys and values for one layer after those already stored; return all of them.
@@ -66,4 +67,4 @@ class KVCache:
         or if k or v does not have the buffers' batch, num_kv_heads and head_dim.
         Hint: write with slice assignment `self.k[layer_idx][:, :, start:end] = k`; return `[:, :, :end]`.
         """
-        raise NotImplementedError("inf10: implement KVCache.update")
+        raise NotStarted("inf10: implement KVCache.update")

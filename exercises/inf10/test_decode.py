@@ -6,12 +6,11 @@ and no-cache logits, written here; a recording wrapper that sees what your loop 
 
 import pytest
 import torch
-from torch import nn
 
 from lab.config import get_shape
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import Recording, no_cache_greedy, pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf10")
@@ -27,30 +26,6 @@ CPU_THRESHOLD = 3.0
 
 def random_prompt(rng, vocab_size: int, lo: int = 5, hi: int = 31) -> list[int]:
     return torch.randint(0, vocab_size, (pick(rng, lo, hi) | 1,), generator=rng).tolist()
-
-
-@torch.inference_mode()
-def no_cache_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id=None) -> list[int]:
-    """inf00's loop: the whole sequence through the model at every step."""
-    ids, new = torch.tensor([prompt]), []
-    for _ in range(max_new_tokens):
-        new.append(int(model(ids, last_only=True)[0, -1].argmax()))
-        if new[-1] == eos_token_id:
-            break
-        ids = torch.cat([ids, torch.tensor([[new[-1]]])], dim=1)
-    return new
-
-
-class Recording(nn.Module):
-    """Wraps a model and records the shape of every `input_ids` it is called with."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.config, self.calls = model, model.config, []
-
-    def forward(self, input_ids, *args, **kwargs):
-        self.calls.append(tuple(input_ids.shape))
-        return self.model(input_ids, *args, **kwargs)
 
 
 def first_difference(a: list, b: list) -> int:
@@ -127,9 +102,11 @@ def test_decode_rejects_bad_input(rng):
     config = random_config(rng)
     model = random_lab_model(config, rng)
     prompt = random_prompt(rng, config.vocab_size)
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="an empty prompt has no last token to predict from"):
         impl.decode.kv_cache_decode(model, [], 4)
-    with pytest.raises(ValueError):                      # needs len(prompt) + 6 - 1 slots
+    with raises(ValueError,
+                because=f"max_len={len(prompt) + 4} cannot hold the {len(prompt)}-token prompt and 5 tokens fed "
+                        "back"):                      # needs len(prompt) + 6 - 1 slots
         impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 4)
     got = impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 5)
     assert got == no_cache_greedy(model, prompt, 6), "max_len = prompt + new tokens - 1 is enough"

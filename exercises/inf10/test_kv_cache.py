@@ -8,7 +8,7 @@ import torch
 
 from lab.config import SHAPES
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf10")
 
@@ -100,14 +100,16 @@ def test_overflow_raises_a_clear_error_and_keeps_the_cache(rng):
     for layer in range(config.num_layers):
         cache.update(layer, *random_kv(rng, config, batch, filled))
     too_many = max_len - filled + 1
-    with pytest.raises(ValueError, match="max_len"):
+    with raises(ValueError, match="max_len",
+                because=f"{filled} stored + {too_many} new tokens do not fit max_len={max_len}"):
         cache.update(0, *random_kv(rng, config, batch, too_many))
     assert cache.seq_len == filled, \
         f"a refused update must leave the cache as it was ({filled} tokens), seq_len says {cache.seq_len}"
     for layer in range(config.num_layers):                  # what still fits is accepted, to the last slot
         k, _ = cache.update(layer, *random_kv(rng, config, batch, max_len - filled))
         assert k.shape[2] == max_len
-    with pytest.raises(ValueError, match="max_len"):
+    with raises(ValueError, match="max_len",
+                because=f"the cache is full ({max_len} of max_len={max_len}): one more token does not fit"):
         cache.update(0, *random_kv(rng, config, batch, 1))
 
 
@@ -117,10 +119,12 @@ def test_update_rejects_wrong_shapes(rng):
     batch = pick(rng, 2, 3)
     cache = impl.kv_cache.KVCache(config, batch, 16)
     per_query_head = torch.randn(batch, config.num_heads, 3, config.head_dim, generator=rng)
-    with pytest.raises(ValueError):
+    with raises(ValueError,
+                because=f"K/V with {config.num_heads} query heads, not the {config.num_kv_heads} KV heads the buffers "
+                        "hold"):
         cache.update(0, per_query_head, per_query_head)
     k, v = random_kv(rng, config, batch - 1, 3)
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"K/V of batch {batch - 1} for a cache built for batch {batch}"):
         cache.update(0, k, v)
 
 

@@ -17,6 +17,8 @@ import copy
 import torch
 from torch import nn
 
+from lab.errors import NotStarted
+
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
@@ -30,7 +32,7 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
              dtype (the model's only one, RoPE's frequencies, must stay fp32 anyway).
     Hint: `copy.deepcopy` keeps ties (it copies a shared tensor once); `nn.Module.to(dtype)` casts.
     """
-    raise NotImplementedError("inf11: implement cast_model")
+    raise NotStarted("inf11: implement cast_model")
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -40,4 +42,4 @@ def weight_bytes(model: nn.Module) -> int:
     output head is the embedding, not a copy of it).
     Hint: `model.parameters()` already skips a parameter it has yielded; `numel() * element_size()`.
     """
-    raise NotImplementedError("inf11: implement weight_bytes")
+    raise NotStarted("inf11: implement weight_bytes")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.errors import NotStarted
+
 
 def logit_error(ref_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
     """Compare logits with reference (fp32) logits of the same positions.
@@ -21,4 +23,4 @@ def logit_error(ref_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, flo
     Everything in float64. Raises ValueError if the shapes differ.
     Hint: KL(p || q) = sum_i p_i (log p_i - log q_i); `torch.log_softmax` gives log p stably.
     """
-    raise NotImplementedError("inf11: implement logit_error")
+    raise NotStarted("inf11: implement logit_error")

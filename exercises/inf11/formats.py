@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.errors import NotStarted
+
 
 @dataclass(frozen=True)
 class FloatFormat:
@@ -41,4 +43,4 @@ def float_format(exponent_bits: int, mantissa_bits: int) -> FloatFormat:
     Raises ValueError for widths out of range.
     Hint: bias = 2^(e-1) - 1; the largest finite value has exponent `bias` and every fraction bit set.
     """
-    raise NotImplementedError("inf11: implement float_format")
+    raise NotStarted("inf11: implement float_format")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lab.errors import NotStarted
+
 
 @torch.inference_mode()
 def residual_absmax(model: nn.Module, input_ids: torch.Tensor) -> list[float]:
@@ -25,7 +27,7 @@ def residual_absmax(model: nn.Module, input_ids: torch.Tensor) -> list[float]:
     Hint: `layer.register_forward_hook(fn)` calls fn(module, inputs, output) and returns a handle with
     `.remove()`; run one forward with `try`/`finally`.
     """
-    raise NotImplementedError("inf11: implement residual_absmax")
+    raise NotStarted("inf11: implement residual_absmax")
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -37,4 +39,4 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
             (as `lab.model.RMSNorm` does, which is what Hugging Face's Llama does too).
     Hint: squaring 24,600 in fp16 is inf; in fp32 it is 6.0e8, nowhere near fp32's 3.4e38.
     """
-    raise NotImplementedError("inf11: implement rms_norm")
+    raise NotStarted("inf11: implement rms_norm")

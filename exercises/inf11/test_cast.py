@@ -11,7 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from lab.cache import StaticCache
 from lab.config import get_shape
 from lab.impl import Topic
-from lab.testing import random_config, random_lab_model
+from lab.testing import cuda_graph_replay, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf11")
@@ -107,7 +107,7 @@ def test_cast_model_multiplies_in_the_target_dtype(rng, dtype):
 @pytest.mark.parametrize("dtype", [torch.int8, torch.float64, "bf16"], ids=str)
 def test_cast_model_rejects_other_dtypes(rng, dtype):
     model = random_lab_model(random_config(rng), rng)
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"cast_model to {dtype}: only torch.float16 and torch.bfloat16 are half precision"):
         impl.cast.cast_model(model, dtype)
 
 
@@ -131,26 +131,10 @@ def replayed_decode_step(model, device: str, max_len: int = 64):
         with torch.inference_mode():
             return model(ids, cache=cache, cache_position=slot, last_only=True)
 
-    if device == "cpu":
-        return lambda token: (ids.copy_(token), step())[1]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):                       # warm-up: cuBLAS handles and workspaces exist before capture
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        logits = step()
-
-    def run(token):
-        ids.copy_(token)
-        graph.replay()
-        return logits
-    # The graph replays into the cache and slot tensors it captured: keep them alive as long as `run`
+    # The graph replays into the cache and slot tensors it captured: `keep` holds them as long as `replay`
     # (freed, their memory is reused and the replayed index_copy_ reads a garbage slot).
-    run.captured = (cache, slot, ids, step)
-    return run
+    replay = cuda_graph_replay(step, (), device, keep=(cache, slot, ids))
+    return lambda token: (ids.copy_(token), replay())[1]
 
 
 def half_vs_fp32_step(config, device: str, *, threshold: float, benchmark=None, record=None, rounds: int = 20):

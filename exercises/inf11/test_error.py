@@ -7,7 +7,7 @@ import torch
 
 from lab.eval import kl_divergence, top1_agreement
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import pick, raises
 
 impl = Topic("inf11")
 
@@ -46,7 +46,7 @@ def test_kl_resolves_tiny_differences_in_float64(rng):
         f"expected KL {want:.4g}; got {kl:.4g} (compute log-softmax and the sum in float64)"
     same = impl.error.logit_error(ref, ref.clone())
     assert same["kl"] == 0 and same["max_abs"] == 0 and same["top1"] == 1, f"identical logits: {same}"
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="logit_error of logits whose shapes differ (one vocabulary entry fewer)"):
         impl.error.logit_error(ref, ref[:, :-1])
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
+from lab.testing import raises
 
 impl = Topic("inf11")
 
@@ -33,5 +34,5 @@ def test_fp16_range_is_why_it_overflows_and_bf16_does_not():
 
 @pytest.mark.parametrize("widths", [(1, 10), (5, 0), (0, 0)])
 def test_float_format_rejects_bad_widths(widths):
-    with pytest.raises(ValueError):
+    with raises(ValueError, because=f"float_format{widths}: a float needs >= 2 exponent bits and >= 1 mantissa bit"):
         impl.formats.float_format(*widths)

@@ -7,7 +7,7 @@ import torch
 
 from lab.impl import Topic
 from lab.model import build_mask
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import pick, raises, random_config, random_lab_model
 
 impl = Topic("inf11")
 # rms_norm is yours to write: torch's and the lab model's RMSNorm may not stand in for it. Only the
@@ -57,7 +57,9 @@ def test_residual_absmax_removes_its_hooks_when_the_forward_fails(rng):
         raise Boom("the forward fails after the last layer")
     model.norm.forward = explode
     ids = torch.randint(model.config.vocab_size, (1, 5), generator=rng)
-    with pytest.raises(Boom):
+    with raises(Boom,
+                because="the model's forward raises: residual_absmax must let the error through (and remove its "
+                        "hooks)"):
         impl.overflow.residual_absmax(model, ids)
     assert not hooks_left(model), f"a failed forward left hooks on {hooks_left(model)}: remove them in `finally`"
 

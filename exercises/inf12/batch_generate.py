@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.cache import StaticCache
+from lab.errors import NotStarted
 
 from .padding import left_pad
 
@@ -41,6 +42,6 @@ def batched_greedy_generate(model: torch.nn.Module, prompts: Sequence[Sequence[i
     cannot shrink); cut its output after its EOS.
     Hint: keep the tokens on the device and turn them into lists once, at the end.
     """
-    raise NotImplementedError("inf12: implement batched_greedy_generate")
+    raise NotStarted("inf12: implement batched_greedy_generate")
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from lab.errors import NotStarted
+
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stack prompts of different lengths into one batch, padded on the left.
@@ -24,7 +26,7 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
     Raises ValueError for an empty batch or an empty prompt.
     Hint: positions are the running count of real tokens minus one: `attention_mask.cumsum(-1) - 1`.
     """
-    raise NotImplementedError("inf12: implement left_pad")
+    raise NotStarted("inf12: implement left_pad")
 
 
 def padding_waste(prompt_lens: Sequence[int], output_lens: Sequence[int]) -> float:
@@ -39,4 +41,4 @@ def padding_waste(prompt_lens: Sequence[int], output_lens: Sequence[int]) -> flo
     length < 0.
     Hint: count the used slots and the grid's slots; no loop over slots is needed.
     """
-    raise NotImplementedError("inf12: implement padding_waste")
+    raise NotStarted("inf12: implement padding_waste")

@@ -1,12 +1,11 @@
 """inf12 tests: batched greedy generation equals each prompt generated alone, token for token."""
 import pytest
 import torch
-from torch import nn
 
 from lab.cache import StaticCache
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, Spy, pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf12")
@@ -115,25 +114,6 @@ def test_each_sequence_stops_on_its_own_eos(rng):
         "max_new_tokens=0 must give one empty list per prompt"
 
 
-class Spy(nn.Module):
-    """Wraps a model and records each forward's input shape and the positions each token really got."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.config, self.calls = model, model.config, []
-
-    def forward(self, input_ids, positions=None, cache=None, attention_mask=None, last_only=False,
-                cache_position=None):
-        batch, num_tokens = input_ids.shape
-        if positions is None:                                   # what lab.model would use by default
-            start = cache_position if cache_position is not None else \
-                (cache.seq_len if cache is not None else 0) + torch.arange(num_tokens)
-            positions = torch.as_tensor(start).reshape(1, -1).expand(batch, -1)
-        self.calls.append((tuple(input_ids.shape), positions.detach().cpu().clone()))
-        return self.model(input_ids, positions=positions, cache=cache, attention_mask=attention_mask,
-                          last_only=last_only, cache_position=cache_position)
-
-
 def test_batch_runs_together_at_each_rows_own_positions(rng):
     """One prefill over the padded batch, then one [batch, 1] forward per step, each row at its own position."""
     config = random_config(rng)
@@ -162,7 +142,9 @@ def test_batch_runs_together_at_each_rows_own_positions(rng):
 def test_bad_input_is_rejected(rng):
     model = random_lab_model(random_config(rng), rng)
     for prompts, max_new in (([], 3), ([[1, 2], []], 3), ([[1, 2]], -1)):
-        with pytest.raises(ValueError):
+        with raises(ValueError,
+                    because=f"batched_greedy_generate(prompts={prompts}, max_new_tokens={max_new}): an empty batch, an "
+                            "empty prompt or a negative count"):
             impl.batch_generate.batched_greedy_generate(model, prompts, max_new)
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import pick, raises, random_config, random_lab_model
 
 impl = Topic("inf12")
 
@@ -80,11 +80,12 @@ def test_padding_waste_counts_the_empty_slots_of_the_grid(rng, case):
         f"prompts {prompt_lens}, outputs {output_lens}: the grid [{batch}, {width}] has {int((~grid).sum())} " \
         f"empty slots of {grid.numel()}, waste {want:.4f}; got {got}"
     for bad in (([], []), ([3, 4], [1]), ([0, 2], [1, 1]), ([2], [-1])):
-        with pytest.raises(ValueError):
+        with raises(ValueError,
+                    because=f"padding_waste{bad}: empty, unequal lengths, an empty prompt or a negative output"):
             impl.padding.padding_waste(*bad)
 
 
 def test_left_pad_rejects_empty_input():
     for bad in ([], [[1, 2], []]):
-        with pytest.raises(ValueError):
+        with raises(ValueError, because=f"left_pad({bad}, 0): an empty batch or an empty prompt cannot be padded"):
             impl.padding.left_pad(bad, 0)

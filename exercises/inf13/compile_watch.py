@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 from torch._dynamo.utils import counters
 
+from lab.errors import NotStarted
+
 
 @dataclass
 class CompileWatch:
@@ -39,10 +41,10 @@ class CompileWatch:
     graph_break_reasons: list[str] = field(default_factory=list)
 
     def __enter__(self) -> "CompileWatch":
-        raise NotImplementedError("inf13: implement CompileWatch.__enter__")
+        raise NotStarted("inf13: implement CompileWatch.__enter__")
 
     def __exit__(self, *exc_info) -> None:
-        raise NotImplementedError("inf13: implement CompileWatch.__exit__")
+        raise NotStarted("inf13: implement CompileWatch.__exit__")
 
 
 def graph_break_reasons(fn: Callable, *args) -> list[str]:
@@ -53,4 +55,4 @@ def graph_break_reasons(fn: Callable, *args) -> list[str]:
     Note: explain resets dynamo, so every function compiled before recompiles on its next call.
     Hint: pass the plain function, not a torch.compile'd one.
     """
-    raise NotImplementedError("inf13: implement graph_break_reasons")
+    raise NotStarted("inf13: implement graph_break_reasons")

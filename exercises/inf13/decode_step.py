@@ -15,6 +15,7 @@ import torch
 
 from lab.cache import StaticCache
 from lab.model import LlamaModel
+from lab.errors import NotStarted
 
 # step(token_ids [B, 1] int64, cache_position [1] int64) -> logits [B, vocab_size]
 DecodeStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -35,7 +36,7 @@ def make_decode_step(model: LlamaModel, cache: StaticCache) -> DecodeStep:
     Raises ValueError if `cache` is not a static cache (one with `max_len`).
     Hint: `model(token_ids, cache=cache, cache_position=cache_position, last_only=True)[:, -1]`.
     """
-    raise NotImplementedError("inf13: implement make_decode_step")
+    raise NotStarted("inf13: implement make_decode_step")
 
 
 def compile_decode_step(step: DecodeStep, mode: str = "default") -> DecodeStep:
@@ -49,7 +50,7 @@ def compile_decode_step(step: DecodeStep, mode: str = "default") -> DecodeStep:
     Raises ValueError for an unknown mode.
     Hint: `torch.compile(..., fullgraph=..., dynamic=...)`.
     """
-    raise NotImplementedError("inf13: implement compile_decode_step")
+    raise NotStarted("inf13: implement compile_decode_step")
 
 
 def greedy_decode(step: DecodeStep, token_ids: torch.Tensor, start_position: int, num_steps: int) -> torch.Tensor:
@@ -66,4 +67,4 @@ def greedy_decode(step: DecodeStep, token_ids: torch.Tensor, start_position: int
     Raises ValueError if token_ids is not [B, 1], or start_position or num_steps is negative.
     Hint: `cache_position = torch.tensor([start_position], device=...)`, then `+ 1` after each step.
     """
-    raise NotImplementedError("inf13: implement greedy_decode")
+    raise NotStarted("inf13: implement greedy_decode")

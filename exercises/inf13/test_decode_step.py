@@ -6,7 +6,7 @@ from torch._dynamo.utils import counters
 from lab.cache import StaticCache
 from lab.config import ModelConfig
 from lab.impl import Topic
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf13")
@@ -53,7 +53,7 @@ def test_decode_step_matches_the_full_forward(rng):
             f"the step must return logits [batch, vocab] = {list(want.shape)}, got {getattr(got, 'shape', got)}"
         err = (got - want).abs().max().item()
         assert err < 1e-9, f"step {i} (slot {pos}, batch {batch}): logits differ from the full forward by {err:.2e}"
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="make_decode_step with a cache that is not a lab StaticCache (an object())"):
         impl.decode_step.make_decode_step(model, object())
 
 
@@ -79,7 +79,9 @@ def test_greedy_decode_follows_the_argmax(rng):
         f"expected the greedy tokens {want.tolist()} ([batch, num_steps]), got {got!r:.300}"
     assert impl.decode_step.greedy_decode(step, first, prompt_len, 0).shape == (batch, 0), "num_steps=0 gives [B, 0]"
     for bad in ((first[:, 0], prompt_len, 2), (first, -1, 2), (first, prompt_len, -1)):
-        with pytest.raises(ValueError):
+        with raises(ValueError,
+                    because="greedy_decode with a 1-D first token, a negative start position or a negative step "
+                            "count"):
             impl.decode_step.greedy_decode(step, *bad)
 
 

@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from lab.errors import NotStarted
+
 
 def _check_w8a8_args(xq, x_scale, wq, w_scale) -> None:
     """ValueError with the expected shapes and dtypes unless the four tensors fit together."""
@@ -49,7 +51,7 @@ def int8_matmul(xq: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
             or xq.shape[1] != wq.shape[1]:
         raise ValueError(f"need xq [M, K] and wq [N, K], both int8; got {xq.dtype} {list(xq.shape)} and "
                          f"{wq.dtype} {list(wq.shape)}")
-    raise NotImplementedError("inf14: implement int8_matmul")
+    raise NotStarted("inf14: implement int8_matmul")
 
 
 def w8a8_matmul(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor,
@@ -62,7 +64,7 @@ def w8a8_matmul(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor, w_sca
     Hint: broadcasting does the epilogue: acc [M, N] * x_scale [M, 1] * w_scale [N].
     """
     _check_w8a8_args(xq, x_scale, wq, w_scale)
-    raise NotImplementedError("inf14: implement w8a8_matmul")
+    raise NotStarted("inf14: implement w8a8_matmul")
 
 
 @triton.jit
@@ -80,7 +82,7 @@ def w8a8_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, out_ptr, M, N, K, stride
     acc to float32, times x_scale (rows) and w_scale (columns), cast to out's dtype, masked store.
     Hint: Triton's matmul tutorial (03-matrix-multiplication.py) is this kernel in fp16.
     """
-    raise NotImplementedError("inf14: implement w8a8_kernel")
+    raise NotStarted("inf14: implement w8a8_kernel")
 
 
 # Tiles for an H100/H200, tried once per shape by the autotuner on the first call. int8 tensor cores
@@ -111,4 +113,4 @@ def w8a8_matmul_triton(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor
     Hint: `kernel[grid](xq, x_scale, wq, w_scale, out, M, N, K, xq.stride(0), wq.stride(0), out.stride(0))`.
     """
     _check_w8a8_args(xq, x_scale, wq, w_scale)
-    raise NotImplementedError("inf14: implement w8a8_matmul_triton")
+    raise NotStarted("inf14: implement w8a8_matmul_triton")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.errors import NotStarted
+
 from .int8_matmul import w8a8_matmul
 from .quantize import dequantize_per_channel, quantize_per_token
 
@@ -28,7 +30,7 @@ def outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor:
     """
     if x.dim() != 2:
         raise ValueError(f"x must be [num_tokens, in_features], got shape {list(x.shape)}")
-    raise NotImplementedError("inf14: implement outlier_columns")
+    raise NotStarted("inf14: implement outlier_columns")
 
 
 def llm_int8_matmul(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
@@ -44,4 +46,4 @@ def llm_int8_matmul(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, th
     """
     if x.dim() != 2 or wq.dim() != 2 or x.shape[1] != wq.shape[1]:
         raise ValueError(f"need x [M, K] and wq [N, K] with the same K; got {list(x.shape)} and {list(wq.shape)}")
-    raise NotImplementedError("inf14: implement llm_int8_matmul")
+    raise NotStarted("inf14: implement llm_int8_matmul")

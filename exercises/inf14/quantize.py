@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.errors import NotStarted
+
 QMAX = 127   # the largest code; scale = absmax / QMAX
 
 
@@ -36,13 +38,13 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     _check_float(weight, "weight", 2)
     if weight.dim() != 2:
         raise ValueError(f"weight must be [out_features, in_features], got shape {list(weight.shape)}")
-    raise NotImplementedError("inf14: implement quantize_per_channel")
+    raise NotStarted("inf14: implement quantize_per_channel")
 
 
 def dequantize_per_channel(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The float weight [N, K] that codes q [N, K] (int8) and scales [N] stand for: q * scale[:, None],
     computed in float32 and returned in `dtype`."""
-    raise NotImplementedError("inf14: implement dequantize_per_channel")
+    raise NotStarted("inf14: implement dequantize_per_channel")
 
 
 def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,4 +57,4 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Hint: the same three lines as quantize_per_channel with `keepdim=True`.
     """
     _check_float(x, "x", 1)
-    raise NotImplementedError("inf14: implement quantize_per_token")
+    raise NotStarted("inf14: implement quantize_per_token")

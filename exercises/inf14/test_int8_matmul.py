@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import kernel_check, pick, raises
 from lab.timing import compare
-from lab.triton_interpreter import run_in_interpreter
 
 impl = Topic("inf14")
 
@@ -90,9 +89,9 @@ def test_w8a8_matches_the_float_matmul_within_its_rounding_bound(rng):
 def test_w8a8_rejects_mismatched_shapes():
     xq, wq = torch.zeros(3, 8, dtype=torch.int8), torch.zeros(5, 8, dtype=torch.int8)
     assert impl.int8_matmul.w8a8_matmul(xq, torch.ones(3, 1), wq, torch.ones(5)).shape == (3, 5)
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="w8a8_matmul of xq [3, 8] and wq [5, 7]: K differs (8 vs 7)"):
         impl.int8_matmul.w8a8_matmul(xq, torch.ones(3, 1), torch.zeros(5, 7, dtype=torch.int8), torch.ones(5))
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="w8a8_matmul of float32 activations: xq must be int8 codes"):
         impl.int8_matmul.w8a8_matmul(xq.float(), torch.ones(3, 1), wq, torch.ones(5))
 
 
@@ -128,10 +127,7 @@ def check_w8a8_kernel(seed: int) -> None:
 
 
 def test_w8a8_triton_kernel_matches_the_pytorch_path(seed):
-    if torch.cuda.is_available():
-        check_w8a8_kernel(seed)
-    else:
-        run_in_interpreter(__file__, "check_w8a8_kernel", seed)
+    kernel_check(check_w8a8_kernel, seed)       # on a CPU: in the Triton interpreter's child process
 
 
 def time_w8a8_against_bf16(m: int, k: int, n: int, device: str, threshold: float, benchmark=None, record=None,

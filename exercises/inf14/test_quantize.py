@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import pick, raises
 
 impl = Topic("inf14")
 
@@ -93,9 +93,11 @@ def test_per_token_scales_are_dynamic_and_per_row(rng):
 def test_quantizers_reject_bad_input():
     impl.quantize.quantize_per_channel(torch.randn(3, 4))                    # valid input works...
     impl.quantize.quantize_per_token(torch.randn(3, 4))
-    with pytest.raises(ValueError):                                           # ...bad input says why
+    with raises(ValueError,
+                because="quantize_per_channel of a 1-D tensor: weights are [N, "
+                        "K]"):                                           # ...bad input says why
         impl.quantize.quantize_per_channel(torch.randn(7))                   # not [N, K]
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="quantize_per_channel of int8 values: the input must be floating point"):
         impl.quantize.quantize_per_channel(torch.ones(3, 4, dtype=torch.int8))
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="quantize_per_token of int32 values: the input must be floating point"):
         impl.quantize.quantize_per_token(torch.ones(3, 4, dtype=torch.int32))

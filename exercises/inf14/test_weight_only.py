@@ -14,9 +14,8 @@ from torch import nn
 
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import cuda_graph_replay, kernel_check, pick
 from lab.timing import compare
-from lab.triton_interpreter import run_in_interpreter
 
 impl = Topic("inf14")
 
@@ -107,10 +106,7 @@ def check_gemv_kernel(seed: int) -> None:
 
 
 def test_int8_gemv_kernel_matches_the_pytorch_path(seed):
-    if torch.cuda.is_available():
-        check_gemv_kernel(seed)
-    else:
-        run_in_interpreter(__file__, "check_gemv_kernel", seed)
+    kernel_check(check_gemv_kernel, seed)       # on a CPU: in the Triton interpreter's child process
 
 
 def test_weight_only_int8_keeps_perplexity_within_1_percent(real_model, tokenizer, record_property):
@@ -139,30 +135,6 @@ def test_weight_only_int8_keeps_perplexity_within_1_percent(real_model, tokenize
         f"+{PPL_TOLERANCE:.0%}) on {len(ids)} tokens: per-channel scales and round-to-nearest keep it within ~0.3%")
 
 
-def replayed(fn, inputs: tuple, device: str):
-    """`run() -> fn(*inputs)`'s outputs. On a GPU, fn is captured once in a CUDA graph and replayed, so
-    that a replay costs the kernels' time alone, not 16 Python launches (a Triton launch costs tens of
-    microseconds of CPU, as long as one of these kernels runs); refill `inputs` in place between replays.
-    On a CPU it runs eagerly (the same code path, for checking this harness)."""
-    if device == "cpu":
-        return lambda: fn(*inputs)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):                       # autotuning and cuBLAS workspaces happen before the capture
-            fn(*inputs)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outputs = fn(*inputs)
-
-    def run():
-        graph.replay()
-        return outputs
-    run.captured = (graph, inputs, outputs)      # keep what the graph reads and writes alive
-    return run
-
-
 def time_gemv_against_bf16(num_layers: int, hidden: int, ffn: int, device: str, threshold: float,
                            benchmark=None, record=None, rounds: int = 15):
     """Time int8_linear_triton at batch 1 against bf16 F.linear over the MLP weights of `num_layers`
@@ -186,8 +158,8 @@ def time_gemv_against_bf16(num_layers: int, hidden: int, ffn: int, device: str, 
     def baseline(x_hidden, x_ffn):
         return [F.linear(x_ffn if i % 2 else x_hidden, w) for i, w in enumerate(bf16_layers)]
 
-    run_candidate = replayed(candidate, (x_hidden, x_ffn), device)
-    run_baseline = replayed(baseline, (x_hidden, x_ffn), device)
+    run_candidate = cuda_graph_replay(candidate, (x_hidden, x_ffn), device)
+    run_baseline = cuda_graph_replay(baseline, (x_hidden, x_ffn), device)
 
     def make_inputs():                           # fresh activations, written into the buffers the graphs read
         x_hidden.normal_(generator=gen)

@@ -19,6 +19,8 @@ import triton
 import triton.language as tl
 from torch import nn
 
+from lab.errors import NotStarted
+
 from .quantize import quantize_per_channel
 
 GEMV_MAX_TOKENS = 16   # Int8Linear sends up to this many tokens on CUDA to the GEMV kernel
@@ -40,7 +42,7 @@ def int8_linear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor) -> tor
     Hint: the scale factors out: `F.linear(x, wq.to(x.dtype)) * w_scale.to(x.dtype)`.
     """
     _check_args(x, wq, w_scale)
-    raise NotImplementedError("inf14: implement int8_linear")
+    raise NotStarted("inf14: implement int8_linear")
 
 
 @triton.jit
@@ -57,7 +59,7 @@ def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride
     so the programs of one n block run side by side and read the same w tile: from HBM once, then L2.
     Hint: no tl.dot here: at one token a matmul is a dot product per output, bound by reading w.
     """
-    raise NotImplementedError("inf14: implement int8_gemv_kernel")
+    raise NotStarted("inf14: implement int8_gemv_kernel")
 
 
 # A GEMV is bound by reading w: each SM needs tens of KB of loads in flight, so either many small
@@ -81,7 +83,7 @@ def int8_linear_triton(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor)
     Hint: `kernel[grid](x, wq, w_scale, out, N, K, x.stride(0), wq.stride(0), out.stride(0))`.
     """
     _check_args(x, wq, w_scale)
-    raise NotImplementedError("inf14: implement int8_linear_triton")
+    raise NotStarted("inf14: implement int8_linear_triton")
 
 
 class Int8Linear(nn.Module):
@@ -103,13 +105,13 @@ class Int8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
         """Quantize `linear.weight` per output channel (`quantize_per_channel`) and keep its bias.
         Hint: detach the weight; the bias (if any) is kept as it is."""
-        raise NotImplementedError("inf14: implement Int8Linear.from_linear")
+        raise NotStarted("inf14: implement Int8Linear.from_linear")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., K] -> [..., N] in x.dtype: `int8_linear_triton` for up to GEMV_MAX_TOKENS tokens on CUDA,
         `int8_linear` otherwise; then add the bias.
         Hint: flatten the leading dimensions to [M, K] and restore them on the way out."""
-        raise NotImplementedError("inf14: implement Int8Linear.forward")
+        raise NotStarted("inf14: implement Int8Linear.forward")
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"

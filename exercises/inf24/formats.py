@@ -15,6 +15,7 @@ Scales are stored in fp16 (`SCALE_BYTES`): 2 bytes per output channel (int8) or 
 from __future__ import annotations
 
 from lab.config import ModelConfig
+from lab.errors import NotStarted
 
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
 FLOAT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
@@ -42,7 +43,7 @@ def linear_bytes(out_features: int, in_features: int, fmt: str, group_size: int 
     Hint: the table in this module's docstring, one line per format.
     """
     check_format(fmt, in_features, group_size)
-    raise NotImplementedError("inf24: implement linear_bytes")
+    raise NotStarted("inf24: implement linear_bytes")
 
 
 def model_bytes(config: ModelConfig, fmt: str, group_size: int = 32) -> int:
@@ -54,4 +55,4 @@ def model_bytes(config: ModelConfig, fmt: str, group_size: int = 32) -> int:
     Hint: `linear_bytes` for the projections; the rest at FLOAT_BYTES of fmt, or of BASE_FORMAT for int8/int4.
     """
     check_format(fmt)
-    raise NotImplementedError("inf24: implement model_bytes")
+    raise NotStarted("inf24: implement model_bytes")

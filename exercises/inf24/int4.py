@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from lab.errors import NotStarted
+
 QMIN, QMAX = -8, 7
 OFFSET = 8   # stored nibble = code + OFFSET
 
@@ -33,7 +35,7 @@ def pack_int4(values: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"pack_int4 needs uint8 values [..., K] with K even, got {values.dtype} {list(values.shape)}")
     if values.numel() and int(values.max()) > 15:
         raise ValueError(f"4-bit values must be in 0..15, got a {int(values.max())}")
-    raise NotImplementedError("inf24: implement pack_int4")
+    raise NotStarted("inf24: implement pack_int4")
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
@@ -44,7 +46,7 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """
     if packed.dtype != torch.uint8:
         raise ValueError(f"packed must be uint8, got {packed.dtype}")
-    raise NotImplementedError("inf24: implement unpack_int4")
+    raise NotStarted("inf24: implement unpack_int4")
 
 
 def quantize_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +61,7 @@ def quantize_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Ten
         raise ValueError(f"weight must be a 2-D float tensor [N, K], got {weight.dtype} {list(weight.shape)}")
     if group_size < 2 or group_size % 2 or weight.shape[1] % group_size:
         raise ValueError(f"group_size={group_size} must be even and divide K={weight.shape[1]}")
-    raise NotImplementedError("inf24: implement quantize_int4")
+    raise NotStarted("inf24: implement quantize_int4")
 
 
 def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, group_size: int = 32,
@@ -67,4 +69,4 @@ def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, group_size: int 
     """The weight [N, K] that packed codes [N, K / 2] and fp16 scales [N, K / group_size] stand for:
     (nibble - 8) * scale of its group, computed in float32, returned in `dtype`.
     Hint: unpack, view as [N, K / group_size, group_size], multiply by scales[..., None]."""
-    raise NotImplementedError("inf24: implement dequantize_int4")
+    raise NotStarted("inf24: implement dequantize_int4")

@@ -18,6 +18,7 @@ from torch import nn
 
 from lab.eval import kl_divergence, top1_agreement
 from lab.model import LlamaModel
+from lab.errors import NotStarted
 
 from .formats import BASE_FORMAT, FORMATS, check_format
 from .quantized_linear import QuantizedLinear
@@ -46,7 +47,7 @@ def convert_model(model: LlamaModel, fmt: str, group_size: int = 32) -> LlamaMod
     Hint: `dict(model.named_modules())` finds the original linear by the name replace_linears passes.
     """
     check_format(fmt)
-    raise NotImplementedError("inf24: implement convert_model")
+    raise NotStarted("inf24: implement convert_model")
 
 
 def window_logits(model: nn.Module, token_ids: list[int], window: int = 512) -> torch.Tensor:
@@ -55,7 +56,7 @@ def window_logits(model: nn.Module, token_ids: list[int], window: int = 512) -> 
     `lab.eval.perplexity(model, token_ids, window, stride=window)` scores.
     Hint: `model(chunk[None])[0, :-1].float()` for each chunk of `window` tokens; `torch.cat` them.
     """
-    raise NotImplementedError("inf24: implement window_logits")
+    raise NotStarted("inf24: implement window_logits")
 
 
 def targets_of(token_ids: list[int], window: int = 512) -> torch.Tensor:
@@ -82,4 +83,4 @@ def memory_quality_table(model: LlamaModel, token_ids: list[int], formats=FORMAT
     """
     for fmt in formats:
         check_format(fmt)
-    raise NotImplementedError("inf24: implement memory_quality_table")
+    raise NotStarted("inf24: implement memory_quality_table")

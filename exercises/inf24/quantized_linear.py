@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab.errors import NotStarted
+
 from .formats import check_format
 from .int4 import dequantize_int4, quantize_int4
 
@@ -26,7 +28,7 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if weight.dim() != 2 or not weight.is_floating_point():
         raise ValueError(f"weight must be a 2-D float tensor [N, K], got {weight.dtype} {list(weight.shape)}")
-    raise NotImplementedError("inf24: implement quantize_int8")
+    raise NotStarted("inf24: implement quantize_int8")
 
 
 class QuantizedLinear(nn.Module):
@@ -54,12 +56,12 @@ class QuantizedLinear(nn.Module):
         check_format(fmt, linear.in_features, group_size)
         if linear.bias is not None:
             raise ValueError("QuantizedLinear stores bias-free projections, as the lab model's are")
-        raise NotImplementedError("inf24: implement QuantizedLinear.from_linear")
+        raise NotStarted("inf24: implement QuantizedLinear.from_linear")
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weight [N, K] the codes stand for, in `dtype` (codes times scales, in float32 first).
         Hint: int8: codes * scales[:, None]; int4: `dequantize_int4`."""
-        raise NotImplementedError("inf24: implement QuantizedLinear.dequantized_weight")
+        raise NotStarted("inf24: implement QuantizedLinear.dequantized_weight")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.dequantized_weight(x.dtype))

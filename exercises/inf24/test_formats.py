@@ -10,7 +10,7 @@ import torch
 from lab.config import SHAPES
 from lab.impl import Topic
 from lab.model import LlamaModel
-from lab.testing import pick, random_config
+from lab.testing import pick, raises, random_config
 
 impl = Topic("inf24")
 FORMATS = ("fp32", "fp16", "bf16", "int8", "int4")
@@ -70,7 +70,7 @@ def test_model_bytes_price_every_stored_tensor(rng, shape):
 
 def test_formats_reject_bad_arguments():
     assert impl.formats.linear_bytes(4, 64, "int4", 32) == 4 * 32 + 2 * 8
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="linear_bytes for 'int3': not a format of the lab"):
         impl.formats.linear_bytes(4, 64, "int3")
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="linear_bytes for int4 in groups of 64 over K=96: the groups do not tile K"):
         impl.formats.linear_bytes(4, 96, "int4", 64)             # groups of 64 do not tile 96

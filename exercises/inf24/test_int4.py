@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import pick, raises
 
 impl = Topic("inf24")
 
@@ -39,9 +39,9 @@ def test_unpack_int4_inverts_pack(rng):
 
 def test_pack_int4_rejects_what_does_not_fit():
     assert impl.int4.pack_int4(torch.tensor([1, 15], dtype=torch.uint8)).tolist() == [241]
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="pack_int4 of 3 values: two 4-bit values per byte need an even count"):
         impl.int4.pack_int4(torch.tensor([1, 2, 3], dtype=torch.uint8))          # odd length
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="pack_int4 of the value 16: it needs 5 bits"):
         impl.int4.pack_int4(torch.tensor([16, 0], dtype=torch.uint8))            # 16 needs 5 bits
 
 
@@ -75,5 +75,5 @@ def test_int4_scales_and_codes_are_groupwise_and_symmetric(rng, group_size):
 
 def test_int4_rejects_groups_that_do_not_tile_k():
     impl.int4.quantize_int4(torch.randn(3, 64), 32)
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="quantize_int4 of K=48 in groups of 32: the groups do not tile K"):
         impl.int4.quantize_int4(torch.randn(3, 48), 32)

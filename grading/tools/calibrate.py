@@ -3,65 +3,64 @@ naive version, several times, in one process tree, on the machine at hand (an H2
 
     python -m grading.tools.calibrate inf10 [inf11 ...] [--runs 3] [--repeat 1] [--flips] [--out DIR] [-- pytest args]
 
-For each topic it runs `pytest exercises/<topic> -m speed` once per run with `--impl solutions` and with
-every planted implementation marked `naive = true` in tests/planted/<topic>/*/planted.toml, collects each
-comparison `lab.timing.compare` made (through LAB_SPEED_LOG), and prints one row per threshold: the
+For each topic it runs the topic's speed tests (`-m speed`, through `grading.runner`, as the grader does)
+once per run with `--impl solutions` and with every planted version marked `naive = true` in
+tests/planted/<topic>/<name>.toml (materialized from its diff by `grading.planted`), reads each
+comparison `lab.timing.compare` made from the tests' records (`speeds`), and prints one row per threshold: the
 solution's and the naive version's ratios per run, the worst margins, and whether the rule holds (the
 solution clears the threshold by >= 20% in every run; the naive version misses it in every run).
 
 The flip check (docs/thresholds.md): `--runs 2 --repeat 5 --flips` measures every comparison ten times per
-implementation (`--repeat` re-measures inside one pytest process, through LAB_SPEED_REPEAT, so the model
-is built once) and prints, per threshold and implementation, how often the test's verdict (pass or fail,
-after lab.timing's own retry) went each way; a flip is a measurement whose verdict differs from the
-majority's. With --flips the exit code is 1 when any verdict flipped or a rule does not hold.
+implementation (`--repeat` re-measures inside one pytest process, through LAB_SPEED_REPEAT, so the model is
+built once; the repeats come back as the records' further `speeds`) and prints, per threshold and
+implementation, how often the test's verdict (pass or fail, after lab.timing's own retry) went each way; a
+flip is a measurement whose verdict differs from the majority's. With --flips the exit code is 1 when any
+verdict flipped or a rule does not hold.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import tomllib
+from contextlib import ExitStack
 from pathlib import Path
 
+from grading.planted import materialized, planted_versions
+from grading.runner import Limits, run_topic
 from lab.paths import REPO_ROOT, TOPIC_NAME
 
 MARGIN = 1.2
-
-
-def naive_impls(topic: str) -> dict[Path, list[str]]:
-    """The topic's naive planted versions -> the comparisons each is the baseline for (`naive_for` in its
-    planted.toml: parts of a comparison's `what`; absent: every comparison of the topic)."""
-    found = {}
-    for meta in sorted((REPO_ROOT / "tests" / "planted" / topic).glob("*/planted.toml")):
-        data = tomllib.loads(meta.read_text())
-        if data.get("naive"):
-            found[meta.parent] = data.get("naive_for", [])
-    return found
+LIMITS = Limits(test_s=1800, topic_s=3600)      # calibration measures long on purpose: only a hang is cut
 
 
 def run_speed_tests(topic: str, impl: str, extra: list[str], repeat: int = 1) -> list[dict]:
-    """Every comparison of one run of the topic's speed tests with one implementation."""
-    with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as log:
-        path = log.name
-    env = {**os.environ, "LAB_SPEED_LOG": path, "LAB_IMPL": impl, "LAB_SPEED_REPEAT": str(repeat)}
-    cmd = [sys.executable, "-m", "pytest", f"exercises/{topic}", "-m", "speed", "--impl", impl, "-q",
-           "-p", "no:cacheprovider", *extra]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
-    print(f"  [{Path(impl).name}] pytest exit {proc.returncode}: {tail[0]}", flush=True)
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    os.unlink(path)
-    return rows
+    """Every comparison of one run of the topic's speed tests with one implementation: the `speeds`
+    each test's record carries (the first measurement, then LAB_SPEED_REPEAT's repeats)."""
+    with tempfile.TemporaryDirectory(prefix=f"calibrate-{topic}-") as out:
+        run = run_topic(REPO_ROOT, topic, impl, LIMITS, Path(out), pytest_args=["-m", "speed", *extra],
+                        env={"LAB_SPEED_REPEAT": str(repeat)})
+    outcomes = [record["outcome"] for record in run.tests.values()]
+    how = "timed out" if run.timed_out else "crashed" if run.crashed else f"exit {run.exit_code}"
+    print(f"  [{Path(impl).name}] {how}: {outcomes.count('passed')} passed, {outcomes.count('failed')} failed, "
+          f"{outcomes.count('skipped')} skipped", flush=True)
+    return [speed for record in run.tests.values() for speed in record.get("speeds", [])
+            if isinstance(speed, dict) and "what" in speed]
 
 
 def calibrate(topic: str, runs: int, extra: list[str], repeat: int = 1, verdicts: dict | None = None) -> dict:
     """{what: {"threshold": t, "solution": [ratios], "<naive name>": [ratios]}} for one topic; each
     measurement's verdict (passed or not) goes to `verdicts[(topic, what, label)]` when given."""
     table: dict[str, dict] = {}
-    impls = [("solution", "solutions", [])] + [(p.name, str(p), for_) for p, for_ in naive_impls(topic).items()]
+    with ExitStack() as stack:
+        naive = {p.name: (str(stack.enter_context(materialized(p))), p.naive_for)
+                 for p in planted_versions(topic) if p.naive}
+        impls = [("solution", "solutions", [])] + [(name, root, for_) for name, (root, for_) in naive.items()]
+        _measure(topic, runs, extra, repeat, verdicts, table, impls)
+    return table
+
+
+def _measure(topic, runs, extra, repeat, verdicts, table, impls) -> None:
     for run in range(runs):
         print(f"{topic}: run {run + 1}/{runs}", flush=True)
         for label, impl, targets in impls:
@@ -72,7 +71,6 @@ def calibrate(topic: str, runs: int, extra: list[str], repeat: int = 1, verdicts
                 entry.setdefault(label, []).append(row["ratio"])
                 if verdicts is not None:
                     verdicts.setdefault((topic, row["what"], label), []).append(bool(row["passed"]))
-    return table
 
 
 def flips(verdicts: list[bool]) -> int:

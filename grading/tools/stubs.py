@@ -8,9 +8,11 @@ A solution file marks each region a student writes:
         ...
         # END SOLUTION
 
-In the stub a region inside a function becomes `raise NotImplementedError("inf00: implement
-greedy_generate")`; a region outside any function (imports or helpers only the solution needs) is
-dropped. Everything else is copied verbatim, so signatures, type hints and docstrings are shared.
+In the stub a region inside a function becomes `raise NotStarted("inf00: implement greedy_generate")`
+(`lab.errors.NotStarted`, a NotImplementedError that the tests and the grader recognize by its type; the
+stub imports it after its last top-level import); a region outside any function (imports or helpers only
+the solution needs) is dropped. Everything else is copied verbatim, so signatures, type hints and
+docstrings are shared.
 
     python -m grading.tools.stubs --check    # exit 1 if a committed stub differs from its solution
     python -m grading.tools.stubs --write    # regenerate exercises/infNN/*.py from solutions/infNN/*.py
@@ -18,6 +20,7 @@ dropped. Everything else is copied verbatim, so signatures, type hints and docst
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
@@ -25,6 +28,7 @@ from pathlib import Path
 from lab.paths import REPO_ROOT
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+NOT_STARTED_IMPORT = "from lab.errors import NotStarted\n"
 _DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 
 
@@ -67,9 +71,32 @@ def generate_stub(source: str, topic: str, filename: str = "<solution>") -> str:
         indent = _indent(line)
         name, in_function = _enclosing(lines, i, indent)
         if in_function:
-            out.append(f'{" " * indent}raise NotImplementedError("{topic}: implement {name}")\n')
+            out.append(f'{" " * indent}raise NotStarted("{topic}: implement {name}")\n')
         i = end + 1
-    return "".join(out)
+    return _import_not_started("".join(out), filename)
+
+
+def _import_not_started(stub: str, filename: str) -> str:
+    """The stub with `from lab.errors import NotStarted` after its last absolute top-level import (or its
+    docstring), when it raises NotStarted."""
+    if "raise NotStarted(" not in stub or NOT_STARTED_IMPORT in stub:
+        return stub
+    try:
+        tree = ast.parse(stub)
+    except SyntaxError as error:
+        raise MarkerError(f"{filename}: the generated stub is not valid Python ({error})") from None
+    imports = [node for node in tree.body if isinstance(node, ast.Import) or
+               isinstance(node, ast.ImportFrom) and not node.level]       # after the absolute imports
+    docstring = tree.body[:1] if tree.body and isinstance(tree.body[0], ast.Expr) \
+        and isinstance(tree.body[0].value, ast.Constant) and isinstance(tree.body[0].value.value, str) else []
+    after = (imports or docstring)
+    line = after[-1].end_lineno if after else 0
+    lines = stub.splitlines(keepends=True)
+    last = imports[-1] if imports else None
+    first_party = isinstance(last, ast.ImportFrom) and (last.module or "").split(".")[0] == "lab" or \
+        isinstance(last, ast.Import) and last.names[0].name.split(".")[0] == "lab"
+    block = [NOT_STARTED_IMPORT] if first_party else ["\n", NOT_STARTED_IMPORT] if after else [NOT_STARTED_IMPORT, "\n"]
+    return "".join(lines[:line] + block + lines[line:])
 
 
 def expected_stubs(root: Path = REPO_ROOT) -> dict[Path, str]:

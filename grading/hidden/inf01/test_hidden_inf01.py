@@ -5,11 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from exercises.inf01.test_bandwidth import SlowCopies
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import SlowCopies, pick, raises
 
 impl = Topic("inf01")
 
@@ -33,7 +32,7 @@ def test_hidden_measure_seconds_even_repeats_no_warmup(rng):
     assert got == pytest.approx(expected, rel=1e-9), (
         f"calls took {[round((0.0005 + d) * 1e3, 3) for d in durations]} ms: their median is {expected * 1e3:.3f} ms, "
         f"you report {got * 1e3:.3f} ms")
-    with pytest.raises(ValueError):
+    with raises(ValueError, because="measure_seconds(warmup=-1): a negative number of warm-up calls"):
         impl.utilization.measure_seconds(fn, warmup=-1, repeats=3, clock=dev.clock, synchronize=dev.synchronize)
 
 

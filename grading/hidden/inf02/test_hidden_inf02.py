@@ -4,12 +4,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from exercises.inf02.test_latency import FakeCachedModel
 from lab.cache import StaticCache
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
-from lab.testing import ConcatCache, naive_attention, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, FakeCachedModel, naive_attention, pick, random_config, random_lab_model
 
 impl = Topic("inf02")
 

@@ -2,9 +2,8 @@
 import pytest
 import torch
 
-from exercises.inf10.test_decode import Recording, no_cache_greedy
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, Recording, no_cache_greedy, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf10")
 
@@ -40,7 +39,7 @@ def test_hidden_bf16_cache_with_uneven_updates_up_to_overflow(rng):
         assert cache.seq_len == oracle.seq_len
     assert [b.data_ptr() for b in cache.k + cache.v] == pointers, "the buffers moved: write into them in place"
     shape = (batch, config.num_kv_heads, 1, config.head_dim)
-    with pytest.raises(ValueError, match="max_len"):
+    with raises(ValueError, match="max_len", because="the bfloat16 cache is full: one more token does not fit max_len"):
         cache.update(0, torch.zeros(shape, dtype=torch.bfloat16), torch.zeros(shape, dtype=torch.bfloat16))
     assert cache.seq_len == max_len
 

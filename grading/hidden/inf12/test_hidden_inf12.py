@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from exercises.inf12.test_batch_generate import Spy
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import ConcatCache, Spy, pick, random_config, random_lab_model
 
 impl = Topic("inf12")
 

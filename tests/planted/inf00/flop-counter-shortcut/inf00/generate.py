@@ -1,1 +1,0 @@
-from solutions.inf00.generate import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf01.bandwidth import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf02.latency import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf02.chunked_prefill import *  # noqa: F401,F403

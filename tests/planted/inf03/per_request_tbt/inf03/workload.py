@@ -1,1 +1,0 @@
-from solutions.inf03.workload import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf10.decode import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf11.cast import *  # noqa: F401,F403

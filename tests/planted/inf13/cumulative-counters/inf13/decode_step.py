@@ -1,1 +1,0 @@
-from solutions.inf13.decode_step import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf14.int8_matmul import *  # noqa: F401,F403

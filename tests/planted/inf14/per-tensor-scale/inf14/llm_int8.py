@@ -1,1 +1,0 @@
-from solutions.inf14.llm_int8 import *  # noqa: F401,F403

@@ -1,1 +1,0 @@
-from solutions.inf24.memory_table import *  # noqa: F401,F403
