@@ -33,8 +33,8 @@ gpu-check: setup      ## validate a GPU (instructors): GPU correctness, calibrat
 	$(PY) -m grading gpu_check $(if $(TOPICS),--topics $(TOPICS)) $(if $(WRITE),--write)
 
 check: setup          ## fast freshness checks: stubs, notebooks and classroom config generated from their sources; planted diffs apply
-	$(PY) -m grading.stubs --check
-	$(PY) -m grading.notebooks --check
+	$(PY) -m grading stubs --check
+	$(PY) -m grading notebooks --check
 	$(PY) -m grading classroom --check
 	$(PY) -m grading.planted --check
 

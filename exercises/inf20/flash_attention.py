@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from lab.errors import NotStarted
+
 from .online_softmax import check_attention_args
 
 HEAD_DIMS = (16, 32, 64, 128)
@@ -45,7 +47,7 @@ def flash_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     Hint: torch.logsumexp gives the lse of the masked, scaled scores directly.
     """
     check_flash_args(q, k, v, causal)
-    raise NotImplementedError("inf20: implement flash_attention_reference")
+    raise NotStarted("inf20: implement flash_attention_reference")
 
 
 @triton.jit
@@ -67,7 +69,7 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
     Hint: loop first over the key tiles that every row of the tile sees whole (no mask), then over the
     few that cross the diagonal or the end of kv_len (masked with -inf).
     """
-    raise NotImplementedError("inf20: implement flash_attention_kernel")
+    raise NotStarted("inf20: implement flash_attention_kernel")
 
 
 # Tiles for an H100/H200 as (BLOCK_M, BLOCK_N, num_warps, num_stages), a few per head dim; the autotuner
@@ -110,4 +112,4 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     launch flash_attention_kernel directly with **INTERPRETER_TILE.
     """
     check_flash_args(q, k, v, causal)
-    raise NotImplementedError("inf20: implement flash_attention")
+    raise NotStarted("inf20: implement flash_attention")

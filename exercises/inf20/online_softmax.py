@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from lab.errors import NotStarted
+
 
 def check_attention_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> None:
     """ValueError naming the expected shapes unless q, k, v fit together (shared with flash_attention)."""
@@ -54,4 +56,4 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     check_attention_args(q, k, v, causal)
     if not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive int, got {block_size!r}")
-    raise NotImplementedError("inf20: implement tiled_attention")
+    raise NotStarted("inf20: implement tiled_attention")

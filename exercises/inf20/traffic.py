@@ -10,6 +10,8 @@ per byte grow with BLOCK_M.
 """
 from __future__ import annotations
 
+from lab.errors import NotStarted
+
 
 def _check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
@@ -29,7 +31,7 @@ def naive_attention_bytes(batch: int, num_heads: int, q_len: int, kv_len: int, h
     """
     _check_sizes(batch=batch, num_heads=num_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim,
                  dtype_bytes=dtype_bytes)
-    raise NotImplementedError("inf20: implement naive_attention_bytes")
+    raise NotStarted("inf20: implement naive_attention_bytes")
 
 
 def flash_attention_bytes(batch: int, num_heads: int, q_len: int, kv_len: int, head_dim: int, block_m: int,
@@ -49,4 +51,4 @@ def flash_attention_bytes(batch: int, num_heads: int, q_len: int, kv_len: int, h
                  block_m=block_m, dtype_bytes=dtype_bytes)
     if causal and q_len > kv_len:
         raise ValueError(f"causal attention needs q_len <= kv_len, got {q_len} > {kv_len}")
-    raise NotImplementedError("inf20: implement flash_attention_bytes")
+    raise NotStarted("inf20: implement flash_attention_bytes")

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
+from lab.errors import NotStarted
+
 
 class OutOfBlocksError(MemoryError):
     """The pool has too few free blocks for the request; the allocator is unchanged (the scheduler
@@ -82,14 +84,14 @@ class BlockAllocator:
         Hint: a shared last block with free room costs one block more (its private copy).
         """
         seq_len, table = self.seq_lens[self._known(seq_id)], self.tables[seq_id]
-        raise NotImplementedError("inf31: implement BlockAllocator.blocks_needed_to_append")
+        raise NotStarted("inf31: implement BlockAllocator.blocks_needed_to_append")
 
     def can_allocate(self, num_tokens: int, shared_blocks: Sequence[int] = ()) -> bool:
         """Whether `allocate(seq_id, num_tokens, shared_blocks)` would find enough free blocks now.
 
         Hint: a shared block that is free (ref count 0, kept by a prefix cache) costs a free block too.
         """
-        raise NotImplementedError("inf31: implement BlockAllocator.can_allocate")
+        raise NotStarted("inf31: implement BlockAllocator.can_allocate")
 
     def can_append(self, seq_id: Hashable, num_tokens: int = 1) -> bool:
         """Whether `append_slots(seq_id, num_tokens)` would succeed now."""
@@ -129,7 +131,7 @@ class BlockAllocator:
             raise ValueError(f"shared_blocks must be distinct block ids in [0, {self.num_blocks}), got {shared}")
         if len(shared) > self.num_blocks_for(num_tokens):
             raise ValueError(f"{len(shared)} shared blocks are more than {num_tokens} tokens need")
-        raise NotImplementedError("inf31: implement BlockAllocator.allocate")
+        raise NotStarted("inf31: implement BlockAllocator.allocate")
 
     def append_slots(self, seq_id: Hashable, num_tokens: int = 1) -> tuple[list[int], list[tuple[int, int]]]:
         """Make room for num_tokens more tokens of `seq_id` (a decode step: 1); return (slots, copies).
@@ -144,7 +146,7 @@ class BlockAllocator:
         if not isinstance(num_tokens, int) or num_tokens < 0:
             raise ValueError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
         needed = self.blocks_needed_to_append(seq_id, num_tokens)
-        raise NotImplementedError("inf31: implement BlockAllocator.append_slots")
+        raise NotStarted("inf31: implement BlockAllocator.append_slots")
 
     def fork(self, parent_id: Hashable, child_id: Hashable) -> list[int]:
         """Start `child_id` as a copy of `parent_id` that shares all its blocks; return the child's table.
@@ -155,7 +157,7 @@ class BlockAllocator:
         self._known(parent_id)
         if child_id in self.tables:
             raise ValueError(f"sequence {child_id!r} already exists: fork into a new id")
-        raise NotImplementedError("inf31: implement BlockAllocator.fork")
+        raise NotStarted("inf31: implement BlockAllocator.fork")
 
     def free(self, seq_id: Hashable) -> list[int]:
         """Drop sequence `seq_id`; return the blocks that became free (in the order they joined the free
@@ -163,4 +165,4 @@ class BlockAllocator:
         Hint: release from the last block to the first, so a prefix's first block is the last evicted.
         """
         self._known(seq_id)
-        raise NotImplementedError("inf31: implement BlockAllocator.free")
+        raise NotStarted("inf31: implement BlockAllocator.free")

@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from lab.errors import NotStarted
+
 
 def _check_cache(k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
     if not isinstance(k_cache, torch.Tensor) or not isinstance(v_cache, torch.Tensor) or k_cache.dim() != 4 \
@@ -54,7 +56,7 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
     if slot_mapping.numel() and (slot_mapping.min() < -1 or slot_mapping.max() >= num_blocks * block_size):
         raise ValueError(f"slots must be in [-1, {num_blocks * block_size}) (num_blocks * block_size), got "
                          f"{int(slot_mapping.min())} .. {int(slot_mapping.max())}")
-    raise NotImplementedError("inf31: implement write_kv")
+    raise NotStarted("inf31: implement write_kv")
 
 
 def copy_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, copies: list[tuple[int, int]]) -> None:
@@ -103,7 +105,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     Hint: the slot of token t of sequence i is block_tables[i, t // block_size] * block_size + t % block_size.
     """
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens)
-    raise NotImplementedError("inf31: implement paged_attention")
+    raise NotStarted("inf31: implement paged_attention")
 
 
 @triton.jit
@@ -125,7 +127,7 @@ def paged_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, conte
     (-inf for a partition wholly past the context).
     Hint: scores = tl.dot(q, tl.trans(k)) * scale; give masked scores -inf, but keep m finite.
     """
-    raise NotImplementedError("inf31: implement paged_decode_kernel")
+    raise NotStarted("inf31: implement paged_decode_kernel")
 
 
 @triton.jit
@@ -134,7 +136,7 @@ def merge_partitions_kernel(part_out_ptr, part_lse_ptr, out_ptr, num_parts,
                             HEAD_DIM: tl.constexpr, PARTS_PAD: tl.constexpr):
     """One program: sequence s, query head h. out[s, h] = sum_p w_p * part_out[s, h, p] with
     w_p = exp(lse_p - max lse) / sum of those (partitions past the context have lse -inf, weight 0)."""
-    raise NotImplementedError("inf31: implement merge_partitions_kernel")
+    raise NotStarted("inf31: implement merge_partitions_kernel")
 
 
 # Tokens per program: 512 as in vLLM's paged attention v2. At batch 16 and 4k context on a Llama-3-8B
@@ -167,4 +169,4 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     if head_dim < 16 or head_dim & (head_dim - 1) or k_cache.stride(3) != 1 or v_cache.stride() != k_cache.stride():
         raise ValueError(f"the kernel needs a power-of-two head_dim >= 16 (got {head_dim}) and K/V caches "
                          "of the same strides with head_dim contiguous")
-    raise NotImplementedError("inf31: implement paged_attention_triton")
+    raise NotStarted("inf31: implement paged_attention_triton")
