@@ -32,6 +32,7 @@ File modes bind only a grader that does not run as root; the fresh copy and the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -283,6 +284,7 @@ class Place:
     cache: Path
     cache_stats: dict[str, tuple] = field(default_factory=dict)
     trusted: TrustedCache | None = None
+    stubs: Path | None = None            # the pristine stubs, laid out like exercises/ (fallback collection)
 
     def check(self) -> list[str]:
         """Tampering this topic did: a change to the sandbox's oracle cache or to the instructor's."""
@@ -332,12 +334,16 @@ def sandbox_environment(root: Path, scratch: Path, cache: Path) -> dict[str, str
 
 
 def _read_only(top: Path, writable: set[Path]) -> None:
+    """Files 0444 and folders 0555 under `top`, but the `writable` files (0644) and folders (left as they are)."""
     for folder, dirs, files in os.walk(top):
+        if any(Path(folder).is_relative_to(w) for w in writable):
+            continue
         for name in files:
             path = Path(folder) / name
             os.chmod(path, 0o644 if path in writable else 0o444)
     for folder, dirs, files in os.walk(top, topdown=False):
-        os.chmod(folder, 0o555)
+        if not any(Path(folder).is_relative_to(w) for w in writable):
+            os.chmod(folder, 0o555)
 
 
 def _writable_again(top: Path) -> None:
@@ -351,44 +357,56 @@ def _writable_again(top: Path) -> None:
 
 
 class Sandboxes:
-    """Fresh sandboxes for the topics of one submission (see the module docstring)."""
+    """Fresh sandboxes for the topics of one submission (see the module docstring).
+
+    The submitted modules and the pristine stubs are read into memory here, before any student code
+    runs, and written into each sandbox from there: nothing a topic does to files on disk reaches them."""
 
     def __init__(self, root: Path, work: Path, manifest: dict, trusted: TrustedCache | None = None):
         self.root, self.work, self.manifest = Path(root), Path(work), manifest
         self.files = tree.lab_files(self.root, SANDBOX_LEAVES_OUT)
         self.trusted = trusted if trusted is not None else TrustedCache(self.root)
         self.trusted.verify()               # before any student code runs
-        self.stubs = self.work / "stubs"
-        for topic_dir in sorted((self.root / "exercises").glob("inf[0-9][0-9]")):
-            for name in stub_modules(self.root, topic_dir.name):
-                (self.stubs / topic_dir.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(topic_dir / name, self.stubs / topic_dir.name / name)
+        base = Path(manifest["base"])
+        self.submitted: list[tuple[str, str, bytes]] = []
+        for entry in manifest["files"]:
+            data = (base / entry["path"]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise SubmissionError(f"{entry['path']} changed while it was being read; grade it again")
+            self.submitted.append((entry["topic"], entry["module"], data))
+        self.pristine = {(d.name, name): (d / name).read_bytes()
+                         for d in sorted((self.root / "exercises").glob("inf[0-9][0-9]"))
+                         for name in stub_modules(self.root, d.name)}
+        self.stubs = self.work / "stubs"     # the fallback's impl; each sandbox gets its own copy (Place.stubs)
         self._count = 0
 
     def build(self, topic: str | None) -> Place:
-        """A fresh sandbox under `work`: the root's lab files, the submitted modules, the verified cache."""
+        """A fresh sandbox in a new temporary folder (not under `work`, whose path the topic is not told):
+        the root's lab files, the submitted modules, the pristine stubs, the verified cache."""
         self._count += 1
-        top = Path(tempfile.mkdtemp(prefix=f"{topic or 'topic'}-", dir=self.work))
-        sandbox, scratch = top / "lab", top / "scratch"
+        top = Path(tempfile.mkdtemp(prefix="lab-sandbox-"))
+        sandbox, scratch, stubs = top / "lab", top / "scratch", top / "stubs"
         tree.copy_files(self.root, sandbox, self.files)
         if not (sandbox / "grading" / "plugin.py").is_file():     # a lab without its own grader (tests' fakes)
             own = Path(__file__).resolve().parent
+            (sandbox / "grading").mkdir(exist_ok=True)
             for name in ("__init__.py", "plugin.py", "hardware.py"):
-                (sandbox / "grading").mkdir(exist_ok=True)
                 shutil.copyfile(own / name, sandbox / "grading" / name)
-        base, writable = Path(self.manifest["base"]), set()
-        for entry in self.manifest["files"]:
-            target = sandbox / "exercises" / entry["topic"] / entry["module"]
-            shutil.copyfile(base / entry["path"], target)
-            if tree.sha256(target) != entry["sha256"]:
-                raise SubmissionError(f"{entry['path']} changed while it was being copied; grade it again")
-            if entry["topic"] == topic:
+        for (stub_topic, name), data in self.pristine.items():
+            (stubs / stub_topic).mkdir(parents=True, exist_ok=True)
+            (stubs / stub_topic / name).write_bytes(data)
+        writable = set()
+        for entry_topic, module, data in self.submitted:
+            target = sandbox / "exercises" / entry_topic / module
+            target.write_bytes(data)
+            if entry_topic == topic:
                 writable.add(target)
         cache = sandbox / ".lab-cache"
         cache.mkdir()
         stats = self.trusted.copy_into(cache)
-        _read_only(sandbox, writable)
-        return Place(sandbox, sandbox_environment(self.root, scratch, cache), cache, stats, self.trusted)
+        env = sandbox_environment(self.root, scratch, cache)        # creates the scratch folders
+        _read_only(top, writable | {scratch})
+        return Place(sandbox, env, cache, stats, self.trusted, stubs)
 
     @contextlib.contextmanager
     def topic(self, topic: str | None):

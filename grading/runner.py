@@ -403,6 +403,7 @@ def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir
         fallback = fallback_impl or ("solutions" if (root / "solutions" / topic).is_dir() else None)
         if (run.collect_errors or not run.items) and fallback and impl != fallback:
             with _place(sandboxes, None, root) as place:
+                fallback = str(getattr(place, "stubs", None) or fallback)
                 run.fallback_items = run_topic(place.root, topic, fallback, limits, out_dir, True, seed,
                                                place.env).items
         runs.append(run)

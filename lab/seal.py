@@ -27,7 +27,7 @@ WATCHED = {
     "torch.cuda": ("synchronize", "Event"),
     "lab.hardware": ("synchronize",),
 }
-WHOLE_MODULES = ("lab.timing", "lab.seal", "lab.guard")     # every function and class, and their methods
+WHOLE_MODULES = ("lab.timing", "lab.seal", "lab.guard", "grading.plugin")   # every function and class, and methods
 BOUND_MODULES = ("lab.timing", "lab.seal")                   # every module-level binding, whatever it is
 _CONTAINERS = (dict, list, set)
 _FUNCTION_PARTS = ("__code__", "__defaults__", "__kwdefaults__")

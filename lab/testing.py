@@ -5,8 +5,10 @@ student's fast code with these slow, obviously-right versions.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -112,3 +114,58 @@ class SleepyModel(ScriptedModel):
     def forward(self, input_ids, *args, **kwargs):
         time.sleep(self.base_s + self.per_token_s * input_ids.shape[1])
         return super().forward(input_ids, *args, **kwargs)
+
+
+@dataclass
+class TritonLaunches:
+    """What `count_triton_launches` saw: `count` launches, of the kernels named in `kernels` (in order)."""
+
+    count: int = 0
+    kernels: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def count_triton_launches():
+    """Count the Triton kernel launches (`kernel[grid](...)`, an autotuner's included) made inside the block.
+
+        with count_triton_launches() as launches:
+            out = impl.int8_matmul.w8a8_matmul_triton(xq, x_scale, wq, w_scale)
+        assert launches.count >= 1, "w8a8_matmul_triton launched no Triton kernel"
+
+    Works natively (a `triton.runtime.jit.JITFunction` run) and under the Triton interpreter
+    (`TRITON_INTERPRET=1`, an `InterpretedFunction` run, as in lab.triton_interpreter's child process).
+    Warm-up compilations (`kernel.warmup(...)`) are not launches. It proves that some Triton kernel ran,
+    not which work it did: the tests still compare the outputs with an oracle.
+    """
+    try:
+        from triton.runtime import jit
+    except ImportError:
+        raise RuntimeError("count_triton_launches needs Triton: pip install triton") from None
+    classes = [jit.JITFunction]
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+        classes.append(InterpretedFunction)
+    except ImportError:         # a Triton without the interpreter: native launches only
+        pass
+    seen = TritonLaunches()
+
+    def counting(original):
+        def run(self, *args, **kwargs):
+            if not kwargs.get("warmup", False):
+                seen.count += 1
+                fn = getattr(self, "fn", None)
+                seen.kernels.append(getattr(fn, "__name__", None) or getattr(self, "__name__", "kernel"))
+            return original(self, *args, **kwargs)
+        return run
+
+    saved = [(cls, cls.__dict__.get("run")) for cls in classes]
+    try:
+        for cls in classes:
+            cls.run = counting(cls.run)
+        yield seen
+    finally:
+        for cls, original in reversed(saved):
+            if original is None:
+                del cls.run
+            else:
+                cls.run = original
