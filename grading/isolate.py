@@ -403,9 +403,10 @@ class Sandboxes:
                 writable.add(target)
         cache = sandbox / ".lab-cache"
         cache.mkdir()
-        stats = self.trusted.copy_into(cache)
+        self.trusted.copy_into(cache)
         env = sandbox_environment(self.root, scratch, cache)        # creates the scratch folders
         _read_only(top, writable | {scratch})
+        stats = {rel: TrustedCache._stat(cache / rel) for rel in self.trusted.digests}    # after the chmods
         return Place(sandbox, env, cache, stats, self.trusted, stubs)
 
     @contextlib.contextmanager
