@@ -167,6 +167,7 @@ class TrustedCache:
 
     RECORD = "trusted-sha256.json"
     BUILD_TIMEOUT_S = 1800
+    BUILDER_FILES = ("lab/weights.py", "lab/oracle.py", "lab/tokenizer.py")    # a change means: build again
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -185,11 +186,21 @@ class TrustedCache:
         st = path.stat()
         return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
+    def _builder_digest(self) -> str:
+        digest = hashlib.sha256()
+        for rel in self.BUILDER_FILES:
+            path = self.root / rel
+            digest.update(rel.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+        return digest.hexdigest()
+
     def _read_record(self) -> dict[str, str]:
+        """The recorded digests, or {} when there is none or it was made by another version of the builder."""
         try:
             record = json.loads((self.folder / self.RECORD).read_text())
-            return {k: v for k, v in record.items() if isinstance(k, str) and isinstance(v, str)}
-        except (OSError, ValueError, AttributeError):
+            if record.get("builder") != self._builder_digest():
+                return {}
+            return {k: v for k, v in record["files"].items() if isinstance(k, str) and isinstance(v, str)}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
             return {}
 
     def _build(self) -> dict[str, str]:
@@ -217,7 +228,7 @@ class TrustedCache:
                 os.replace(Path(build) / rel, target)
         record = self.folder / self.RECORD
         tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(built, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps({"builder": self._builder_digest(), "files": built}, indent=1, sort_keys=True))
         os.replace(tmp, record)
         self.rebuilt += sorted(built)
         return built
@@ -298,7 +309,8 @@ class Place:
             except OSError:
                 now = None
             if now != self.cache_stats.get(rel):
-                found.append(f"the sandbox's oracle cache file {rel} was written, replaced or removed")
+                found.append(f"the sandbox's oracle cache file {rel} was written, replaced or removed (if the lab "
+                             "itself caches it, build it in lab.weights.build_cache)")
         if self.trusted is not None:
             broken = self.trusted.changed()
             if broken:

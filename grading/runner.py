@@ -9,8 +9,8 @@ Invariants:
   (a record repeated, out of order, unknown, for a test not collected or not running, after "session",
   or a damaged line before the last) voids the topic: `TopicRun.tampering` says why, and it scores 0;
 - a topic can only cost itself: when its wall-clock limit passes, or when its pytest process has ended,
-  its whole process group is killed, and the records already received are kept; a crash (segfault, os._exit, OOM kill) is noticed because the
-  closing "session" record is missing;
+  its whole process group is killed, and the records already received are kept; a crash (segfault,
+  os._exit, OOM kill) is noticed because the closing "session" record is missing;
 - the grader never raises because of what a topic did: every outcome becomes a `TopicRun`;
 - the topic's combined stdout/stderr goes to `<out>/logs/<topic>.log`, capped at `LOG_CAP_BYTES`, so a
   test that prints forever cannot fill the disk;

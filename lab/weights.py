@@ -11,8 +11,9 @@ Two things differ between a GGUF file and a Hugging Face checkpoint, and the con
   "halves" RoPE layout (rotate dim i with i + D/2) back to Meta's original "pairs" layout (2i with 2i + 1).
   `unpermute_qk` reverses it exactly as transformers' GGUF loader does.
 
-`python -m lab.weights --build-cache DIR` writes every cached artifact (these weights, and the oracle's
-conversion, lab.oracle) into DIR: the grader builds them so, in a process that runs no student code.
+`python -m lab.weights --build-cache DIR` writes every cached artifact (these weights, the tokenizer's
+spec, lab.tokenizer, and the oracle's conversion, lab.oracle) into DIR: the grader builds them so, in a
+process that runs no student code.
 
 `random_model(shape)` builds a model of a named real shape (`lab.config.SHAPES`) directly on the target
 device in the target dtype: no float32 copy on the CPU first, so an 8B bf16 model takes seconds on a GPU.
@@ -297,7 +298,8 @@ def build_cache(folder: str | os.PathLike) -> None:
     os.environ["LAB_CACHE_DIR"] = str(Path(folder).resolve())
     Path(folder).mkdir(parents=True, exist_ok=True)
     real_state_dict()
-    from lab import oracle
+    from lab import oracle, tokenizer
+    tokenizer.load_tokenizer()
     oracle.build_cache()
 
 

@@ -264,8 +264,9 @@ def test_a_poisoned_instructors_cache_is_rebuilt_and_the_next_grading_is_unchang
         cache = Path({str(cache)!r})
         try:
             (cache / "oracle.txt").write_text("41\\n")
-            digest = hashlib.sha256(b"41\\n").hexdigest()
-            (cache / "trusted-sha256.json").write_text(json.dumps({{"oracle.txt": digest}}))
+            record = json.loads((cache / "trusted-sha256.json").read_text())
+            record["files"]["oracle.txt"] = hashlib.sha256(b"41\\n").hexdigest()
+            (cache / "trusted-sha256.json").write_text(json.dumps(record))
         except OSError:
             pass
 
@@ -290,7 +291,7 @@ def test_a_cache_poisoned_before_the_grading_is_rebuilt_from_its_source(lab, tmp
     assert (t["status"], t["points"]["earned"]) == ("complete", 3), t["message"]
     assert (cache / "oracle.txt").read_text() == "42\n"
     record = json.loads((cache / "trusted-sha256.json").read_text())
-    assert record == {"oracle.txt": hashlib.sha256(b"42\n").hexdigest()}
+    assert record["files"] == {"oracle.txt": hashlib.sha256(b"42\n").hexdigest()}
 
 
 # ---------------------------------------------------------------- the reference by path
