@@ -20,6 +20,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from grading import runner
@@ -84,6 +85,7 @@ def topic(card: dict, name: str = "inf94") -> dict:
 
 
 def assert_void(card: dict, says: str) -> None:
+    jsonschema.validate(card, json.loads((Path(runner.__file__).parent / "scorecard_schema.json").read_text()))
     t = topic(card)
     assert (t["status"], t["points"]["earned"]) == ("void", 0), f"{t['status']}: {t['message']}"
     assert says in t["message"], t["message"]
