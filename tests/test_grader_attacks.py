@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -211,6 +212,7 @@ def test_the_record_protocol_is_checked_line_by_line():
 # ---------------------------------------------------------------- one topic against the next
 def test_a_conftest_dropped_for_a_later_topic_changes_nothing(lab, tmp_path):
     """inf94's code writes a conftest.py that would pass every test of inf97 (graded next, from its stubs)."""
+    sandboxes = set(Path(tempfile.gettempdir()).glob("lab-sandbox-*"))
     card = grade(lab, tmp_path, """
         import os
         from pathlib import Path
@@ -234,6 +236,7 @@ def test_a_conftest_dropped_for_a_later_topic_changes_nothing(lab, tmp_path):
     inf97 = topic(card, "inf97")
     assert (inf97["status"], inf97["points"]["earned"]) == ("not started", 0), inf97["message"]
     assert not list(lab.rglob("conftest.py"))[1:], "the instructor's tree got a conftest.py"
+    assert set(Path(tempfile.gettempdir()).glob("lab-sandbox-*")) <= sandboxes, "a sandbox outlived its topic"
 
 
 # ---------------------------------------------------------------- the oracle cache
