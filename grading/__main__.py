@@ -131,7 +131,8 @@ def _run(args, p, root: Path, topics: list[str], impl: str, limits: runner.Limit
             manifest = isolate.collect(args.submission, root, topics, Path(work))
         except (isolate.SubmissionError, OSError) as exc:
             p.error(str(exc))
-        manifest["warnings"] = audit.audit_manifest(manifest, root)
+        manifest["warnings"] = audit.audit_manifest(manifest, root) + \
+            [f"isolation: {line}" for line in isolate.exposures(root)]
         _progress(f"submission {args.submission}: {len(manifest['files'])} file(s) taken, "
                   f"{len(manifest['ignored'])} ignored; grading each topic in a fresh copy of {root}")
         try:

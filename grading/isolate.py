@@ -345,6 +345,27 @@ def sandbox_environment(root: Path, scratch: Path, cache: Path) -> dict[str, str
     return env
 
 
+def exposures(root: Path) -> list[str]:
+    """Ways the Python environment itself names the instructor's checkout to a sandboxed topic (warnings:
+    the sandbox cannot hide them; install the environment outside the checkout, without `pip install -e`)."""
+    import site
+    import sysconfig
+    inside = Path(root).resolve()
+    found = []
+    for label, where in (("the Python environment (sys.prefix)", sys.prefix), ("the interpreter", sys.executable)):
+        if Path(where).absolute().is_relative_to(inside) or Path(where).resolve().is_relative_to(inside):
+            found.append(f"{label} lies inside {inside}: a submission can read the checkout's path from it")
+            break
+    folders = {sysconfig.get_paths().get("purelib", "")} | set(getattr(site, "getsitepackages", list)())
+    for folder in filter(None, folders):
+        for finder in sorted(Path(folder).glob("__editable__*finder.py")):
+            with contextlib.suppress(OSError):
+                if str(inside) in finder.read_text(encoding="utf-8", errors="replace"):
+                    found.append(f"an editable install ({finder.name}) maps modules to {inside}: a submission "
+                                 "can read the checkout's path from it (install with `pip install .`)")
+    return found
+
+
 def _read_only(top: Path, writable: set[Path]) -> None:
     """Files 0444 and folders 0555 under `top`, but the `writable` files (0644) and folders (left as they are)."""
     for folder, dirs, files in os.walk(top):

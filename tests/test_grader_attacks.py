@@ -348,3 +348,12 @@ def test_rebinding_a_timing_clock_is_reported_and_undone():
     finally:
         for name, value in originals.items():
             setattr(timing, name, value)
+
+
+def test_an_environment_inside_the_checkout_is_reported(tmp_path):
+    """What the sandbox cannot hide, the grader says: a Python environment inside the graded root."""
+    import sys
+
+    from grading import isolate
+    assert any("sys.prefix" in line for line in isolate.exposures(Path(sys.prefix).parent))
+    assert isolate.exposures(tmp_path) == []
