@@ -20,6 +20,7 @@ import datetime as dt
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,13 +136,20 @@ def _run(args, p, root: Path, topics: list[str], impl: str, limits: runner.Limit
     with tempfile.TemporaryDirectory(prefix="lab-submission-") as work:
         try:
             manifest = isolate.collect(args.submission, root, topics, Path(work))
-            sandbox, stubs = isolate.build_sandbox(root, Path(work), manifest)
         except (isolate.SubmissionError, OSError) as exc:
             p.error(str(exc))
-        manifest["warnings"] = audit.audit_manifest(manifest, root)
+        manifest["warnings"] = audit.audit_manifest(manifest, root) + \
+            [f"isolation: {line}" for line in isolate.exposures(root)]
         _progress(f"submission {args.submission}: {len(manifest['files'])} file(s) taken, "
-                  f"{len(manifest['ignored'])} ignored; grading in a clean copy of {root}")
-        runs = runner.run_topics(sandbox, topics, "exercises", limits, out, seed, _progress, fallback_impl=str(stubs))
+                  f"{len(manifest['ignored'])} ignored; grading each topic in a fresh copy of {root}")
+        try:
+            sandboxes = isolate.Sandboxes(root, Path(work), manifest)     # verifies the oracle cache first
+        except (isolate.SubmissionError, OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            p.error(str(exc))
+        if sandboxes.trusted.rebuilt:
+            _progress(f"oracle cache rebuilt from the GGUF file and verified: {', '.join(sandboxes.trusted.rebuilt)}")
+        runs = runner.run_topics(root, topics, "exercises", limits, out, seed, _progress,
+                                 fallback_impl=str(sandboxes.stubs), sandboxes=sandboxes)
     del manifest["base"]                    # a temporary folder, gone now
     return runs, manifest
 

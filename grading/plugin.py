@@ -1,7 +1,12 @@
 """Pytest plugin for the grader: one JSON record per line, written as the session goes.
 
 Loaded with `-p grading.plugin`; it does nothing unless the environment variable named by
-`RESULTS_ENV` gives the file to append records to. Record kinds, in the order they are written:
+`RESULTS_ENV` gives the channel: `fd:N`, the write end of a pipe the grader's parent reads as records
+arrive (POSIX), or a file path to append to (elsewhere). The plugin takes the variable out of the
+environment, moves the pipe to a high descriptor that is closed on exec (a child process never holds
+it) and closes the inherited one. Every record carries `seq`, 0, 1, 2, ... in writing order: the parent
+voids the topic on a record out of sequence, repeated, unexpected or after "session" (grading.runner).
+Record kinds, in the order they are written:
 
 - "collect_error" (any number): `nodeid`, `message` (e.g. "SyntaxError in exercises/inf10/kv_cache.py
   line 12: invalid syntax"), `not_implemented`, `import_error`;
@@ -16,7 +21,7 @@ Loaded with `-p grading.plugin`; it does nothing unless the environment variable
   this hardware cannot grade it; told by the exception's `grading_status`, never by the reason's text),
   `markers`, `duration_s`, `user_properties` (dict; speed tests put `speed` there),
   `speeds` (every speed figure the test recorded, in order: each `speed` property, and with
-  LAB_SPEED_REPEAT each further measurement's `speed_repeat`; grading.calibrate reads these);
+  LAB_SPEED_REPEAT each further measurement's `speed_repeat`; grading.tools.calibrate reads these);
 - "session" (last; absent when the process died): `exitstatus`, `seed`, `hardware`.
 
 Invariants: every record is one JSON object on one line, flushed before the next test starts, so a crash
@@ -123,11 +128,30 @@ def _item_info(item: pytest.Item, root: Path) -> dict:
             "file": _relative(item.path, root), "markers": markers}
 
 
-class Recorder:
-    """Writes the records of one pytest session to `path` (append, one flushed line each)."""
+def open_channel(spec: str) -> int:
+    """A private descriptor for the channel `spec` ("fd:N" or a path): for a pipe, N moved to a high number,
+    closed on exec, N itself closed; a file is opened for appending."""
+    if not spec.startswith("fd:"):
+        return os.open(spec, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    inherited = int(spec[3:])
+    try:
+        import fcntl
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        high = max(64, min(soft if soft > 0 else 1024, 4096) - 1 - (os.getpid() % 32))
+        fd = fcntl.fcntl(inherited, fcntl.F_DUPFD_CLOEXEC, high)
+    except (ImportError, OSError, ValueError):
+        fd = os.dup(inherited)                  # non-inheritable by default (PEP 446)
+    os.close(inherited)
+    return fd
 
-    def __init__(self, path: str, config: pytest.Config):
-        self._file = open(path, "a", encoding="utf-8")   # noqa: SIM115 - open for the whole session
+
+class Recorder:
+    """Writes the records of one pytest session to a channel (see `open_channel`), one line each."""
+
+    def __init__(self, spec: str, config: pytest.Config):
+        self._fd = open_channel(spec)
+        self._seq = 0
         self._config = config
         self._root = Path(config.rootpath).resolve()
         self._items: dict[str, dict] = {}
@@ -136,15 +160,18 @@ class Recorder:
         self._not_graded: set[str] = set()
 
     def write(self, record: dict) -> None:
+        record = {**record, "seq": self._seq}
+        self._seq += 1
         try:
             line = json.dumps(record, default=repr)
         except (TypeError, ValueError):     # e.g. a property that contains itself: keep its repr
             line = json.dumps({k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
                                for k, v in record.items()})
+        data = (line + "\n").encode("utf-8")
         try:
-            self._file.write(line + "\n")
-            self._file.flush()
-        except (OSError, ValueError):       # disk full or file closed: never break the test run
+            while data:                     # one line, written whole before the next record
+                data = data[os.write(self._fd, data):]
+        except (OSError, ValueError):       # pipe closed or disk full: never break the test run
             pass
 
     def _seed(self):
@@ -210,7 +237,10 @@ class Recorder:
                     "hardware": hardware.describe() if "torch" in sys.modules else None})
 
     def pytest_unconfigure(self) -> None:
-        self._file.close()
+        try:
+            os.close(self._fd)              # the parent sees the end of the channel now
+        except OSError:
+            pass
 
 
 def _record_skip(state: dict, report) -> None:
@@ -226,6 +256,6 @@ def _record_skip(state: dict, report) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    path = os.environ.pop(RESULTS_ENV, None)    # the tests' code has no business knowing where records go
-    if path and not config.pluginmanager.has_plugin("lab-grading-recorder"):
-        config.pluginmanager.register(Recorder(path, config), "lab-grading-recorder")
+    spec = os.environ.pop(RESULTS_ENV, None)    # the tests' code has no business knowing where records go
+    if spec and not config.pluginmanager.has_plugin("lab-grading-recorder"):
+        config.pluginmanager.register(Recorder(spec, config), "lab-grading-recorder")

@@ -8,9 +8,9 @@ ASCII, so any console encoding can print it.
 from __future__ import annotations
 
 from grading.history import change_cell
-from grading.score import COMPLETE, CRASHED, ERROR, NOT_STARTED, PARTIAL, PASSED, TIMED_OUT
+from grading.score import COMPLETE, CRASHED, ERROR, NOT_STARTED, PARTIAL, PASSED, TIMED_OUT, VOID
 
-_COLORS = {COMPLETE: "32", PARTIAL: "33", NOT_STARTED: "2", ERROR: "31", CRASHED: "31", TIMED_OUT: "31"}
+_COLORS = {COMPLETE: "32", PARTIAL: "33", NOT_STARTED: "2", ERROR: "31", CRASHED: "31", TIMED_OUT: "31", VOID: "31"}
 HEADERS = ("topic", "correctness", "speed", "status", "first failure")
 
 

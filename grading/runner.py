@@ -1,11 +1,16 @@
 """Running topics: one pytest process per topic, with a per-test and a per-topic time limit.
 
 Each topic runs as `python -m pytest exercises/infNN --impl X -p grading.plugin ...` in its own process
-group; the plugin appends one JSON record per finished test to a file (see `grading.plugin`).
+group; the plugin sends one JSON record per event through a pipe that this process reads as they arrive
+(see `grading.plugin`), and copies to `<out>/records/<topic>.jsonl` what it received.
 Invariants:
-- a topic can only cost itself: when its wall-clock limit passes, its whole process group is killed and
-  the records already written are kept; a crash (segfault, os._exit, OOM kill) is noticed because the
-  closing "session" record is missing;
+- the records must form one session in order: `seq` 0, 1, 2, ...; "collect_error"s, one "collection",
+  then per collected test one "start" and its one "test", then one "session", then nothing. Anything else
+  (a record repeated, out of order, unknown, for a test not collected or not running, after "session",
+  or a damaged line before the last) voids the topic: `TopicRun.tampering` says why, and it scores 0;
+- a topic can only cost itself: when its wall-clock limit passes, or when its pytest process has ended,
+  its whole process group is killed, and the records already received are kept; a crash (segfault,
+  os._exit, OOM kill) is noticed because the closing "session" record is missing;
 - the grader never raises because of what a topic did: every outcome becomes a `TopicRun`;
 - the topic's combined stdout/stderr goes to `<out>/logs/<topic>.log`, capped at `LOG_CAP_BYTES`, so a
   test that prints forever cannot fill the disk;
@@ -70,6 +75,7 @@ class TopicRun:
     log_text: str = ""                                          # head and tail of the output
     seed: int | None = None
     fallback_items: list[dict] = field(default_factory=list)    # collected from the solutions
+    tampering: list[str] = field(default_factory=list)          # why the results are void, if they are
 
     @property
     def crashed(self) -> bool:
@@ -107,15 +113,21 @@ def pytest_command(topic: str, impl: str, limits: Limits, root: Path, collect_on
     return cmd + list(pytest_args)
 
 
-def _environment(records: Path, impl: str, seed: int | None, root: Path,
-                 extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}    # nothing may inject options
+def _environment(channel: str, impl: str, seed: int | None, root: Path,
+                 sandbox_env: dict[str, str] | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The topic's environment. With `sandbox_env` (a submission's sandbox: grading.isolate), the
+    environment is built from scratch, so that nothing in it names the instructor's checkout; `extra`
+    (the instructors' tools: OMP_NUM_THREADS, LAB_SPEED_REPEAT) is added on top."""
+    if sandbox_env is not None:
+        env = dict(sandbox_env)
+    else:
+        env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}    # nothing may inject options
     env.update(extra or {})
     if seed is not None:
         env["LAB_SEED"] = str(seed)                 # the lab's conftest seeds every topic from it
     own = root if (root / "grading" / "plugin.py").is_file() else GRADING_PARENT   # the root's own grader
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(own)]
-    env.update({RESULTS_ENV: str(records), "LAB_IMPL": impl, "PYTHONUNBUFFERED": "1",
+    env.update({RESULTS_ENV: channel, "LAB_IMPL": impl, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(paths)})
     return env
 
@@ -177,14 +189,73 @@ def _limiter(memory_bytes: int | None):
     return limit
 
 
+class _Channel(threading.Thread):
+    """The records' pipe (POSIX): the child inherits the write end; this thread reads lines as they come.
+
+    Elsewhere (no descriptor passing), a file the child appends to, read when it has ended."""
+
+    MAX_LINE = 4 << 20
+
+    def __init__(self, fallback_file: Path):
+        super().__init__(daemon=True)
+        self.lines: list[bytes] = []
+        self.file = fallback_file
+        self.read_fd = self.write_fd = None
+        if os.name == "posix":
+            self.read_fd, self.write_fd = os.pipe()
+
+    @property
+    def spec(self) -> str:
+        return f"fd:{self.write_fd}" if self.write_fd is not None else str(self.file)
+
+    def child_started(self) -> None:
+        if self.write_fd is not None:
+            os.close(self.write_fd)             # only the child holds the write end now
+            self.write_fd = None
+            self.start()
+
+    def run(self) -> None:
+        pending = b""
+        with open(self.read_fd, "rb", buffering=0) as pipe:
+            for chunk in iter(lambda: pipe.read(65536), b""):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                self.lines += lines
+                if len(pending) > self.MAX_LINE:          # a record is never this long: flooding
+                    self.lines.append(b"<an endless line>")
+                    pending = b""
+        if pending:
+            self.lines.append(pending)                    # cut short by a kill: no newline
+
+    def finish(self, timeout_s: float = 5.0) -> list[bytes]:
+        if self.read_fd is None:                         # the file fallback
+            self.lines = self.file.read_bytes().split(b"\n") if self.file.exists() else []
+            if self.lines and self.lines[-1] == b"":
+                self.lines.pop()
+            return list(self.lines)
+        if self.write_fd is not None:                     # the child never started
+            os.close(self.write_fd)
+            self.write_fd = None
+            os.close(self.read_fd)
+            return []
+        self.join(timeout=timeout_s)     # a grandchild that escaped the group may hold the pipe: don't wait
+        return list(self.lines)
+
+
 def _execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: float,
-             memory_bytes: int | None = None):
+             memory_bytes: int | None = None, channel: _Channel | None = None):
     """Run `cmd`; returns (exit_code, timed_out, seconds, output text)."""
     group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else \
         {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
+    if channel is not None and channel.write_fd is not None:
+        group["pass_fds"] = (channel.write_fd,)
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, **group)
+    try:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, **group)
+    finally:
+        if channel is not None:
+            channel.child_started()
     pump = _LogPump(proc.stdout, log_path)
     pump.start()
     timed_out = False
@@ -192,26 +263,76 @@ def _execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: flo
         proc.wait(timeout=limit_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc)
-        proc.wait()
     except BaseException:       # Ctrl-C: the topic runs in its own session and would not see it
         _kill_group(proc)
         raise
+    _kill_group(proc)           # the topic is over: nothing it started may go on writing or running
+    proc.wait()
     pump.join(timeout=5)       # a grandchild that escaped the group may hold the pipe; don't wait on it
     return proc.returncode, timed_out, time.monotonic() - start, pump.text()
 
 
+_KINDS = ("collect_error", "collection", "start", "test", "session")
+
+
+def check_records(lines: list[bytes]) -> tuple[list[dict], list[str]]:
+    """The records of one session, in order, and what makes them untrustworthy ([] when nothing does).
+
+    Only the last line may be damaged (a kill mid-write); it is dropped. Any other breach of the
+    protocol (see the module docstring) is tampering: the records up to it are returned, and the reason."""
+    records: list[dict] = []
+    collected: set[str] | None = None
+    started: set[str] = set()
+    finished: set[str] = set()
+    running: str | None = None
+    session = False
+    for index, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if index == len(lines) - 1:
+                break
+            return records, [f"record {index}: not a record the grader's plugin writes"]
+        kind = record.get("kind") if isinstance(record, dict) else None
+        nodeid = record.get("nodeid") if isinstance(record, dict) else None
+        problem = None
+        if not isinstance(record, dict) or record.get("seq") != index:
+            problem = f"out of sequence (seq {record.get('seq') if isinstance(record, dict) else '?'}, " \
+                      f"expected {index}): a record was repeated, replayed or forged"
+        elif session:
+            problem = f"a {kind!r} record after the session ended"
+        elif kind not in _KINDS:
+            problem = f"an unknown record kind {kind!r}"
+        elif kind == "collect_error" and collected is not None:
+            problem = "a collection error after collection ended"
+        elif kind == "collection":
+            if collected is not None:
+                problem = "a second collection"
+            else:
+                collected = {item.get("nodeid") for item in record.get("items") or [] if isinstance(item, dict)}
+        elif kind == "start":
+            if collected is None or nodeid not in collected or nodeid in started or running is not None:
+                problem = f"an unexpected start of {nodeid!r}"
+            started.add(nodeid)
+            running = nodeid
+        elif kind == "test":
+            if nodeid != running or nodeid in finished:
+                problem = f"a result for {nodeid!r}, which was not running (repeated or forged)"
+            finished.add(nodeid)
+            running = None
+        elif kind == "session":
+            session = True
+        if problem:
+            return records, [f"record {index}: {problem}"]
+        records.append(record)
+    return records, []
+
+
 def read_records(path: Path) -> list[dict]:
-    """The plugin's records; a line cut short by a kill (only ever the last) is dropped."""
+    """The records copied to `path` (`<out>/records/<topic>.jsonl`), as `check_records` accepts them."""
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return check_records(path.read_bytes().splitlines())[0]
 
 
 def _fill(run: TopicRun, records: list[dict]) -> None:
@@ -236,7 +357,8 @@ def _fill(run: TopicRun, records: list[dict]) -> None:
 
 def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
               collect_only: bool = False, seed: int | None = None, *, pytest_args: list[str] | None = None,
-              env: dict[str, str] | None = None, hidden: bool = True) -> TopicRun:
+              env: dict[str, str] | None = None, hidden: bool = True,
+              sandbox_env: dict[str, str] | None = None) -> TopicRun:
     """Run (or only collect) one topic in its own process and read back what it recorded.
 
     The grader runs whole topics; the instructors' tools narrow a run with `pytest_args` (`-k`, `-m`),
@@ -249,35 +371,67 @@ def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
     records.unlink(missing_ok=True)
     log_path = out_dir / "logs" / f"{topic}{suffix}.log"
     cmd = pytest_command(topic, impl, limits, root, collect_only, pytest_args or (), hidden)
-    code, timed_out, seconds, text = _execute(cmd, root, _environment(records, impl, seed, root, env), log_path,
-                                             limits.topic_s, limits.memory_bytes)
+    channel = _Channel(records)
+    environment = _environment(channel.spec, impl, seed, root, sandbox_env, env)
+    try:
+        code, timed_out, seconds, text = _execute(cmd, root, environment, log_path, limits.topic_s,
+                                                 limits.memory_bytes, channel)
+    finally:
+        lines = channel.finish()
+    if channel.read_fd is not None:
+        records.write_bytes(b"".join(line + b"\n" for line in lines))     # what came, for the record
     run = TopicRun(topic, exit_code=code, timed_out=timed_out, duration_s=seconds, limit_s=limits.topic_s,
                    log_path=log_path, log_text=text)
-    _fill(run, read_records(records))
+    accepted, run.tampering = check_records(lines)
+    _fill(run, accepted)
     return run
 
 
 def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir: Path,
-               seed: int | None = None, progress=None, fallback_impl: str | None = None) -> list[TopicRun]:
+               seed: int | None = None, progress=None, fallback_impl: str | None = None,
+               sandboxes=None) -> list[TopicRun]:
     """Run topics one after another (never in parallel: speed tests need the machine to themselves).
 
     When a topic's own collection failed, `fallback_impl` (default: the reference, when
     `solutions/<topic>` exists) is collected too, so that the tests the student's code hid still show with
-    their markers (speed, gpu)."""
+    their markers (speed, gpu). With `sandboxes` (grading.isolate.Sandboxes), every run, the fallback
+    collection included, happens in a fresh sandbox of its own, and what the topic changed there that it
+    may not is added to its `tampering`."""
     runs = []
     for index, topic in enumerate(topics, 1):
         if progress:
             progress(f"[{index}/{len(topics)}] {topic} ...")
-        run = run_topic(root, topic, impl, limits, out_dir, seed=seed)
+        with _place(sandboxes, topic, root) as place:
+            run = run_topic(place.root, topic, impl, limits, out_dir, seed=seed, sandbox_env=place.env)
+            run.tampering += place.check()
         if progress:
             how = "killed at the topic time limit" if run.timed_out else \
                 f"process died (exit code {run.exit_code})" if run.crashed else "done"
+            how = f"results void ({run.tampering[0]})" if run.tampering else how
             progress(f"[{index}/{len(topics)}] {topic}: {how} in {run.duration_s:.1f} s")
         fallback = fallback_impl or ("solutions" if (root / "solutions" / topic).is_dir() else None)
         if (run.collect_errors or not run.items) and fallback and impl != fallback:
-            run.fallback_items = run_topic(root, topic, fallback, limits, out_dir, True, seed).items
+            with _place(sandboxes, None, root) as place:
+                fallback = str(getattr(place, "stubs", None) or fallback)
+                run.fallback_items = run_topic(place.root, topic, fallback, limits, out_dir, True, seed,
+                                               place.env).items
         runs.append(run)
     return runs
+
+
+class _InPlace:
+    """The root itself (no sandbox): nothing to check afterwards."""
+
+    def __init__(self, root: Path):
+        self.root, self.env = root, None
+
+    def check(self) -> list[str]:
+        return []
+
+
+def _place(sandboxes, topic: str | None, root: Path):
+    import contextlib
+    return sandboxes.topic(topic) if sandboxes is not None else contextlib.nullcontext(_InPlace(root))
 
 
 def probe_hardware(runs: list[TopicRun], timeout_s: float = 120.0) -> dict:

@@ -24,6 +24,7 @@ PASSED, FAILED, ERROR, NOT_STARTED = "passed", "failed", "error", "not started"
 SKIPPED, NOT_HERE, TIMED_OUT, CRASHED = "skipped", "not graded on this hardware", "timed out", "crashed"
 NOT_RUN, MISSING, PARTIAL, GATED = "not run", "missing", "partial", "gated"
 COMPLETE = "complete"
+VOID = "void"                      # the topic's results cannot be trusted (grading.runner.check_records)
 
 
 @dataclass
@@ -251,7 +252,13 @@ def score_topic(run: TopicRun, table: dict[str, Entry], hardware: dict) -> Topic
     total.add(correctness)
     total.add(speed)
     status, message = _status(run, list(tests.values()), total)
+    if run.tampering:                   # nothing of a topic whose results were tampered with counts
+        for test in tests.values():
+            test.tally.earned = 0.0
+        correctness.earned = speed.earned = total.earned = 0.0
+        status, message = VOID, f"results void, tampering: {run.tampering[0]}"
     errors = [e["message"] for e in run.collect_errors]
     if status == ERROR and not run.items and not errors:
         errors = [message]
+    errors += [f"tampering: {reason}" for reason in run.tampering]
     return TopicScore(run.topic, status, message, list(tests.values()), correctness, speed, run, errors)

@@ -1,29 +1,28 @@
 """Text the lab feeds the real model: short prompts for generation, and English prose for perplexity.
 
-Every machine must have the text offline, so the evaluation prose comes from CPython itself:
-`pydoc_data.topics` holds the Python Language Reference as plain text, one entry per help() topic. We use a
-fixed selection of prose-heavy topics (`EVAL_TOPICS`, help() labels found in Python 3.11 and 3.12).
-CPython regenerates that text at each release, so a perplexity figure compares across machines only for
-the same text: `eval_text_sha256()` identifies it, and docs/ records it beside every figure. The text
-differs between minor versions (3.12 added sections to the execution model: 22,622 characters against
-18,584, 4,467 tokens, on 3.11.7), so compare figures on the same Python version.
+The evaluation prose ships with the lab, so that a perplexity figure reads the same on every machine and
+every Python: `lab/texts/python-3.11-reference.txt` is four prose-heavy sections of the Python Language
+Reference (the help() topics "objects", "execmodel", "truth" and "binary" of Python 3.11.7's
+`pydoc_data.topics`, joined by blank lines): 18,584 characters, 4,467 tokens of the real model's
+tokenizer. It is Python's documentation, under the PSF License Agreement: `lab/texts/LICENSE-PSF.txt`.
+(The lab once read it from the installed Python, whose copy changes between minor versions: 3.12 has
+22,622 characters there. Every figure in the lessons and docs was measured on this text; its sha256 is
+`EVAL_TEXT_SHA256`, and `eval_text()` refuses a file that does not match it.)
 """
 from __future__ import annotations
 
 import hashlib
-import sys
+from functools import lru_cache
+from pathlib import Path
 
 from lab.tokenizer import Tokenizer, load_tokenizer
 
-# help() topics of the Language Reference: objects and types, the execution model (naming, binding,
-# exceptions), truth values, binary arithmetic. Mostly prose, some grammar and a little code.
+# help() topics of the Language Reference (Python 3.11.7) in the shipped text: objects and types, the
+# execution model (naming, binding, exceptions), truth values, binary arithmetic. Mostly prose, some
+# grammar and a little code.
 EVAL_TOPICS: tuple[str, ...] = ("objects", "execmodel", "truth", "binary")
-
-# sha256 of eval_text() per Python version it was measured on.
-EVAL_TEXT_SHA256: dict[str, str] = {
-    "3.11.7": "7ac57e76a37255298fa307584aacd388e9fccf368bfed7df85adff09ce5d6cdb",   # 18,584 characters
-    "3.12.3": "808fb781b9a6a0403e94e39f10aa3b5e4236f7174710a33f0a38ee15c4f779f8",   # 22,622 characters
-}
+EVAL_TEXT_FILE = Path(__file__).resolve().parent / "texts" / "python-3.11-reference.txt"
+EVAL_TEXT_SHA256 = "7ac57e76a37255298fa307584aacd388e9fccf368bfed7df85adff09ce5d6cdb"     # 18,584 characters
 
 # Short, varied prompts for generation tests: instructions, facts, a story, code, arithmetic, a list.
 PROMPTS: list[str] = [
@@ -38,15 +37,19 @@ PROMPTS: list[str] = [
 ]
 
 
+@lru_cache(maxsize=1)
 def eval_text() -> str:
-    """The evaluation prose: the `EVAL_TOPICS` entries of `pydoc_data.topics`, joined by blank lines."""
-    from pydoc_data.topics import topics
-
-    missing = [key for key in EVAL_TOPICS if key not in topics]
-    if missing:
-        raise RuntimeError(f"pydoc_data.topics of Python {sys.version.split()[0]} lacks {missing}; "
-                           "lab.data.EVAL_TOPICS needs updating for this Python version")
-    return "\n\n".join(topics[key].strip() for key in EVAL_TOPICS) + "\n"
+    """The evaluation prose shipped with the lab (`EVAL_TEXT_FILE`), the same on every machine."""
+    try:
+        data = EVAL_TEXT_FILE.read_bytes()
+    except OSError as e:
+        raise RuntimeError(f"the lab's evaluation text {EVAL_TEXT_FILE} is missing ({e.strerror}); restore it "
+                           "from the lab's repository (git checkout lab/texts)") from None
+    if hashlib.sha256(data).hexdigest() != EVAL_TEXT_SHA256:
+        raise RuntimeError(f"{EVAL_TEXT_FILE} is not the lab's evaluation text (its sha256 differs from "
+                           f"{EVAL_TEXT_SHA256}): a changed line changes every perplexity figure; restore it "
+                           "(git checkout lab/texts), and check that git did not convert its line endings")
+    return data.decode("utf-8")
 
 
 def eval_text_sha256() -> str:

@@ -1,6 +1,6 @@
 """The lab's own exceptions: what a test, the grader and a student can tell apart by type, never by text.
 
-`NotStarted` is what every stub raises (grading.stubs writes `raise NotStarted("inf10: implement
+`NotStarted` is what every stub raises (grading.tools.stubs writes `raise NotStarted("inf10: implement
 KVCache.update")` into exercises/): a test that reaches it reports "not started", the grader scores the
 test as not started, and the Triton interpreter's child process passes the kind back to its parent.
 """

@@ -6,6 +6,10 @@ parts plugged into it, against this. transformers' own GGUF conversion takes ~15
 is kept per process, and the weights transformers produced are saved once in the lab's cache folder
 (`<cache>/smollm2-135m-hf-oracle-*/`, a config.json and model.safetensors written by transformers' own
 classes); later processes load that in under a second. Nothing of the lab's conversion enters it.
+
+The grader never lets a submission's process near the instructor's copy of that folder: it builds the
+cache in a private folder (`python -m lab.weights --build-cache DIR`, which calls `build_cache()`),
+records each file's sha256, and gives each sandbox a verified read-only copy (grading/isolate.py).
 """
 from __future__ import annotations
 
@@ -67,6 +71,15 @@ def _load_hf_model(dtype: torch.dtype):
                           stacklevel=3)
             shutil.rmtree(saved, ignore_errors=True)
     return _convert_gguf(dtype)
+
+
+def build_cache() -> None:
+    """Write the oracle's saved conversion into the cache folder now (nothing is loaded)."""
+    saved = cache_path("hf-oracle", "")
+    if not (saved / "model.safetensors").is_file():
+        _save_converted(saved)
+    if not (saved / "model.safetensors").is_file():
+        raise RuntimeError(f"could not write the oracle cache {saved}")
 
 
 def _convert_gguf(dtype: torch.dtype):

@@ -152,7 +152,7 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
     result = results[0]
     if benchmark is not None:
         benchmark.extra_info.update(result.as_dict())
-    if record is not None:                  # the grader reads `speed`; grading.calibrate reads all of them
+    if record is not None:                  # the grader reads `speed`; grading.tools.calibrate reads all of them
         record("speed", result.as_dict())
         for again in results[1:]:
             record("speed_repeat", again.as_dict())

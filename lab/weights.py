@@ -11,6 +11,10 @@ Two things differ between a GGUF file and a Hugging Face checkpoint, and the con
   "halves" RoPE layout (rotate dim i with i + D/2) back to Meta's original "pairs" layout (2i with 2i + 1).
   `unpermute_qk` reverses it exactly as transformers' GGUF loader does.
 
+`python -m lab.weights --build-cache DIR` writes every cached artifact (these weights, the tokenizer's
+spec, lab.tokenizer, and the oracle's conversion, lab.oracle) into DIR: the grader builds them so, in a
+process that runs no student code.
+
 `random_model(shape)` builds a model of a named real shape (`lab.config.SHAPES`) directly on the target
 device in the target dtype: no float32 copy on the CPU first, so an 8B bf16 model takes seconds on a GPU.
 """
@@ -20,6 +24,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import tempfile
 import warnings
 from functools import lru_cache
@@ -286,3 +291,26 @@ def random_model(shape: str | ModelConfig, dtype: torch.dtype = torch.bfloat16,
                 else:
                     param.normal_(0.0, 0.02, generator=generator)
     return model.eval()
+
+
+def build_cache(folder: str | os.PathLike) -> None:
+    """Build every file the lab caches for the real model into `folder` (made the cache folder first)."""
+    os.environ["LAB_CACHE_DIR"] = str(Path(folder).resolve())
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    real_state_dict()
+    from lab import oracle, tokenizer
+    tokenizer.load_tokenizer()
+    oracle.build_cache()
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--build-cache":
+        print("usage: python -m lab.weights --build-cache DIR", file=sys.stderr)
+        return 2
+    from lab import weights         # this file runs as __main__: build through the module everyone imports
+    weights.build_cache(argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

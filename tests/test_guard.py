@@ -64,6 +64,10 @@ def guarded_outcomes(tmp_path_factory) -> dict[str, tuple[str, str]]:
     ("test_fails_student_reaches_a_banned_module_through_sys_modules", "failed", "sneaky.py line 5 mentions csv"),
     ("test_errors_student_patches_the_clock", "error", "time.perf_counter was replaced during this test"),
     ("test_passes_the_clock_was_put_back", "passed", ""),
+    ("test_errors_student_rebinds_a_timing_clock", "error", "lab.timing._perf_counter was replaced during this test"),
+    ("test_passes_the_timing_clock_was_put_back", "passed", ""),
+    ("test_errors_student_edits_the_seals_tables", "error", "the contents of grading.guard.seal.WATCHED were changed"),
+    ("test_passes_the_seals_tables_were_put_back", "passed", ""),
     ("test_passes_without_bans_in_the_interpreter", "passed", ""),
     ("test_fails_student_calls_a_banned_callable_in_the_interpreter", "failed",
      "BannedError: this test: your code may not call json.dumps (tests/grading_fixtures/guard/impl/inf93/student.py "

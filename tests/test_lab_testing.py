@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grading.plugin import describe_exception
-from grading.stubs import generate_stub
+from grading.tools.stubs import generate_stub
 from lab.errors import NotStarted, not_started_in
 from lab.outcomes import grading_status, not_graded, raises
 

@@ -141,6 +141,26 @@ def llama_cpp_permute(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
     return weight.reshape(num_heads, 2, rows // num_heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
+def test_the_evaluation_text_ships_with_the_lab_and_its_license(tmp_path, monkeypatch):
+    """Every perplexity figure rests on this exact text (lab/texts/), whatever Python runs the lab."""
+    import hashlib
+
+    import lab.data as data
+    text = eval_text()
+    assert hashlib.sha256(text.encode()).hexdigest() == data.EVAL_TEXT_SHA256 and len(text) == 18_584
+    assert text.startswith("Objects, values and types") and "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in \
+        (data.EVAL_TEXT_FILE.parent / "LICENSE-PSF.txt").read_text()
+    changed = tmp_path / "text.txt"
+    changed.write_text(text.replace("\n", "\r\n"))              # what a line-ending conversion would do
+    monkeypatch.setattr(data, "EVAL_TEXT_FILE", changed)
+    data.eval_text.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="is not the lab's evaluation text"):
+            data.eval_text()
+    finally:
+        data.eval_text.cache_clear()
+
+
 @pytest.mark.parametrize("num_heads", [9, 3])
 def test_unpermute_inverts_llama_cpp_permute(num_heads):
     weight = torch.randn(num_heads * 64, 576)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.impl import Topic
-from lab.testing import kernel_check, pick, raises
+from lab.testing import count_triton_launches, kernel_check, pick, raises
 from lab.timing import compare
 
 impl = Topic("inf14")
@@ -112,7 +112,11 @@ def check_w8a8_kernel(seed: int) -> None:
         x_scale, w_scale = torch.rand(m, 1, generator=gen) + 0.01, torch.rand(n, generator=gen) / 100 + 1e-4
         args = [t.to(device) for t in (xq, x_scale, wq, w_scale)]
         for out_dtype in (torch.float32, torch.bfloat16):
-            got = impl.int8_matmul.w8a8_matmul_triton(*args, out_dtype=out_dtype)
+            with count_triton_launches() as launches:
+                got = impl.int8_matmul.w8a8_matmul_triton(*args, out_dtype=out_dtype)
+            assert launches.count >= 1, (
+                f"w8a8_matmul_triton on [{m}, {k}] x [{n}, {k}] launched no Triton kernel: it must compute the "
+                "product in your @triton.jit kernel (w8a8_kernel), not in PyTorch")
             want = (xq.double() @ wq.double().t()) * x_scale.double() * w_scale.double()
             assert got.dtype == out_dtype and got.shape == (m, n), \
                 f"[{m}, {k}] x [{n}, {k}]: expected {out_dtype} [{m}, {n}], got {got.dtype} {list(got.shape)}"

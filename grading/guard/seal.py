@@ -8,6 +8,12 @@ change to `lab.timing` itself (a function, its code, a method of `Comparison`) o
     seal.record()            # after collection, and again at each test's setup for modules loaded since
     broken = seal.verify()   # after each test's teardown: what changed (restored already), [] if nothing
 
+Besides functions, every module-level binding of `BOUND_MODULES` is held: the clock references
+`lab.timing` keeps (`_perf_counter`, `_median`, `_cuda_synchronize`, `_CudaEvent`, `_event_record`, ...),
+its constants, and the seal's own tables; a rebinding, a deletion, or an in-place change of a dict, list
+or set bound there is reported and undone. The grader's plugin records the seal as soon as pytest is
+configured, before any student module can be imported.
+
 The lab's conftest fails the test during which a change was made (a teardown error naming it).
 """
 from __future__ import annotations
@@ -22,7 +28,9 @@ WATCHED = {
     "lab.hardware": ("synchronize",),
 }
 # every function and class of these, and their methods
-WHOLE_MODULES = ("lab.timing", "grading.guard.seal", "grading.guard.runtime")
+WHOLE_MODULES = ("lab.timing", "lab.thresholds", "grading.guard.seal", "grading.guard.runtime", "grading.plugin")
+BOUND_MODULES = ("lab.timing", "grading.guard.seal")       # every module-level binding, whatever it is
+_CONTAINERS = (dict, list, set)
 _FUNCTION_PARTS = ("__code__", "__defaults__", "__kwdefaults__")
 
 
@@ -33,6 +41,7 @@ class Seal:
         self._seen: dict[tuple[object, str], object] = {}             # (owner, name) -> original
         self._parts: dict[int, tuple[object, tuple]] = {}              # id(function) -> (function, parts)
         self._names: dict[tuple[object, str], str] = {}
+        self._contents: dict[int, tuple[object, object]] = {}          # id(container) -> (it, shallow copy)
 
     def _watch(self, owner, name: str, label: str) -> None:
         key = (owner, name)
@@ -53,6 +62,14 @@ class Seal:
         event = getattr(sys.modules.get("torch.cuda"), "Event", None)
         for name in ("record", "synchronize", "elapsed_time") if isinstance(event, type) else ():
             self._watch(event, name, f"torch.cuda.Event.{name}")
+        for module_name in BOUND_MODULES:
+            module = sys.modules.get(module_name)
+            for name, value in list(vars(module).items()) if module is not None else ():
+                if name in ("__builtins__", "__loader__", "__spec__", "__cached__"):
+                    continue
+                self._watch(module, name, f"{module_name}.{name}")
+                if isinstance(value, _CONTAINERS) and id(value) not in self._contents:
+                    self._contents[id(value)] = (value, value.copy())
         for module_name in WHOLE_MODULES:
             module = sys.modules.get(module_name)
             for name, value in list(vars(module).items()) if module is not None else ():
@@ -75,6 +92,13 @@ class Seal:
                 changed.append(f"the code of {function.__module__}.{function.__qualname__} was changed")
                 for part, value in zip(_FUNCTION_PARTS, parts):
                     setattr(function, part, value)
+        for container, copy in self._contents.values():
+            if container != copy:
+                label = next((self._names[key] for key, value in self._seen.items() if value is container),
+                             "a table of lab.timing or the seal")
+                changed.append(f"the contents of {label} were changed")
+                container.clear()
+                container.update(copy) if isinstance(container, (dict, set)) else container.extend(copy)
         return changed
 
 

@@ -71,6 +71,24 @@ def test_passes_the_clock_was_put_back():
     assert time.perf_counter is ORIGINAL_CLOCK
 
 
+def test_errors_student_rebinds_a_timing_clock():
+    impl.student.rebinds_the_timing_clock()
+
+
+def test_passes_the_timing_clock_was_put_back():
+    import lab.timing
+    assert lab.timing._perf_counter is ORIGINAL_CLOCK
+
+
+def test_errors_student_edits_the_seals_tables():
+    impl.student.edits_the_seals_tables()
+
+
+def test_passes_the_seals_tables_were_put_back():
+    import grading.guard.seal as seal_module
+    assert "time" in seal_module.WATCHED
+
+
 # ---- in the Triton interpreter's child process (lab.triton_interpreter): the same bans and blocker apply
 def interpreted_calls_dumps(seed):              # module level: the child calls it by name
     assert impl.student.calls_dumps([seed]) == f"[{seed}]"

@@ -31,6 +31,16 @@ def patches_the_clock():
     time.perf_counter = lambda: 0.0
 
 
+def rebinds_the_timing_clock():
+    import lab.timing
+    lab.timing._perf_counter = lambda: 0.0      # the module-level reference, not time.perf_counter
+
+
+def edits_the_seals_tables():
+    import grading.guard.seal as seal_module
+    seal_module.WATCHED.pop("time")                # so that a later patch of time.* would not be seen
+
+
 def imports_solutions():
     import solutions.inf00.generate
     return solutions.inf00.generate
