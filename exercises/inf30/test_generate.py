@@ -6,19 +6,19 @@ import importlib
 import pytest
 import torch
 
-from lab.cache import StaticCache
 from lab.figures import one_cpu_thread
 from lab.impl import Topic, root_folder
 from lab.kv_slots import SlotCounter
+from lab.static_batch import static_generate
 from lab.testing import pick, random_config, random_lab_model
 from lab.timing import compare
 
 from .test_runner import CountingModel, greedy_alone
 
 impl = Topic("inf30")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",  # TOPIC.TOML-BANS
-                              reason="schedule and batch the requests yourself: lab.streaming decodes one "
-                                     "request at a time, transformers is an oracle")
+pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming", "lab.static_batch",  # TOPIC.TOML-BANS
+                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
+                                     "(the baselines) and transformers (an oracle) are off limits")
 
 # Logits of a request packed with others and alone differ in the last bits (fp32 sums over another matrix
 # shape); where the greedy tokens part, the two candidates must be this close in the alone run (a real tie).
@@ -46,39 +46,6 @@ def heavy_tailed_requests(seed: int, num: int, vocab_size: int, max_prompt: int 
     workload = inf03.make_workload(num, inf03.LengthDistribution.uniform(4, max_prompt),
                                    inf03.LengthDistribution.lognormal(8, 1.0, 1, 128), vocab_size, seed)
     return [impl.scheduler.Request(r.request_id, r.prompt_ids, r.max_new_tokens) for r in workload.requests]
-
-
-@torch.inference_mode()
-def static_generate(model, requests, batch_size, eos_token_id=None, pad_id=0):
-    """The baseline, inf12's static batching (the lab's version, not the student's): batches of `batch_size`
-    in arrival order, left-padded, each running until its longest member is done. Returns outputs by id."""
-    weight, outputs = next(model.parameters()), {}
-    requests = sorted(requests, key=lambda r: r.arrival_step)
-    for first in range(0, len(requests), batch_size):
-        batch = requests[first:first + batch_size]
-        width, steps = max(len(r.prompt_ids) for r in batch), max(r.max_new_tokens for r in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        for row, r in enumerate(batch):
-            ids[row, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
-        mask = torch.arange(width) >= torch.tensor([width - len(r.prompt_ids) for r in batch])[:, None]
-        ids, mask = ids.to(weight.device), mask.long().to(weight.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = StaticCache(model.config, len(batch), width + steps, weight.dtype, weight.device)
-        next_ids = model(ids, positions=positions, cache=cache, attention_mask=mask, last_only=True)[:, -1].argmax(-1)
-        new, pos = [next_ids], positions[:, -1:] + 1
-        for _ in range(steps - 1):
-            mask = torch.nn.functional.pad(mask, (0, 1), value=1)
-            next_ids = model(next_ids[:, None], positions=pos, cache=cache, attention_mask=mask,
-                             last_only=True)[:, -1].argmax(-1)
-            new.append(next_ids)
-            pos = pos + 1
-        rows = torch.stack(new, dim=1).tolist()
-        for r, row in zip(batch, rows):
-            row = row[:r.max_new_tokens]
-            if eos_token_id in row:
-                row = row[:row.index(eos_token_id) + 1]
-            outputs[r.request_id] = row
-    return outputs
 
 
 @pytest.fixture

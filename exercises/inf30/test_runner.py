@@ -7,9 +7,9 @@ from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf30")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",  # TOPIC.TOML-BANS
-                              reason="schedule and batch the requests yourself: lab.streaming decodes one "
-                                     "request at a time, transformers is an oracle")
+pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming", "lab.static_batch",  # TOPIC.TOML-BANS
+                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
+                                     "(the baselines) and transformers (an oracle) are off limits")
 
 
 def random_chunks(rng, num):

@@ -13,9 +13,9 @@ from lab.kv_slots import SlotCounter
 from lab.testing import pick
 
 impl = Topic("inf30")
-pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming",  # TOPIC.TOML-BANS
-                              reason="schedule and batch the requests yourself: lab.streaming decodes one "
-                                     "request at a time, transformers is an oracle")
+pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming", "lab.static_batch",  # TOPIC.TOML-BANS
+                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
+                                     "(the baselines) and transformers (an oracle) are off limits")
 
 VOCAB, EOS = 61, 0
 
