@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from lab.figures import one_cpu_thread
 from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
@@ -10,6 +11,13 @@ impl = Topic("inf30")
 pytestmark = pytest.mark.bans("transformers", "lab.oracle", "lab.streaming", "lab.static_batch",  # TOPIC.TOML-BANS
                               reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
                                      "(the baselines) and transformers (an oracle) are off limits")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small forwards run many tiny parallel regions: one thread is faster on a busy 2-core CPU."""
+    with one_cpu_thread():
+        yield
 
 
 def random_chunks(rng, num):

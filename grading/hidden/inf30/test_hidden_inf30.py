@@ -3,7 +3,7 @@ max_new_tokens=1 and an EOS as the first token, and a packed step of many one-to
 import pytest
 import torch
 
-from exercises.inf30.test_generate import assert_same_as_alone
+from exercises.inf30.test_generate import assert_same_as_alone, one_thread  # noqa: F401 (autouse fixture)
 from exercises.inf30.test_runner import CountingModel, greedy_alone
 from exercises.inf30.test_scheduler import EOS, assert_outputs_alone, drive, hash_alone, random_requests
 from lab.impl import Topic
