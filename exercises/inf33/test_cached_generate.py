@@ -44,6 +44,8 @@ def greedy_alone(model, prompt, max_new_tokens, eos_token_id=None):
 def assert_same_tokens(got, want, logits, what, tie_gap=0.0):
     split = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
     if split is not None:
+        assert logits is not None, f"{what}: token {split} is {got[split]}, with the cache off it is {want[split]}. " \
+                                   f"Expected {want}, got {got}"
         gap = (logits[split, want[split]] - logits[split, got[split]]).item()
         assert gap <= tie_gap, (f"{what}: token {split} is {got[split]}, with the cache off it is {want[split]} "
                                 f"(logit gap {gap:.3g}, not a tie). Expected {want}, got {got}")
