@@ -84,7 +84,7 @@ def test_continuous_generate_matches_each_request_alone_on_the_real_model(real_m
     prompts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": "What is 12 plus 30?"}]))]
     prompts += [tokenizer.encode(t) for t in texts]
     prompts.append(torch.randint(tokenizer.vocab_size, (pick(rng, 3, 9),), generator=rng).tolist())
-    requests = [impl.scheduler.Request(i, p, pick(rng, 5, 9), arrival_step=pick(rng, 0, 5))
+    requests = [impl.scheduler.Request(i, p, pick(rng, 4, 7), arrival_step=pick(rng, 0, 5))
                 for i, p in enumerate(prompts)]
     eos = tokenizer.eos_token_id
     biggest = max(len(r.prompt_ids) + r.max_new_tokens for r in requests)
