@@ -17,8 +17,10 @@ pytestmark = pytest.mark.bans("transformers", "lab.oracle",  # TOPIC.TOML-BANS
 
 TIE_GAP = 2e-3          # fp32: a cached prefix's K/V was computed in another matrix shape (see inf12, inf30)
 # TTFT of a 320-token prompt whose first 288 tokens (90%) are cached, against the same prompt cold
-# (CURRICULUM: >= 3x on CPU and GPU). CPU: the real model computes 32 tokens instead of 320.
-TTFT_SPEEDUP, CPU_PROMPT, GPU_PROMPT, GPU_SHAPE = 3.0, 320, 2048, "llama-3.2-1b"
+# (CURRICULUM: >= 3x on CPU and GPU). CPU: the real model computes 32 tokens instead of 320 (measured ~6x
+# here). GPU: the Llama-3-8B shape, whose 2,048-token prefill is compute-bound (~60 ms on an H200) while the
+# 205 uncached tokens take a few ms plus eager launch overhead; calibrated by the lead.
+TTFT_SPEEDUP, CPU_PROMPT, GPU_PROMPT, GPU_SHAPE = 3.0, 320, 2048, "llama-3-8b"
 
 
 @pytest.fixture(autouse=True)
@@ -182,7 +184,7 @@ def test_ttft_with_a_shared_system_prompt_is_3x_faster_on_cpu(real_model, rng, r
 @pytest.mark.gpu
 @pytest.mark.speed
 def test_ttft_with_a_shared_system_prompt_is_3x_faster_on_gpu(benchmark, record_property, rng):
-    """Llama-3.2-1B shape in bf16 on the GPU, a 2,048-token prompt with 1,843 shared tokens."""
+    """Llama-3-8B shape in bf16 on the GPU, a 2,048-token prompt with 1,843 shared tokens."""
     from lab.weights import random_model
     model = random_model(GPU_SHAPE, torch.bfloat16, device="cuda")
     ttft_speedup(model, GPU_PROMPT, rng, benchmark=benchmark, record=record_property, rounds=10).assert_passes()
