@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.paths import REPO_ROOT
+from lab.paths import REPO_ROOT, TOPIC_NAME
 
 PLANTED_DIR = REPO_ROOT / "tests" / "planted"
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -236,12 +236,14 @@ def find(label: str) -> Planted:
 
 
 def materialize(planted: Planted, dest: Path, solutions: Path = REPO_ROOT / "solutions") -> Path:
-    """Copy solutions/<topic> to `dest/<topic>` and apply the planted diff there; returns `dest` (an
+    """Copy every topic's solution to `dest/<topic>` (a later topic builds on the earlier ones through the
+    impl switch, as a student's does) and apply the planted diff to its own topic; returns `dest` (an
     implementation root for --impl / LAB_IMPL)."""
     folder = dest / planted.topic
-    if folder.exists():
-        shutil.rmtree(folder)
-    shutil.copytree(solutions / planted.topic, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for source in sorted(p for p in solutions.iterdir() if p.is_dir() and TOPIC_NAME.match(p.name)):
+        if (dest / source.name).exists():
+            shutil.rmtree(dest / source.name)
+        shutil.copytree(source, dest / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if not planted.diff_path.is_file():
         raise PlantedDiffError(f"{planted.label}: {planted.diff_path.relative_to(REPO_ROOT)} is missing")
     apply_diff(planted.diff_path.read_text(), folder, planted.label)

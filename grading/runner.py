@@ -414,7 +414,7 @@ def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir
             with _place(sandboxes, None, root) as place:
                 fallback = str(getattr(place, "stubs", None) or fallback)
                 run.fallback_items = run_topic(place.root, topic, fallback, limits, out_dir, True, seed,
-                                               place.env).items
+                                               sandbox_env=place.env).items
         runs.append(run)
     return runs
 

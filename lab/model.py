@@ -5,9 +5,13 @@ One forward pass is `model(input_ids, positions=None, cache=None, attention_mask
     input_ids       [batch, num_tokens] int64   the new tokens of this step
     positions       [batch, num_tokens] int64   their RoPE positions (default: cache slots, 0, 1, 2, ...)
     cache           anything with `seq_len` and `update(layer_idx, k, v)` (see `Cache` below), or None
-    attention_mask  [batch, seq_len + num_tokens] bool/int, 1 = a real token, 0 = padding, or None
+    attention_mask  [batch, seq_len + num_tokens] bool/int, 1 = a real token, 0 = padding, or None; or a
+                    full bool mask [batch or 1, 1, num_tokens, seq_len + num_tokens] (True = may attend),
+                    used as given (a packed batch's block-diagonal causal mask, inf30)
     cache_position  [num_tokens] int64 slots to write this step's K/V into a *static* cache, or None
-    returns         logits [batch, num_tokens, vocab_size] (only the last position with last_only=True)
+    logits_index    [k] int64 token indices: compute logits only there (a packed batch's last tokens), or None
+    returns         logits [batch, num_tokens, vocab_size] (only the last position with last_only=True,
+                    [batch, k, vocab_size] with logits_index)
 
 Two cache modes. Dynamic (no `cache_position`): the model reads `cache.seq_len` and the cache returns
 the K/V stored so far, so shapes grow by one every decode step. Static (`cache_position` given, as
@@ -177,6 +181,12 @@ def build_mask(batch: int, num_tokens: int, past_len: int, attention_mask: torch
     New token i sits in slot past_len + i and sees slots <= its own (causal), minus padding slots.
     """
     seq_len = past_len + num_tokens
+    if attention_mask is not None and attention_mask.dim() == 4:
+        if attention_mask.dtype != torch.bool or attention_mask.shape[1:] != (1, num_tokens, seq_len) \
+                or attention_mask.shape[0] not in (1, batch):
+            raise ValueError(f"a 4-D attention_mask must be bool [batch or 1, 1, {num_tokens}, {seq_len}], got "
+                             f"{attention_mask.dtype} {list(attention_mask.shape)}")
+        return attention_mask                                 # a full mask, e.g. a packed batch's (inf30)
     if attention_mask is not None and attention_mask.shape != (batch, seq_len):
         raise ValueError(f"attention_mask must be [batch, past + new] = [{batch}, {seq_len}], "
                          f"got {list(attention_mask.shape)}")
@@ -247,7 +257,8 @@ class LlamaModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 cache: Cache | StaticCacheProtocol | None = None, attention_mask: torch.Tensor | None = None,
-                last_only: bool = False, cache_position: torch.Tensor | None = None) -> torch.Tensor:
+                last_only: bool = False, cache_position: torch.Tensor | None = None,
+                logits_index: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, num_tokens], got shape {list(input_ids.shape)}")
         batch, num_tokens = input_ids.shape
@@ -268,6 +279,8 @@ class LlamaModel(nn.Module):
             x = layer(x, cos, sin, mask, cache, self.attention, cache_position)
         if last_only:
             x = x[:, -1:]
+        elif logits_index is not None:
+            x = x[:, logits_index]                            # [B, k, hidden]: only where a token is sampled
         return self.lm_head(self.norm(x))
 
     def fuse_projections(self) -> "LlamaModel":

@@ -1,0 +1,1 @@
+"""inf30 · Continuous batching (reference)."""

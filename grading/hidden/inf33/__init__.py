@@ -1,0 +1,1 @@
+"""inf33 hidden tests."""

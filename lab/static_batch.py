@@ -1,0 +1,52 @@
+"""Static batching, the lab's version: the baseline continuous batching (inf30) is measured against.
+
+inf12's approach over a list of requests: take them `batch_size` at a time in arrival order, left-pad the
+prompts, prefill the batch in one forward and decode one token per row per forward until the batch's
+longest request is done. A request that finished early keeps its row (its tokens are computed and thrown
+away), and the next batch waits for the whole previous one: the waste continuous batching removes.
+Requests are anything with `request_id`, `prompt_ids`, `max_new_tokens` and `arrival_step` (arrival
+times only order them: a static batch does not wait for arrivals).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lab.cache import StaticCache
+
+
+@torch.inference_mode()
+def static_generate(model: torch.nn.Module, requests: Sequence, batch_size: int, eos_token_id: int | None = None,
+                    pad_id: int = 0) -> dict[int, list[int]]:
+    """Greedy tokens of every request, by static batches of `batch_size`: {request_id: new token ids}."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    weight, outputs = next(model.parameters()), {}
+    ordered = sorted(requests, key=lambda r: r.arrival_step)
+    for first in range(0, len(ordered), batch_size):
+        batch = ordered[first:first + batch_size]
+        width, steps = max(len(r.prompt_ids) for r in batch), max(r.max_new_tokens for r in batch)
+        starts = torch.tensor([width - len(r.prompt_ids) for r in batch])
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        for row, r in enumerate(batch):
+            ids[row, starts[row]:] = torch.tensor(list(r.prompt_ids))
+        mask = (torch.arange(width) >= starts[:, None]).long()                 # [B, width], 0 on padding
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = ids.to(weight.device), mask.to(weight.device), positions.to(weight.device)
+        cache = StaticCache(model.config, len(batch), width + steps, weight.dtype, weight.device)
+        next_ids = model(ids, positions=positions, cache=cache, attention_mask=mask, last_only=True)[:, -1].argmax(-1)
+        new, positions = [next_ids], positions[:, -1:] + 1
+        for _ in range(steps - 1):
+            if eos_token_id is not None and bool((torch.stack(new, 1) == eos_token_id).any(1).all()):
+                break                                                          # every row has its EOS
+            mask = F.pad(mask, (0, 1), value=1)
+            next_ids = model(next_ids[:, None], positions=positions, cache=cache, attention_mask=mask,
+                             last_only=True)[:, -1].argmax(-1)
+            new.append(next_ids)
+            positions = positions + 1
+        for r, row in zip(batch, torch.stack(new, dim=1).tolist()):
+            row = row[:r.max_new_tokens]
+            outputs[r.request_id] = row[:row.index(eos_token_id) + 1] if eos_token_id in row else row
+    return outputs

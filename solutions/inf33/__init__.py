@@ -1,0 +1,1 @@
+"""inf33 · Prefix caching (reference)."""
