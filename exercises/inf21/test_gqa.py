@@ -13,19 +13,14 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from lab import guard
 from lab.impl import Topic
 from lab.model import sdpa_attention
 from lab.testing import pick
 from lab.timing import compare
 
 impl = Topic("inf21")
-pytestmark = pytest.mark.bans(  # TOPIC.TOML-BANS
-    "torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention",
-    "torch.nn.functional.multi_head_attention_forward", "torch.nn.MultiheadAttention.forward",
-    "torch.nn.attention.flex_attention", "lab.model.sdpa_attention", "flash_attn", "xformers",
-    "lab.testing.naive_attention", "torch.repeat_interleave", "torch.Tensor.repeat_interleave",
-    "torch.Tensor.repeat", reason="share each KV head yourself: library attention is the tests' peer, "
-    "lab.testing.naive_attention their oracle, and repeating K/V is the copy GQA exists to avoid")
+pytestmark = pytest.mark.bans(*guard.LIBRARY_ATTENTION, "lab.testing.naive_attention", "torch.repeat_interleave", "torch.Tensor.repeat_interleave", "torch.Tensor.repeat", reason="share each KV head yourself: library attention is the tests' peer, lab.testing.naive_attention their oracle, and repeating K/V is the copy GQA exists to avoid")  # noqa: E501  # TOPIC.TOML-BANS
 
 # Speed (GPU; docs/thresholds.md, inf21): one decode step of attention for a Llama-3-8B layer (32 query
 # heads of 128), batch 8, 16k tokens of context, bf16. Your GQA with 8 KV heads against torch SDPA
