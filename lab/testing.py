@@ -5,6 +5,7 @@ student's fast code with these slow, obviously-right versions.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -112,3 +113,46 @@ class SleepyModel(ScriptedModel):
     def forward(self, input_ids, *args, **kwargs):
         time.sleep(self.base_s + self.per_token_s * input_ids.shape[1])
         return super().forward(input_ids, *args, **kwargs)
+
+
+class TritonLaunches:
+    """What `count_triton_launches` saw: `count` launches, `names` the kernels' names in launch order."""
+
+    def __init__(self):
+        self.names: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+@contextlib.contextmanager
+def count_triton_launches():
+    """Count the Triton kernel launches made inside the block (compiled, or through the interpreter).
+
+        with count_triton_launches() as launches:
+            out = my_kernel_wrapper(x)
+        assert launches.count == 1, launches.names
+
+    Interim version (inf21) until lab.testing gains the shared one: it wraps `JITFunction.run` and the
+    interpreter's `InterpretedFunction.run`, through which every `kernel[grid](...)` passes.
+    """
+    from triton.runtime import interpreter, jit
+
+    launches = TritonLaunches()
+    patched = []
+    for cls in (jit.JITFunction, interpreter.InterpretedFunction):
+        original = cls.__dict__.get("run")
+        if original is None:
+            continue
+
+        def counting(self, *args, __original=original, **kwargs):
+            launches.names.append(getattr(getattr(self, "fn", None), "__name__", None) or repr(self))
+            return __original(self, *args, **kwargs)
+        setattr(cls, "run", counting)
+        patched.append((cls, original))
+    try:
+        yield launches
+    finally:
+        for cls, original in patched:
+            setattr(cls, "run", original)
