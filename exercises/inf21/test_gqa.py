@@ -192,9 +192,11 @@ def test_gqa_runs_the_real_model(real_model, tokenizer, rng):
 
 # ------------------------------------------------------------------------------------------------ speed
 def time_gqa_decode(batch, num_heads, num_kv_heads, head_dim, context, device, dtype, threshold,
-                    benchmark=None, record=None, rounds: int = 15):
-    """One decode step: your GQA over `num_kv_heads` cached heads against SDPA MHA over `num_heads` cached
-    heads (same query heads, same context), a fresh query every call. Returns the lab.timing.Comparison."""
+                    benchmark=None, record=None, rounds: int = 15, attention=None, name: str = "GQA decode"):
+    """One decode step: your GQA (`attention(q, k, v)`, default gqa_attention) over `num_kv_heads` cached
+    heads against SDPA MHA over `num_heads` cached heads (same query heads, same context), a fresh query
+    every call. Returns the lab.timing.Comparison."""
+    attention = attention or (lambda q, k, v: impl.gqa.gqa_attention(q, k, v))
     gen = torch.Generator(device=device).manual_seed(0)
     cache = lambda heads: torch.randn(batch, heads, context, head_dim, generator=gen, device=device,  # noqa: E731
                                       dtype=dtype)
@@ -209,10 +211,10 @@ def time_gqa_decode(batch, num_heads, num_kv_heads, head_dim, context, device, d
         err = (out.float() - want.float()).abs().max().item()
         assert err < 2e-2, f"the timed GQA output differs from SDPA's by {err:.2e}: it must compute what is timed"
 
-    return compare(lambda q: impl.gqa.gqa_attention(q, k_gqa, v_gqa),
+    return compare(lambda q: attention(q, k_gqa, v_gqa),
                    lambda q: F.scaled_dot_product_attention(q, k_mha, v_mha), threshold=threshold,
                    make_inputs=make_inputs, check=check, rounds=rounds, benchmark=benchmark, record=record,
-                   what=f"GQA decode, {num_kv_heads} KV heads vs SDPA MHA with {num_heads}, batch {batch}, "
+                   what=f"{name}, {num_kv_heads} KV heads vs SDPA MHA with {num_heads}, batch {batch}, "
                         f"context {context}, head_dim {head_dim}, {dtype}")
 
 
