@@ -94,7 +94,7 @@ def test_gqa_matches_float64_mha_with_repeated_kv(rng, kind, case):
     inputs = [t.clone() for t in (q, k, v)]
     got = impl.gqa.gqa_attention(q, k, v, causal=causal)
     assert got.dtype == q.dtype, f"expected the output in q's dtype {q.dtype}, got {got.dtype}"
-    # float32 in, float32 softmax: ~1e-6 of error on outputs of size ~1 (max over 40 seeds: 6e-7).
+    # float32 in, float32 softmax: ~1e-6 of error on outputs of size ~1 (max over 200 seeds: 2.1e-6).
     check_close(got, want, 1e-5, f"{kind}, {num_heads} query / {num_kv_heads} KV heads, {case}, q_len {q_len}, "
                                  f"kv_len {kv_len}")
     assert all(torch.equal(a, b) for a, b in zip(inputs, (q, k, v))), "gqa_attention modified its inputs"
@@ -108,8 +108,9 @@ def test_gqa_in_16_bit_within_rounding(rng, dtype):
     got = impl.gqa.gqa_attention(q, k, v)
     assert got.dtype == dtype, f"expected the output in q's dtype {dtype}, got {got.dtype}"
     # The same math as torch SDPA's: scores and P @ V in 16-bit with float32 accumulation, softmax in float32.
-    # bf16 (8 mantissa bits) errs up to ~1.5e-2 on outputs of size ~1 over 40 seeds, fp16 ~2e-3.
-    check_close(got, mha_reference(q, k, v, causal), 4e-2 if dtype == torch.bfloat16 else 8e-3, f"{dtype}")
+    # Over 200 seeds the reference erred up to 2.6e-2 in bf16 (8 mantissa bits), 3.4e-3 in fp16; a wrong head or
+    # mask errs by ~1.
+    check_close(got, mha_reference(q, k, v, causal), 6e-2 if dtype == torch.bfloat16 else 1e-2, f"{dtype}")
 
 
 class Allocations(TorchDispatchMode):

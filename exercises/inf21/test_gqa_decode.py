@@ -51,8 +51,8 @@ def check_gqa_decode_kernel(seed: int) -> None:
                     f"{what}: expected the split and combine Triton launches, saw {launches.count} "
                     f"({launches.names}): the result must come from your kernels")
                 assert got.dtype == dtype, f"{what}: expected the output in {dtype}, got {got.dtype}"
-                # float32 products ("ieee" dots) ~1e-6; 16-bit inputs, scores and P rounded as in SDPA: ~1e-2.
-                check_close(got.cpu(), want, 1e-5 if dtype == torch.float32 else 4e-2, what)
+                # float32 products ("ieee" dots) ~1e-6; 16-bit inputs, scores and P rounded as in SDPA: as test_gqa.
+                check_close(got.cpu(), want, 1e-5 if dtype == torch.float32 else 6e-2, what)
 
 
 def test_gqa_decode_kernel_matches_float64_mha(seed):
