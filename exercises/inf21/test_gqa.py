@@ -228,8 +228,8 @@ def test_gqa8_decode_beats_mha32_on_gpu(benchmark, record_property):
 
 @pytest.mark.gpu
 def test_gqa_decode_peak_memory_stays_below_repeated_kv_on_gpu():
-    """At the speed test's shape, the GPU's peak memory during one call must stay far below the 1.6 GB that
-    K and V repeated to 32 heads would take."""
+    """At the speed test's shape, the GPU's peak memory during one call must stay far below the 2.1 GB that
+    K and V repeated to 32 heads would take (1/8 of it is the limit)."""
     s = GPU_DECODE
     k = torch.randn(s["batch"], s["num_kv_heads"], s["context"], s["head_dim"], device="cuda", dtype=torch.bfloat16)
     v, q = torch.randn_like(k), torch.randn(s["batch"], s["num_heads"], 1, s["head_dim"], device="cuda",
