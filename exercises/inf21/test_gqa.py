@@ -192,8 +192,8 @@ def test_gqa_runs_the_real_model(real_model, tokenizer, rng):
 
 
 # ------------------------------------------------------------------------------------------------ speed
-def time_gqa_decode(batch, num_heads, num_kv_heads, head_dim, context, device, dtype, threshold,
-                    benchmark=None, record=None, rounds: int = 15, attention=None, name: str = "GQA decode"):
+def time_gqa_decode(batch, num_heads, num_kv_heads, head_dim, context, device, dtype, threshold, benchmark=None,
+                    record=None, rounds: int = 15, attention=None, name: str = "gqa_attention decode"):
     """One decode step: your GQA (`attention(q, k, v)`, default gqa_attention) over `num_kv_heads` cached
     heads against SDPA MHA over `num_heads` cached heads (same query heads, same context), a fresh query
     every call. Returns the lab.timing.Comparison."""
