@@ -70,7 +70,7 @@ def test_conversion_is_exact_when_each_groups_heads_are_equal(rng):
         want = model(ids)
         converted = impl.convert.convert_to_gqa(model, new_num_kv_heads)
         assert converted.config.num_kv_heads == new_num_kv_heads, \
-            f"expected a model with {new_num_kv_heads} KV heads, got config.num_kv_heads={converted.config.num_kv_heads}"
+            f"expected {new_num_kv_heads} KV heads, got config.num_kv_heads={converted.config.num_kv_heads}"
         got = converted(ids)
     err = (got - want).abs().max().item()
     assert err < 1e-4, (

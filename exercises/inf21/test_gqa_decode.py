@@ -63,9 +63,12 @@ def test_gqa_decode_kernel_matches_float64_mha(seed):
 
 
 def test_gqa_decode_kernel_rejects_what_it_cannot_decode(rng):
-    q, k = torch.randn(1, 4, 2, 16), torch.randn(1, 2, 9, 16)
-    for what, args in {"q_len 2": (q, k, k), "4 query heads on 3 KV heads": (q[:, :, :1], k[:, :1].expand(1, 3, 9, 16), k[:, :1].expand(1, 3, 9, 16)),
-                       "head_dim not contiguous": (q[:, :, :1], k.transpose(2, 3)[..., :9, :], k.transpose(2, 3)[..., :9, :])}.items():
+    q, k = torch.randn(1, 4, 1, 16, generator=rng), torch.randn(1, 2, 9, 16, generator=rng)
+    three_heads = torch.randn(1, 3, 9, 16, generator=rng)
+    strided = torch.randn(1, 2, 16, 9, generator=rng).transpose(2, 3)          # [1, 2, 9, 16], head_dim stride 9
+    bad = {"q_len 2": (torch.cat([q, q], dim=2), k, k), "4 query heads on 3 KV heads": (q, three_heads, three_heads),
+           "head_dim not contiguous": (q, strided, strided)}
+    for what, args in bad.items():
         with pytest.raises(ValueError):
             impl.gqa_decode.gqa_decode_triton(*args)
             pytest.fail(f"{what}: expected a ValueError")
