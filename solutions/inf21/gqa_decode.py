@@ -117,16 +117,17 @@ def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s
     (sequence, KV head) (default: enough programs for about 4 per SM, at most one split per tile).
     Launch `gqa_decode_split_kernel` on grid (batch * num_kv_heads, num_splits), then
     `gqa_decode_combine_kernel` on grid (batch * num_kv_heads, group); nothing else touches the data.
-    Raises ValueError as gqa_attention does, and when q_len != 1 or the last dimension is not contiguous.
+    Raises ValueError as gqa_attention does (`_check_qkv(q, k, v, causal=True)`), and when q_len != 1 or
+    the last dimension is not contiguous.
     Hint: the partial results live in float32 buffers m, l [B*Hkv, num_splits, BLOCK_G] and acc
     [B*Hkv, num_splits, BLOCK_G, BLOCK_D] that you allocate with torch.empty.
     """
+    # BEGIN SOLUTION
     _check_qkv(q, k, v, causal=True)
     if q.shape[2] != 1:
         raise ValueError(f"gqa_decode_triton decodes one token per sequence: q_len must be 1, got {q.shape[2]}")
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("q, k and v need a contiguous last (head_dim) dimension")
-    # BEGIN SOLUTION
     batch, num_heads, _, head_dim = q.shape
     num_kv_heads, kv_len = k.shape[1], k.shape[2]
     group = num_heads // num_kv_heads
