@@ -16,6 +16,8 @@ Its PyTorch reference is `gqa.gqa_attention` with q_len = 1 (same arguments, sam
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -48,6 +50,11 @@ def gqa_decode_combine_kernel(m_ptr, l_ptr, acc_ptr, out_ptr, group, num_kv_head
     """Program (pid0 = b * num_kv_heads + kv, pid1 = g): combine the splits of query head kv * group + g
     into out[b, kv * group + g, 0, :] (out: [B, H, 1, D], strides stride_ob, stride_oh, D contiguous)."""
     raise NotImplementedError("inf21: implement gqa_decode_combine_kernel")
+
+
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s: int | None = None,

@@ -23,12 +23,13 @@ impl = Topic("inf21")
 pytestmark = pytest.mark.bans(*guard.LIBRARY_ATTENTION, "lab.testing.naive_attention", "torch.repeat_interleave", "torch.Tensor.repeat_interleave", "torch.Tensor.repeat", reason="share each KV head yourself: library attention is the tests' peer, lab.testing.naive_attention their oracle, and repeating K/V is the copy GQA exists to avoid")  # noqa: E501  # TOPIC.TOML-BANS
 
 # Speed (GPU; docs/thresholds.md, inf21): one decode step of attention for a Llama-3-8B layer (32 query
-# heads of 128), batch 8, 16k tokens of context, bf16. Your GQA with 8 KV heads against torch SDPA
-# multi-head attention with 32 KV heads, which streams 4x the bytes: 2.1 GB against 0.54 GB, 0.50 ms
-# against 0.125 ms at the H200's 4.3 TB/s. Measured on an H200 at 8k context, batch 8 (measured-here.md):
+# heads of 128), batch 8, 32k tokens of context, bf16. Your GQA with 8 KV heads against torch SDPA
+# multi-head attention with 32 KV heads, which streams 4x the bytes: 4.3 GB against 1.07 GB, 1.0 ms
+# against 0.25 ms at the H200's 4.3 TB/s. A long context keeps the ~0.05 ms of Python and launch overhead
+# inside each timed call small next to that. Measured on an H200 at 8k context, batch 8 (measured-here.md):
 # SDPA's own GQA (enable_gqa) 2.75x, GQA by repeat_interleave 0.20x. The starting threshold is 2.0x,
 # below the 4x ideal by the fixed costs of a short kernel; the lead calibrates it (solution >= 1.2x it).
-GPU_DECODE = dict(batch=8, num_heads=32, num_kv_heads=8, head_dim=128, context=16384)
+GPU_DECODE = dict(batch=8, num_heads=32, num_kv_heads=8, head_dim=128, context=32768)
 GPU_DECODE_SPEEDUP = 2.0
 # No CPU threshold: on the lab's shared 2-core CPU the same comparison (batch 1, 4k context, float32) gave
 # 0.85x to 2.5x for the reference from one run to the next; a threshold there would grade the neighbours.
@@ -228,7 +229,7 @@ def test_gqa8_decode_beats_mha32_on_gpu(benchmark, record_property):
 
 @pytest.mark.gpu
 def test_gqa_decode_peak_memory_stays_below_repeated_kv_on_gpu():
-    """At the speed test's shape, the GPU's peak memory during one call must stay far below the 2.1 GB that
+    """At the speed test's shape, the GPU's peak memory during one call must stay far below the 8.6 GB that
     K and V repeated to 32 heads would take (1/8 of it is the limit)."""
     s = GPU_DECODE
     k = torch.randn(s["batch"], s["num_kv_heads"], s["context"], s["head_dim"], device="cuda", dtype=torch.bfloat16)

@@ -16,6 +16,8 @@ Its PyTorch reference is `gqa.gqa_attention` with q_len = 1 (same arguments, sam
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -106,6 +108,11 @@ def gqa_decode_combine_kernel(m_ptr, l_ptr, acc_ptr, out_ptr, group, num_kv_head
     # END SOLUTION
 
 
+@functools.cache
+def _num_sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s: int | None = None,
                       num_splits: int | None = None) -> torch.Tensor:
     """`gqa.gqa_attention(q, k, v)` for one new token per sequence, as two Triton launches.
@@ -136,7 +143,7 @@ def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s
     block_d = max(16, triton.next_power_of_2(head_dim))
     num_tiles = triton.cdiv(kv_len, block_s)
     if num_splits is None:
-        programs = 4 * (torch.cuda.get_device_properties(q.device).multi_processor_count if q.is_cuda else 1)
+        programs = 4 * (_num_sms(q.device) if q.is_cuda else 1)
         num_splits = triton.cdiv(programs, batch * num_kv_heads)
     tiles_per_split = triton.cdiv(num_tiles, max(1, min(num_splits, num_tiles)))
     num_splits = triton.cdiv(num_tiles, tiles_per_split)                               # none empty
@@ -154,6 +161,6 @@ def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s
         DOT_F32=q.dtype == torch.float32 or not q.is_cuda)
     gqa_decode_combine_kernel[(batch * num_kv_heads, group)](
         m, l, acc, out, group, num_kv_heads, num_splits, head_dim, out.stride(0), out.stride(1),
-        BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_SPLITS=triton.next_power_of_2(num_splits))
+        BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_SPLITS=max(2, triton.next_power_of_2(num_splits)))
     return out
     # END SOLUTION
