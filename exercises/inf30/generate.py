@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lab.kv_slots import KVAllocator, SlotCounter
+from lab.errors import NotStarted
 
 from .runner import ModelRunner
 from .scheduler import Request, Scheduler, SchedulerConfig, StepPlan
@@ -44,4 +45,4 @@ def continuous_generate(model: torch.nn.Module, requests: Sequence[Request], con
     Returns a GenerationResult whose outputs are exactly what each request generated alone would give.
     Raises ValueError for duplicate request ids (and whatever Request/Scheduler reject).
     """
-    raise NotImplementedError("inf30: implement continuous_generate")
+    raise NotStarted("inf30: implement continuous_generate")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.packed_kv import PackedKV
+from lab.errors import NotStarted
 
 from .scheduler import ScheduledChunk, StepPlan
 
@@ -49,7 +50,7 @@ def pack_chunks(chunks: Sequence[ScheduledChunk], device: torch.device | str = "
     Hint: give every query and every key a (chunk number, position) pair; the mask is one comparison
     of each.
     """
-    raise NotImplementedError("inf30: implement pack_chunks")
+    raise NotStarted("inf30: implement pack_chunks")
 
 
 class ModelRunner:
@@ -69,7 +70,7 @@ class ModelRunner:
         Hint: `self.kv.begin_step(...)`, then `self.model(input_ids, positions=..., cache=self.kv,
         attention_mask=mask, logits_index=sample_index)`.
         """
-        raise NotImplementedError("inf30: implement ModelRunner.step")
+        raise NotStarted("inf30: implement ModelRunner.step")
 
     def release(self, request_ids: Iterable[int]) -> None:
         """Forget finished requests' K/V."""

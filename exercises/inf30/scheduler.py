@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lab.kv_slots import KVAllocator
+from lab.errors import NotStarted
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class Scheduler:
         Hint: `remaining = len(seq.all_ids) - seq.num_computed`; the chunk's tokens are
         `seq.all_ids[seq.num_computed : seq.num_computed + num_new]`.
         """
-        raise NotImplementedError("inf30: implement Scheduler.schedule")
+        raise NotStarted("inf30: implement Scheduler.schedule")
 
     def update(self, plan: StepPlan, sampled: Mapping[int, int]) -> list[int]:
         """Record a step's results: every chunk's tokens are now computed; each sampling chunk's request
@@ -155,5 +156,5 @@ class Scheduler:
         to `finished`. Returns the ids finished by this step, in plan order.
         Raises ValueError if `sampled` lacks a sampling chunk's request or has others.
         """
-        raise NotImplementedError("inf30: implement Scheduler.update")
+        raise NotStarted("inf30: implement Scheduler.update")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
+from lab.errors import NotStarted
+
 HashFn = Callable[[int | None, tuple[int, ...]], int]
 
 
@@ -28,4 +30,4 @@ def block_hashes(token_ids: Sequence[int], block_size: int, hash_fn: HashFn = de
     Raises ValueError if block_size < 1.
     Hint: one loop over the full blocks, carrying the parent key.
     """
-    raise NotImplementedError("inf33: implement block_hashes")
+    raise NotStarted("inf33: implement block_hashes")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.block_kv import BlockKV
+from lab.errors import NotStarted
 
 from .prefix_cache import PrefixCache
 
@@ -40,4 +41,4 @@ def generate_with_prefix_cache(model: torch.nn.Module, cache: PrefixCache, kv: B
     Raises ValueError for an empty prompt or max_new_tokens < 1.
     Hint: block_table = the prefix's blocks + the new ones; the view reads it at every step.
     """
-    raise NotImplementedError("inf33: implement generate_with_prefix_cache")
+    raise NotStarted("inf33: implement generate_with_prefix_cache")

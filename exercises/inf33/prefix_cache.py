@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lab.errors import NotStarted
+
 from .block_hash import HashFn, block_hashes, default_hash
 
 
@@ -67,14 +69,14 @@ class PrefixCache:
         not the serial of the block matched just before (None for the first). Adds len(token_ids) to
         num_queried_tokens and the matched tokens to num_hit_tokens.
         """
-        raise NotImplementedError("inf33: implement PrefixCache.acquire_prefix")
+        raise NotStarted("inf33: implement PrefixCache.acquire_prefix")
 
     def allocate(self, num_blocks: int) -> list[int] | None:
         """`num_blocks` blocks to write into (ref_count 1 each), or None (taking nothing) if fewer than that
         are available. Free blocks first; then evict cached ones, least recently released first
         (unregister them: they can never be matched again).
         """
-        raise NotImplementedError("inf33: implement PrefixCache.allocate")
+        raise NotStarted("inf33: implement PrefixCache.allocate")
 
     def commit(self, block_table: Sequence[int], token_ids: Sequence[int]) -> None:
         """Register the full blocks of a request whose first len(token_ids) tokens are computed into
@@ -84,7 +86,7 @@ class PrefixCache:
         new serial, parent = the serial before) and go on. At a key held by a block with other tokens or
         another parent (a collision), stop: the rest stays unregistered (and is freed when released).
         """
-        raise NotImplementedError("inf33: implement PrefixCache.commit")
+        raise NotStarted("inf33: implement PrefixCache.commit")
 
     def release(self, block_ids: Sequence[int]) -> None:
         """Drop one reference to each block. At zero a registered block joins the LRU queue as the most
@@ -92,5 +94,5 @@ class PrefixCache:
         first, so that a prefix's tail is evicted before its head.
         Raises ValueError for a block that is not in use.
         """
-        raise NotImplementedError("inf33: implement PrefixCache.release")
+        raise NotStarted("inf33: implement PrefixCache.release")
 

@@ -1,0 +1,62 @@
+"""inf21 · Grouped-query attention: every KV head serves a group of query heads, read once, never copied.
+
+With num_heads query heads and num_kv_heads KV heads (G = num_heads // num_kv_heads per group), query
+head h attends with KV head h // G: the group's query heads are consecutive (Llama, Hugging Face and
+the lab's model all number them so). The textbook way repeats each KV head G times
+(`repeat_interleave`) and runs multi-head attention, which writes, then reads, G copies of the whole
+cache: the very bytes GQA exists to save. Here the G query heads of a group are stacked as extra rows
+of one matrix instead, [G * q_len, head_dim], so one matmul per KV head serves the whole group:
+
+    q [B, H, T, D] -> view [B, Hkv, G*T, D];   scores = q @ k^T: [B, Hkv, G*T, S];   out = p @ v
+
+Decode (T = 1) then reads each KV head's S x D keys and values once for G queries, not G times.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lab.errors import NotStarted
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> None:
+    """ValueError with the expected shapes unless q, k, v fit together (see gqa_attention)."""
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+        raise ValueError("q, k and v must be tensors")
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"q, k, v must be 4-D [batch, heads, seq, head_dim]; got {list(q.shape)}, "
+                         f"{list(k.shape)}, {list(v.shape)}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {list(k.shape)} and {list(v.shape)}")
+    (b, h, t, d), (bk, hkv, s, dk) = q.shape, k.shape
+    if b != bk or d != dk:
+        raise ValueError(f"q [batch={b}, .., head_dim={d}] and k [batch={bk}, .., head_dim={dk}] must agree "
+                         "on batch and head_dim")
+    if hkv == 0 or h % hkv:
+        raise ValueError(f"num_heads={h} must be a positive multiple of num_kv_heads={hkv} "
+                         "(each KV head serves a whole group of query heads)")
+    if not (q.dtype == k.dtype == v.dtype and q.dtype.is_floating_point):
+        raise ValueError(f"q, k, v must share one floating dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if causal and t > s:
+        raise ValueError(f"causal attention needs q_len <= kv_len (the queries are the last q_len of the "
+                         f"kv_len positions), got q_len={t}, kv_len={s}")
+
+
+def gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = True) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v with each KV head shared by a group of consecutive query heads.
+
+    q:       [batch, num_heads, q_len, head_dim]
+    k, v:    [batch, num_kv_heads, kv_len, head_dim]; num_heads % num_kv_heads == 0 (1 KV head: MQA;
+             num_heads: MHA). Query head h uses KV head h // (num_heads // num_kv_heads).
+    causal:  the q_len queries are the last q_len of the kv_len positions (prefill: q_len == kv_len;
+             a chunk after a cached prefix: q_len < kv_len; decode: q_len == 1) and query i sees keys
+             0 .. kv_len - q_len + i. With causal=False every query sees every key.
+    returns: [batch, num_heads, q_len, head_dim] in q's dtype; softmax in float32 (float64 for float64).
+    Never materializes K or V repeated to num_heads heads (no repeat_interleave, no expand + copy):
+    the tests watch every tensor your code allocates. Inputs are not modified.
+    Raises ValueError for shapes that do not fit (message says which), mixed dtypes, or causal q_len > kv_len.
+    Hint: view q as [batch, num_kv_heads, group * q_len, head_dim]; then k and v need no copy at all.
+    """
+    _check_qkv(q, k, v, causal)
+    raise NotStarted("inf21: implement gqa_attention")

@@ -1,0 +1,1 @@
+"""inf21 hidden tests."""
