@@ -78,6 +78,8 @@ def calibrate_topic(topic: str, runs: int, repeat: int, out: Path, began: float)
                 for key, row in measure(topic, impl, repeat, out):
                     if label != "solution" and naive_for and not any(t in row["what"] for t in naive_for):
                         continue            # this naive version is the baseline of another threshold
+                    print(f"    {key.split('::', 1)[1]}: {row['ratio']:.2f}x (threshold {row['threshold']:g})",
+                          flush=True)
                     entry = table.setdefault(key, {"what": row["what"], "threshold": row["threshold"],
                                                    "solution": [], "naive": {}})
                     if label == "solution":
