@@ -15,8 +15,6 @@ from lab.timing import compare
 from .test_runner import CountingModel, greedy_alone
 
 impl = Topic("inf30")
-                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
-                                     "(the baselines) and transformers (an oracle) are off limits")
 
 # Logits of a request packed with others and alone differ in the last bits (fp32 sums over another matrix
 # shape); where the greedy tokens part, the two candidates must be this close in the alone run (a real tie).

@@ -8,8 +8,6 @@ from lab.impl import Topic
 from lab.testing import ConcatCache, pick, random_config, random_lab_model
 
 impl = Topic("inf30")
-                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
-                                     "(the baselines) and transformers (an oracle) are off limits")
 
 
 @pytest.fixture(autouse=True)

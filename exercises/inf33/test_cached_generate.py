@@ -12,7 +12,6 @@ from lab.testing import ConcatCache, pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf33")
-                              reason="build the cache yourself: transformers is the oracle")
 
 TIE_GAP = 2e-3          # fp32: a cached prefix's K/V was computed in another matrix shape (see inf12, inf30)
 # TTFT of a 320-token prompt whose first 288 tokens (90%) are cached, against the same prompt cold

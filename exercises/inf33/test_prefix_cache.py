@@ -7,7 +7,6 @@ from lab.impl import Topic
 from lab.testing import pick
 
 impl = Topic("inf33")
-                              reason="build the cache yourself: transformers is the oracle")
 
 
 def test_block_hashes_chain_each_block_to_its_parent(rng):

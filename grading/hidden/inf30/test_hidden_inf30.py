@@ -11,8 +11,6 @@ from lab.kv_slots import SlotCounter
 from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf30")
-                              reason="schedule and batch the requests yourself: lab.streaming, lab.static_batch "
-                                     "(the baselines) and transformers (an oracle) are off limits")
 
 
 def test_hidden_one_token_budget_and_one_running_slot(rng):

@@ -6,7 +6,6 @@ import torch
 
 from exercises.inf31.test_block_allocator import check_invariants, snapshot
 from exercises.inf31.test_paged_attention import contiguous_oracle, random_paged_batch
-from exercises.inf31.test_paged_attention import pytestmark  # noqa: F401 - the public tests' bans apply here too
 from lab.impl import Topic
 from lab.testing import count_triton_launches, pick
 from lab.triton_interpreter import run_in_interpreter

@@ -10,7 +10,6 @@ from lab.impl import Topic
 from lab.testing import pick, random_config, random_lab_model
 
 impl = Topic("inf33")
-                              reason="build the cache yourself: transformers is the oracle")
 
 
 def test_hidden_block_size_one_and_every_key_colliding(rng):
