@@ -201,7 +201,8 @@ class Recorder:
         if call.excinfo is not None and report.failed and item.nodeid not in self._failures:
             self._failures[item.nodeid] = describe_exception(call.excinfo.value, self._root)
         if call.excinfo is not None and report.skipped and \
-                getattr(call.excinfo.value, "grading_status", None) == "not_graded":
+                getattr(call.excinfo.value, "grading_status", None) == "not_graded" and \
+                not _raised_in_student_code(call.excinfo):
             self._not_graded.add(item.nodeid)
         return report
 
@@ -241,6 +242,24 @@ class Recorder:
             os.close(self._fd)              # the parent sees the end of the channel now
         except OSError:
             pass
+
+
+def _raised_in_student_code(excinfo) -> bool:
+    """Whether a frame of the exception's traceback is in the implementation under test (a module of
+    `<impl root>/infNN/`, not a test file): the student's code cannot declare itself "not graded"."""
+    try:
+        from lab.impl import root_folder
+        root = root_folder().resolve()
+    except Exception:               # not the lab (the grader's own fixtures): nothing to tell apart
+        return False
+    for entry in excinfo.traceback:
+        try:
+            path = Path(str(entry.path)).resolve()
+        except (OSError, ValueError):
+            continue
+        if path.is_relative_to(root) and not path.name.startswith(("test_", "conftest")):
+            return True
+    return False
 
 
 def _record_skip(state: dict, report) -> None:

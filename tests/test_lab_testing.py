@@ -73,3 +73,19 @@ def test_not_started_is_found_through_a_chain(tmp_path):
         assert isinstance(not_started_in(error), NotStarted)
         assert describe_exception(error, tmp_path)["not_implemented"]
     assert not_started_in(ValueError("wrong")) is None
+
+
+def test_the_students_code_cannot_declare_itself_not_graded(tmp_path, monkeypatch):
+    from grading.plugin import _raised_in_student_code
+    from lab.impl import load
+
+    (tmp_path / "inf99").mkdir()
+    (tmp_path / "inf99" / "dodge.py").write_text("from lab.outcomes import not_graded\n\n\n"
+                                                 "def f():\n    not_graded('needs a CUDA GPU')\n")
+    monkeypatch.setenv("LAB_IMPL", str(tmp_path))
+    with pytest.raises(pytest.skip.Exception) as dodged:
+        load("inf99.dodge").f()
+    assert _raised_in_student_code(dodged), "a skip raised from the implementation under test must not count"
+    with pytest.raises(pytest.skip.Exception) as honest:
+        not_graded("needs a CUDA GPU")              # from a test (or conftest): honoured
+    assert not _raised_in_student_code(honest)

@@ -34,7 +34,7 @@ MARGIN = 1.2
 LIMITS = Limits(test_s=1800, topic_s=3600)      # calibration measures long on purpose: only a hang is cut
 
 
-def run_speed_tests(topic: str, impl: str, extra: list[str], repeat: int = 1) -> list[dict]:
+def run_speed_tests(topic: str, impl: str, extra: list[str], repeat: int = 1, label: str | None = None) -> list[dict]:
     """Every comparison of one run of the topic's speed tests with one implementation: the `speeds`
     each test's record carries (the first measurement, then LAB_SPEED_REPEAT's repeats)."""
     with tempfile.TemporaryDirectory(prefix=f"calibrate-{topic}-") as out:
@@ -42,8 +42,8 @@ def run_speed_tests(topic: str, impl: str, extra: list[str], repeat: int = 1) ->
                         env={"LAB_SPEED_REPEAT": str(repeat)})
     outcomes = [record["outcome"] for record in run.tests.values()]
     how = "timed out" if run.timed_out else "crashed" if run.crashed else f"exit {run.exit_code}"
-    print(f"  [{Path(impl).name}] {how}: {outcomes.count('passed')} passed, {outcomes.count('failed')} failed, "
-          f"{outcomes.count('skipped')} skipped", flush=True)
+    counts = ", ".join(f"{outcomes.count(state)} {state}" for state in ("passed", "failed", "skipped"))
+    print(f"  [{label or Path(impl).name}] {how}: {counts}", flush=True)
     return [speed for record in run.tests.values() for speed in record.get("speeds", [])
             if isinstance(speed, dict) and "what" in speed]
 
@@ -64,7 +64,7 @@ def _measure(topic, runs, extra, repeat, verdicts, table, impls) -> None:
     for run in range(runs):
         print(f"{topic}: run {run + 1}/{runs}", flush=True)
         for label, impl, targets in impls:
-            for row in run_speed_tests(topic, impl, extra, repeat):
+            for row in run_speed_tests(topic, impl, extra, repeat, label):
                 if targets and not any(t in row["what"] for t in targets):
                     continue                    # this naive version is the baseline of another threshold
                 entry = table.setdefault(row["what"], {"threshold": row["threshold"]})
