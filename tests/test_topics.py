@@ -32,7 +32,7 @@ def test_stub_generator_replaces_regions_and_names_the_function():
               '        # END SOLUTION\n')
     out = stubs.generate_stub(source, "inf99")
     assert "import math" not in out and "return k" not in out and '"""doc"""' in out
-    assert 'raise NotImplementedError("inf99: implement Cache.update")' in out
+    assert 'raise NotStarted("inf99: implement Cache.update")' in out and "from lab.errors import NotStarted" in out
     with pytest.raises(stubs.MarkerError):
         stubs.generate_stub("def f():\n    # BEGIN SOLUTION\n    pass\n", "inf99")
 
