@@ -340,9 +340,11 @@ def test_window_4k_decode_beats_full_attention_at_32k(benchmark, record_property
     def check(out, args):
         assert out.shape == (config.num_layers, batch, config.num_heads, 1, config.head_dim), \
             f"expected 4 layers of [batch, heads, 1, head_dim], got {list(out.shape)}"
-        assert bool(torch.isfinite(out).all()), "the windowed attention returned inf or NaN"
-        assert ring.seq_len == full.seq_len, \
-            f"both caches saw the same tokens ({full.seq_len}); yours counts {ring.seq_len}"
+        assert ring.nbytes == formula_bytes(config, batch, window, dtype), "the ring cache grew"
+        # The last layer's output against float32 attention over the window the ring holds right now.
+        want = sdpa_attention(args[0].float(), ring.k[-1].float(), ring.v[-1].float(), None)
+        err = (out[-1].float() - want).abs().max().item()
+        assert err < 3e-2, f"the timed attention differs from attention over the ring's {window} slots by {err:.2e}"
 
     result = compare(step(ring, attend), step(full, sdpa_attention), threshold=GPU_THRESHOLD,
                      what="decode attention, 4k window (ring cache) vs full 32k, Llama-3-8B shape, batch 8",
