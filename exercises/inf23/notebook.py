@@ -129,6 +129,6 @@ print(f"perplexity over positions 1-{full_nll.numel()}: full {full_nll.mean().ex
 # %% [markdown]
 # ## 4. Past the trained context
 # The lesson's table scores 12,288 tokens (1.5 × the trained 8,192) with each RoPE scaling; it takes
-# ~35 minutes per setting on the lab's CPU, seconds on a GPU. Run it on your own code with:
+# 11-35 minutes per setting on the lab's CPU, seconds on a GPU. Run it on your own code with:
 #
 #     python -m lab.long_context_ppl --impl exercises --tokens 12288 --factor 2 --out ppl.png
