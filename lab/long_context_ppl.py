@@ -7,8 +7,8 @@ about 200k tokens on Python 3.11), its first `--tokens` tokens as one sequence. 
 chunks of `--chunk` tokens through the lab's KV cache (so no [tokens, vocab] logits and no
 [tokens, tokens] scores at once) and scores every token; the table gives perplexity per band of
 positions, for plain RoPE and for each scaling of `--factor` over the model's max_position_embeddings,
-through the implementation's `use_scaled_rope` (inf23). CPU cost grows with tokens squared: ~35 min per
-setting at 12k tokens on the lab's loaded 2-core machine, seconds on a GPU.
+through the implementation's `use_scaled_rope` (inf23). CPU cost grows with tokens squared: 11-35 min per
+setting at 12k tokens on the lab's shared 2-core machine, seconds on a GPU.
 """
 from __future__ import annotations
 
