@@ -18,10 +18,11 @@ impl = Topic("inf20")
 
 # Speed thresholds (docs/thresholds.md, inf20), causal prefill, B 1, 32 heads, head_dim 128, bf16, seq 4096.
 # Measured on an H200 (reference/measured-here.md): SDPA's flash backend is 9.3x naive attention there
-# (0.57 vs 5.26 ms), so >= 5x naive leaves room for a kernel at ~55% of SDPA flash. The ratio to SDPA flash
-# starts low (0.5x) until the lead calibrates it; the curriculum aims at 0.8x.
+# (0.57 vs 5.26 ms), so >= 5x naive leaves room for a kernel at ~55% of SDPA flash. Measured on an H100,
+# 2026-12-06 (one process, 3 measurements): the reference 19.1x naive and 1.32x SDPA flash; the naive
+# materializing version 0.46x and 0.03x. So the kernel must keep up with SDPA flash (1.0x, curriculum 0.8x).
 NAIVE_SPEEDUP = 5.0
-SDPA_FLASH_RATIO = 0.5
+SDPA_FLASH_RATIO = 1.0
 SPEED_SHAPE = (1, 32, 4096, 128)                      # batch, num_heads, seq_len, head_dim
 
 # Absolute tolerances on out for |v| < ~4.5: fp16 and bf16 round p and out once each (2^-11 and 2^-8
