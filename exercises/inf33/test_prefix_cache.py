@@ -120,7 +120,11 @@ def test_cache_finds_the_longest_cached_prefix_and_counts_hits(rng):
     cache = impl.prefix_cache.PrefixCache(4000, block_size)
     work, seen = Workload(cache), []
     queried = hit = 0
-    for seq in adversarial_sequences(rng, 40, block_size):
+    p, q, w, y = ([10 + 4 * i + j] * block_size for i, j in enumerate(torch.randperm(4, generator=rng).tolist()))
+    # Equal blocks after different parents: keyed alone, the second y would take the first's place (or be
+    # found after the wrong parent): one of the last two requests would miss a prefix it shares with an earlier one.
+    crafted = [p + y, q + w, q + y, q + y + w, p + y + w]
+    for seq in crafted + adversarial_sequences(rng, 40, block_size):
         best = 0
         for old in seen:
             common = next((i for i, (a, b) in enumerate(zip(seq, old)) if a != b), min(len(seq), len(old)))
