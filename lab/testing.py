@@ -79,6 +79,21 @@ class ConcatCache:
         return self.k[layer_idx], self.v[layer_idx]
 
 
+@torch.inference_mode()
+def greedy_alone(model, prompt, max_new_tokens, eos_token_id=None):
+    """The oracle of the serving topics: one prompt alone, no padding, packing or mask, through a ConcatCache.
+    Greedy until `max_new_tokens` or right after `eos_token_id`. Returns (tokens, logits [steps, vocab])."""
+    device = next(model.parameters()).device
+    cache, ids, tokens, logits = ConcatCache(model.config.num_layers), torch.tensor([list(prompt)], device=device), [], []
+    for _ in range(max_new_tokens):
+        logits.append(model(ids, cache=cache, last_only=True)[0, -1])
+        tokens.append(int(logits[-1].argmax()))
+        ids = logits[-1].argmax().view(1, 1)
+        if tokens[-1] == eos_token_id:
+            break
+    return tokens, torch.stack(logits)
+
+
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Attention by the book: repeat KV heads, softmax(QK^T / sqrt(d)) V, masked slots at -inf."""
     groups = q.shape[1] // k.shape[1]

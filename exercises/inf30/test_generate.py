@@ -9,10 +9,10 @@ from lab.figures import one_cpu_thread
 from lab.impl import Topic
 from lab.kv_slots import SlotCounter
 from lab.static_batch import static_generate
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import greedy_alone, pick, random_config, random_lab_model
 from lab.timing import compare
 
-from .test_runner import CountingModel, greedy_alone
+from .test_runner import CountingModel
 
 impl = Topic("inf30")
 

@@ -5,7 +5,7 @@ from torch import nn
 
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import greedy_alone, pick, random_config, random_lab_model
 
 impl = Topic("inf30")
 
@@ -67,20 +67,6 @@ class CountingModel(nn.Module):
     def forward(self, input_ids, *args, **kwargs):
         self.shapes.append(tuple(input_ids.shape))
         return self.model(input_ids, *args, **kwargs)
-
-
-@torch.inference_mode()
-def greedy_alone(model, prompt, max_new_tokens, eos_token_id=None):
-    """The oracle: one request alone, no packing, no mask. Returns (tokens, logits [steps, vocab])."""
-    device = next(model.parameters()).device
-    cache, ids, tokens, logits = ConcatCache(model.config.num_layers), torch.tensor([list(prompt)], device=device), [], []
-    for _ in range(max_new_tokens):
-        logits.append(model(ids, cache=cache, last_only=True)[0, -1])
-        tokens.append(int(logits[-1].argmax()))
-        ids = logits[-1].argmax().view(1, 1)
-        if tokens[-1] == eos_token_id:
-            break
-    return tokens, torch.stack(logits)
 
 
 def test_packed_steps_match_each_request_alone(rng):

@@ -8,7 +8,7 @@ from torch import nn
 from lab.block_kv import BlockKV
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import ConcatCache, pick, random_config, random_lab_model
+from lab.testing import greedy_alone, pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf33")
@@ -28,20 +28,6 @@ GPU_TTFT_SPEEDUP = 1.9
 def one_thread():
     with one_cpu_thread():
         yield
-
-
-@torch.inference_mode()
-def greedy_alone(model, prompt, max_new_tokens, eos_token_id=None):
-    """The oracle, the cache off: one request, its whole prompt prefilled. Returns (tokens, logits)."""
-    device = next(model.parameters()).device
-    cache, ids, tokens, logits = ConcatCache(model.config.num_layers), torch.tensor([list(prompt)], device=device), [], []
-    for _ in range(max_new_tokens):
-        logits.append(model(ids, cache=cache, last_only=True)[0, -1])
-        tokens.append(int(logits[-1].argmax()))
-        ids = logits[-1].argmax().view(1, 1)
-        if tokens[-1] == eos_token_id:
-            break
-    return tokens, torch.stack(logits)
 
 
 def assert_same_tokens(got, want, logits, what, tie_gap=0.0):

@@ -3,11 +3,11 @@ than a block, and all-colliding keys."""
 import pytest
 import torch
 
-from exercises.inf33.test_cached_generate import TokenCounter, assert_same_tokens, greedy_alone, one_thread  # noqa: F401
+from exercises.inf33.test_cached_generate import TokenCounter, assert_same_tokens, one_thread  # noqa: F401
 from exercises.inf33.test_prefix_cache import Workload, adversarial_sequences
 from lab.block_kv import BlockKV
 from lab.impl import Topic
-from lab.testing import pick, random_config, random_lab_model
+from lab.testing import greedy_alone, pick, random_config, random_lab_model
 
 impl = Topic("inf33")
 
