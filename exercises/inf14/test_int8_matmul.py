@@ -102,9 +102,11 @@ def check_w8a8_kernel(seed: int) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     big = device == "cuda"
     cases = [(pick(gen, 1, 40), pick(gen, 17, 70) | 1, pick(gen, 33, 300) | 1),     # odd: tails in M, N, K
-             (pick(gen, 17, 30), 19, 1100)]                                         # long K at full scale
+             (pick(gen, 17, 30), 19, 1100),                                         # long K at full scale
+             (pick(gen, 1, 40) | 1, 8 * pick(gen, 3, 9), 16 * pick(gen, 3, 9))]     # 16-byte rows (TMA-able)
     if big:
-        cases.append((pick(gen, 300, 700), pick(gen, 500, 900) | 1, pick(gen, 1000, 3000)))
+        cases += [(pick(gen, 300, 700), pick(gen, 500, 900) | 1, pick(gen, 1000, 3000)),
+                  (pick(gen, 513, 1100) | 1, 8 * pick(gen, 60, 200), 16 * pick(gen, 60, 200))]
     for i, (m, n, k) in enumerate(cases):
         xq, wq = random_codes(gen, m, k), random_codes(gen, n, k)
         if i == 1:

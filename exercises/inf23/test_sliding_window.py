@@ -279,6 +279,10 @@ def test_window_larger_than_the_sequence_gives_transformers_greedy_tokens(real_m
 def test_sliding_window_decode_follows_the_window_and_stops_at_eos(rng):
     config = gqa_config(rng, num_layers=2)
     model = random_lab_model(config, rng, torch.float64)
+    with torch.no_grad():               # sharp attention: where a key sits (its RoPE phase) decides the tokens,
+        for name, weight in model.named_parameters():     # so a cache that gives wrong positions changes them
+            if name.endswith("q_proj.weight"):
+                weight.mul_(8)
     window = pick(rng, 2, 6)
     prompt = torch.randint(config.vocab_size, (window + pick(rng, 1, 5),), generator=rng).tolist()
     num_new = 2 * window + 3
@@ -304,31 +308,40 @@ def test_sliding_window_decode_follows_the_window_and_stops_at_eos(rng):
 @pytest.mark.speed
 def test_window_4k_decode_beats_full_attention_at_32k(benchmark, record_property):
     """Llama-3-8B attention shape, bf16, batch 8, 32,768 tokens seen: one decode step of 4 layers' attention
-    (cache update + attention) with a 4,096-token window in your ring cache vs full attention over 32k."""
-    from lab.cache import StaticCache
+    (cache update + attention) with a 4,096-token window in your ring cache vs full attention over 32k.
+
+    The baseline is full attention at its best: torch SDPA (flash or cuDNN) over 32,768 keys held
+    contiguously, the newest token written into the buffer each step (into its last slot: the cost of a
+    step, not the bookkeeping of positions, is what is compared). A baseline through a growing cache's
+    slices of odd length fell back to SDPA's math kernel on an H100 and made the window look 103x faster."""
     from lab.model import sdpa_attention
     shape = get_shape("llama-3-8b")
     config = shape.with_(num_layers=4)
     batch, context, window, device, dtype = 8, 32768, 4096, "cuda", torch.bfloat16
-    headroom = 1024               # decode steps the warm-up, rounds, retries and calibration repeats may take
     ring = impl.sliding_window.RingKVCache(config, batch, window, dtype, device)
-    full = StaticCache(config, batch, context + headroom, dtype, device)
+    full_k, full_v = [], []
     for layer in range(config.num_layers):                 # 32k tokens already seen, in both caches
         k = torch.randn(batch, config.num_kv_heads, context, config.head_dim, dtype=dtype, device=device)
         v = torch.randn_like(k)
         ring.update(layer, k, v)
-        full.update(layer, k, v)
-        del k, v
+        full_k.append(k)
+        full_v.append(v)
     attend = functools.partial(impl.sliding_window.sliding_window_attention, window=window)
 
-    def step(cache, attention):
-        def run(q, k, v):
-            outs = []
-            for layer in range(config.num_layers):
-                keys, values = cache.update(layer, k, v)
-                outs.append(attention(q, keys, values, None))
-            return torch.stack(outs)
-        return run
+    def window_step(q, k, v):
+        outs = []
+        for layer in range(config.num_layers):
+            keys, values = ring.update(layer, k, v)
+            outs.append(attend(q, keys, values, None))
+        return torch.stack(outs)
+
+    def full_step(q, k, v):
+        outs = []
+        for layer in range(config.num_layers):
+            full_k[layer][:, :, -1:] = k
+            full_v[layer][:, :, -1:] = v
+            outs.append(sdpa_attention(q, full_k[layer], full_v[layer], None))
+        return torch.stack(outs)
 
     def make_inputs():
         q = torch.randn(batch, config.num_heads, 1, config.head_dim, dtype=dtype, device=device)
@@ -345,7 +358,7 @@ def test_window_4k_decode_beats_full_attention_at_32k(benchmark, record_property
         err = (out[-1].float() - want).abs().max().item()
         assert err < 3e-2, f"the timed attention differs from attention over the ring's {window} slots by {err:.2e}"
 
-    result = compare(step(ring, attend), step(full, sdpa_attention), threshold=GPU_THRESHOLD,
+    result = compare(window_step, full_step, threshold=GPU_THRESHOLD,
                      what="decode attention, 4k window (ring cache) vs full 32k, Llama-3-8B shape, batch 8",
                      make_inputs=make_inputs, check=check, warmup=3, rounds=15, device_type=device,
                      benchmark=benchmark, record=record_property)
