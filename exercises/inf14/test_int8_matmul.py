@@ -16,10 +16,11 @@ impl = Topic("inf14")
 # Speed threshold (see docs/thresholds.md, inf14): the Triton W8A8 GEMM at M = 8192 on Llama-3-8B's
 # MLP shape (K 4096, N 14336), against cuBLAS bf16 through F.linear. int8 tensor cores run at twice
 # the bf16 rate on an H200; torch._int_mm reaches only 0.16x bf16 there, so it cannot pass.
-# The curriculum's 1.5x is out of reach of the reference Triton kernel on torch 2.11 / Triton 3.6: it runs
-# at 1.22-1.28x cuBLAS bf16 (5 measurements on the H200); dequantize-then-bf16 runs at 0.46x. So the
-# threshold is "int8 must beat bf16", 1.0x, which the reference clears by >= 22% and the naive path misses.
-W8A8_SPEEDUP = 1.0
+# The tiled reference kernel ran at 1.22-1.28x cuBLAS bf16 on the H200 (5 measurements) and 1.20-1.31x on
+# an H100, so the threshold was 1.0x ("int8 must beat bf16"). With the reference's persistent TMA kernel
+# (M >= 512 on Hopper), three processes x four measurements on an H100 (2026-12-06): 1.32-1.44x, no flip;
+# dequantize-then-bf16 0.43x. 1.1x leaves the reference 20% over its worst there (H200: not yet measured).
+W8A8_SPEEDUP = 1.1
 W8A8_SHAPE = (8192, 4096, 14336)           # M, K, N
 
 

@@ -183,8 +183,11 @@ def _tensor_descriptor_scratch(size: int, alignment: int, stream):
 
 
 def _persistent_fits(xq: torch.Tensor, wq: torch.Tensor, out: torch.Tensor) -> bool:
-    """TMA needs 16-byte-aligned row strides (and a Hopper or newer GPU); on a CPU the interpreter runs it."""
+    """TMA needs 16-byte-aligned row strides (and a Hopper or newer GPU); the 3 stages of 128x256x128 operands
+    and a 128x256 output tile fit in shared memory for 16-bit outputs only (float32: 273 KB > 227 KB).
+    On a CPU the interpreter runs it."""
     aligned = all((t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0 for t in (xq, wq, out))
+    aligned = aligned and out.element_size() == 2
     if not xq.is_cuda:
         return aligned
     return aligned and xq.shape[0] >= PERSISTENT_MIN_M and torch.cuda.get_device_capability(xq.device)[0] >= 9
