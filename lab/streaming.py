@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 
 TokenStream = Callable[[list[int], int], Iterable[object]]
 
@@ -59,7 +59,7 @@ def from_hooks(engine: PrefillDecodeEngine, eos_token_id: int | None = None) -> 
 
 
 class _GreedyEngine:
-    """Greedy decoding of a `lab.model.LlamaModel` with `lab.cache.StaticCache`, tokens kept on the device."""
+    """Greedy decoding of a `lab.model.LlamaModel` with `lab.cache.DynamicCache`, tokens kept on the device."""
 
     def __init__(self, model: torch.nn.Module, max_len: int):
         self.model, self.max_len, self.cache = model, max_len, None
@@ -69,7 +69,7 @@ class _GreedyEngine:
     @torch.inference_mode()
     def prefill(self, prompt_ids: list[int]) -> torch.Tensor:
         ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device)[None]            # [1, P]
-        self.cache = StaticCache(self.model.config, 1, self.max_len, dtype=self.dtype, device=self.device)
+        self.cache = DynamicCache(self.model.config, 1, self.max_len, dtype=self.dtype, device=self.device)
         return self.model(ids, cache=self.cache, last_only=True)[0, -1].argmax()                # 0-d, on device
 
     @torch.inference_mode()

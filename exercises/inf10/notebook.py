@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf10 · KV cache — your cache against recomputing everything
 #
-# This notebook runs **your** code from `exercises/inf10/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It generates with your cache and with the no-cache loop, times each
+# This notebook runs **your** code from `exercises/inf10/`.
+# It generates with your cache and with the no-cache loop, times each
 # decode step of both as the context grows, and checks your cache's memory against the formula.
 
 # %%
@@ -89,8 +89,9 @@ plt.title("decode step time vs context (CPU, real model)"); plt.tight_layout(); 
 # (32 KV heads). The buffers are made on the `meta` device: shapes and bytes, no memory.
 
 # %%
-def formula(config, seq_len, batch, dtype_bytes):
-    return 2 * config.num_layers * config.num_kv_heads * config.head_dim * seq_len * batch * dtype_bytes
+def formula(config, seq_len, batch, dtype_bytes):      # the lesson's formula: K and V, per layer, per KV head
+    per_token = 2 * config.num_layers * config.kv_size                  # kv_size = num_kv_heads * head_dim
+    return per_token * seq_len * batch * dtype_bytes
 
 
 for name, dtype in (("smollm2-135m", torch.float32), ("llama-3-8b", torch.bfloat16)):

@@ -305,14 +305,14 @@ def test_sliding_window_decode_follows_the_window_and_stops_at_eos(rng):
 def test_window_4k_decode_beats_full_attention_at_32k(benchmark, record_property):
     """Llama-3-8B attention shape, bf16, batch 8, 32,768 tokens seen: one decode step of 4 layers' attention
     (cache update + attention) with a 4,096-token window in your ring cache vs full attention over 32k."""
-    from lab.cache import StaticCache
+    from lab.cache import DynamicCache
     from lab.model import sdpa_attention
     shape = get_shape("llama-3-8b")
     config = shape.with_(num_layers=4)
     batch, context, window, device, dtype = 8, 32768, 4096, "cuda", torch.bfloat16
     headroom = 1024               # decode steps the warm-up, rounds, retries and calibration repeats may take
     ring = impl.sliding_window.RingKVCache(config, batch, window, dtype, device)
-    full = StaticCache(config, batch, context + headroom, dtype, device)
+    full = DynamicCache(config, batch, context + headroom, dtype, device)
     for layer in range(config.num_layers):                 # 32k tokens already seen, in both caches
         k = torch.randn(batch, config.num_kv_heads, context, config.head_dim, dtype=dtype, device=device)
         v = torch.randn_like(k)
