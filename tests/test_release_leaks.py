@@ -1,6 +1,13 @@
-"""No topic's answer in the student release outside the stubs (grading/tools/leaks.py): a release is built
-and every file it ships is searched for the distinctive lines of every `# BEGIN SOLUTION` region."""
+"""The student release is a student's: no topic's answer outside the stubs (grading/tools/leaks.py: every
+file it ships is searched for the distinctive lines of every `# BEGIN SOLUTION` region), its README,
+Makefile and notebooks speak to students, and asking it for the reference says plainly that it is not there."""
 from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -8,12 +15,19 @@ from grading.tools import leaks, release
 from lab.paths import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not (REPO_ROOT / "solutions").is_dir(), reason="needs solutions/ (instructors)")
+INSTRUCTORS_ONLY = re.compile(r"IMPL=solutions|--impl[ =]solutions|make (stubs|release|topic|gpu-check|check)\b|"
+                              r"planted|\(instructors\)|reference solutions pass")
 
 
-def test_the_release_holds_no_solution_outside_the_stubs(tmp_path):
-    dest = tmp_path / "release"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("student") / "release"
     release.build(dest)
-    found = leaks.search_release(dest)
+    return dest
+
+
+def test_the_release_holds_no_solution_outside_the_stubs(built):
+    found = leaks.search_release(built)
     assert not found, ("the student release holds answers (move them out, or take the student's own part "
                        "through lab.impl.Topic):\n\n" + "\n\n".join(map(str, found)))
 
@@ -39,3 +53,33 @@ def test_a_lessons_own_hint_block_may_show_the_shape_of_its_code(tmp_path):
     assert leaks.search({"exercises/inf31/README.md": lesson}, [region]), "another topic's lesson may not hold it"
     lesson.write_text(f"# inf30\n```python\n{code}\n```\n")
     assert leaks.search({"exercises/inf30/README.md": lesson}, [region]), "outside a hint block it is a leak"
+
+
+def test_the_releases_readme_makefile_and_notebooks_speak_to_students(built):
+    texts = {"README.md": (built / "README.md").read_text(), "Makefile": (built / "Makefile").read_text()}
+    for notebook in sorted(built.glob("exercises/*/*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        texts[notebook.relative_to(built).as_posix()] = "\n".join("".join(c["source"]) for c in cells)
+    said = [f"{name}: {line.strip()}" for name, text in texts.items() for line in text.splitlines()
+            if INSTRUCTORS_ONLY.search(line)]
+    assert not said, "the release still speaks to instructors:\n" + "\n".join(said)
+    assert "make grade" in texts["README.md"] and "\ngrade: setup" in texts["Makefile"]
+    assert "stubs:" not in texts["Makefile"] and "release:" not in texts["Makefile"]
+
+
+def test_asking_a_release_for_the_reference_says_it_is_not_included(built):
+    env = {**os.environ, "PYTHONPATH": str(built), "PYTHONDONTWRITEBYTECODE": "1",
+           "LAB_CACHE_DIR": os.environ.get("LAB_CACHE_DIR") or str(REPO_ROOT / ".lab-cache")}
+    env.pop("LAB_IMPL", None)
+    (built / "grading-out").mkdir()
+    card = built / "grading-out" / "scorecard.json"
+    card.write_text("{}")                                         # a student's last scorecard
+    grader = subprocess.run([sys.executable, "-m", "grading", "--impl", "solutions", "--topics", "inf00",
+                             "--json", str(card)], cwd=built, env=env, capture_output=True, text=True, timeout=300)
+    assert grader.returncode == 2 and "not included in this release" in grader.stderr, grader.stdout + grader.stderr
+    assert card.read_text() == "{}", "the grader overwrote the scorecard"
+    tests = subprocess.run([sys.executable, "-m", "pytest", "exercises/inf00", "--impl", "solutions", "-q", "-p",
+                            "no:cacheprovider"], cwd=built, env=env, capture_output=True, text=True, timeout=300)
+    out = tests.stdout + tests.stderr
+    assert tests.returncode != 0 and out.count("not included in this release") == 1, out[-3000:]
+    assert "ModuleNotFoundError" not in out and "passed" not in out, out[-3000:]
