@@ -2,9 +2,9 @@
 # # inf03 · Baseline benchmarking — a reproducible report of the real model
 #
 # This notebook runs **your** harness from `exercises/inf03/`.
-# It draws a seeded workload, benchmarks two engines on the real model
-# (greedy decoding with a KV cache, and inf00's loop without one, the baseline), and writes the JSON report
-# that later topics will compare against.
+# It draws a seeded workload, benchmarks two engines on the real model (greedy decoding with a KV cache,
+# and your inf00 loop without one, the baseline: it needs inf00 done), and writes the JSON report that
+# later topics will compare against.
 
 # %%
 import json

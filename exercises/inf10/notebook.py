@@ -25,19 +25,13 @@ tok = load_tokenizer()
 print("implementation:", impl_root(), "| model:", model.config.name)
 
 
-@torch.inference_mode()
-def no_cache_greedy(model, prompt, max_new_tokens):
-    """inf00's loop: the whole sequence through the model at every step."""
-    ids, new = torch.tensor([prompt]), []
-    for _ in range(max_new_tokens):
-        new.append(int(model(ids, last_only=True)[0, -1].argmax()))
-        ids = torch.cat([ids, torch.tensor([[new[-1]]])], dim=1)
-    return new
+no_cache_greedy = Topic("inf00").generate.greedy_generate      # your inf00 loop: the whole sequence every step
 
 
 # %% [markdown]
 # ## 1. Same tokens, less work
-# Your `kv_cache_decode` must return exactly the no-cache loop's tokens.
+# Your `kv_cache_decode` must return exactly the no-cache loop's tokens (your inf00 `greedy_generate`: this
+# cell needs inf00 done).
 
 # %%
 prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "Why is the sky blue?"}]))

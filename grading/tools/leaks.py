@@ -56,12 +56,14 @@ class Leak:
                 f"(region at line {self.region.first_line}):\n{shown}{more}")
 
 
+_LAYOUT = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+
+
 def normalize(line: str) -> str:
     """A line of code without its comment and without any whitespace ('' for a comment or blank line)."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline))
-        code = "".join(t.string for t in tokens if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
-                                                                    tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER))
+        code = "".join(t.string for t in tokens if t.type not in _LAYOUT)
     except (tokenize.TokenError, IndentationError, SyntaxError):     # half a statement: drop the comment by hand
         code = line.split("  #")[0] if "  #" in line else line
         code = "" if code.strip().startswith("#") else code
@@ -139,7 +141,8 @@ def search_release(release: Path, root: Path = REPO_ROOT) -> list[Leak]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading.tools.leaks", description=__doc__.split("\n")[0])
-    parser.add_argument("release", nargs="?", type=Path, help="a built release (default: build one in a temporary folder)")
+    parser.add_argument("release", nargs="?", type=Path,
+                        help="a built release (default: build one in a temporary folder)")
     args = parser.parse_args(argv)
     if args.release is None:
         import tempfile
