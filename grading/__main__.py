@@ -110,6 +110,10 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[Path
     impl = args.impl
     if args.submission is not None and impl != "exercises":
         p.error("give either --impl or --submission, not both")
+    if impl == "solutions" and not (root / "solutions").is_dir():     # a student release: nothing is written
+        print("python -m grading: the reference solutions are not included in this release (there is no "
+              "solutions/ folder); grade your own code with `make grade` or `python -m grading`", file=sys.stderr)
+        sys.exit(2)
     if impl not in ("exercises", "solutions"):
         if not Path(impl).is_dir():
             p.error(f"--impl {impl!r} is not 'exercises', 'solutions' or an existing folder")

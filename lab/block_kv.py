@@ -31,14 +31,11 @@ class BlockKV:
     def view(self, block_table: list[int], num_cached: int) -> "BlockKVView":
         return BlockKVView(self, block_table, num_cached)
 
-    def slots(self, block_table: list[int], start: int, end: int) -> torch.Tensor:
-        """Flat slot indices [end - start] of positions start..end-1 through the table."""
+    def check_table(self, block_table: list[int], end: int) -> None:
+        """ValueError unless the table has blocks for positions 0..end-1."""
         if end > len(block_table) * self.block_size:
             raise ValueError(f"positions up to {end} need {-(-end // self.block_size)} blocks, the table has "
                              f"{len(block_table)}")
-        pos = torch.arange(start, end)
-        table = torch.tensor(block_table, dtype=torch.long)
-        return (table[pos // self.block_size] * self.block_size + pos % self.block_size).to(self.k[0].device)
 
 
 class BlockKVView:
@@ -52,15 +49,24 @@ class BlockKVView:
         return self._seq_len
 
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # k, v: [1, num_kv_heads, T, D]
+        # k, v: [1, num_kv_heads, T, D]. Written a block at a time (a run of positions that shares a block is
+        # one slice of it), read back as whole blocks: block-level copies, not inf31's per-token slots.
         if k.shape[0] != 1:
             raise ValueError(f"a block view serves one request: k must be [1, heads, T, D], got {list(k.shape)}")
-        end = self._seq_len + k.shape[2]
-        pool_k = self.pool.k[layer_idx].view(-1, *self.pool.k[layer_idx].shape[2:])    # [num_slots, Hkv, D]
-        pool_v = self.pool.v[layer_idx].view(-1, *self.pool.v[layer_idx].shape[2:])
-        pool_k[self.pool.slots(self.block_table, self._seq_len, end)] = k[0].transpose(0, 1)
-        pool_v[self.pool.slots(self.block_table, self._seq_len, end)] = v[0].transpose(0, 1)
-        every = self.pool.slots(self.block_table, 0, end)
-        if layer_idx == self.pool.config.num_layers - 1:
+        pool, start = self.pool, self._seq_len
+        end, size = start + k.shape[2], pool.block_size
+        pool.check_table(self.block_table, end)
+        position = start
+        while position < end:                                   # the new tokens, block by block
+            block, offset = self.block_table[position // size], position % size
+            count = min(size - offset, end - position)
+            new = slice(position - start, position - start + count)
+            pool.k[layer_idx][block, offset:offset + count] = k[0, :, new].transpose(0, 1)
+            pool.v[layer_idx][block, offset:offset + count] = v[0, :, new].transpose(0, 1)
+            position += count
+        blocks = torch.tensor(self.block_table[:-(-end // size)], dtype=torch.long, device=pool.k[layer_idx].device)
+        keys = pool.k[layer_idx][blocks].flatten(0, 1)[:end]          # [end, num_kv_heads, D], oldest first
+        values = pool.v[layer_idx][blocks].flatten(0, 1)[:end]
+        if layer_idx == pool.config.num_layers - 1:
             self._seq_len = end
-        return pool_k[every].transpose(0, 1)[None], pool_v[every].transpose(0, 1)[None]
+        return keys.transpose(0, 1)[None], values.transpose(0, 1)[None]

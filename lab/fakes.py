@@ -1,5 +1,5 @@
 """Stand-ins and spies the topics' tests share (public and hidden alike): models that record what a loop
-fed them, a model on a fake device, copies that take a known time, and the no-cache loop as an oracle.
+fed them, a model on a fake device, and copies that take a known time.
 
 They live here, not in a test file, so that a hidden test imports them from the lab rather than from a
 public test module (whose bans and fixtures would come along).
@@ -82,18 +82,6 @@ class Spy(nn.Module):
         self.calls.append((tuple(input_ids.shape), positions.detach().cpu().clone()))
         return self.model(input_ids, positions=positions, cache=cache, attention_mask=attention_mask,
                           last_only=last_only, cache_position=cache_position)
-
-
-@torch.inference_mode()
-def no_cache_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id=None) -> list[int]:
-    """inf00's loop, as an oracle: the whole sequence through the model at every step."""
-    ids, new = torch.tensor([prompt]), []
-    for _ in range(max_new_tokens):
-        new.append(int(model(ids, last_only=True)[0, -1].argmax()))
-        if new[-1] == eos_token_id:
-            break
-        ids = torch.cat([ids, torch.tensor([[new[-1]]])], dim=1)
-    return new
 
 
 class SlowCopies(TorchFunctionMode):

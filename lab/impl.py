@@ -20,11 +20,15 @@ from pathlib import Path
 from lab.paths import REPO_ROOT
 
 BUILTIN_ROOTS = ("exercises", "solutions")
+NO_REFERENCE = ("the reference solutions are not included in this release (there is no solutions/ folder): "
+                "--impl solutions / LAB_IMPL=solutions is for instructors; run your own code without it")
 
 
 def impl_root() -> str:
     """The selected implementation: 'exercises', 'solutions' or an absolute folder path."""
     root = os.environ.get("LAB_IMPL", "exercises")
+    if root == "solutions" and not (REPO_ROOT / "solutions").is_dir():
+        raise ValueError(NO_REFERENCE)
     if root in BUILTIN_ROOTS:
         return root
     path = Path(root).expanduser()

@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 
 
 def long_text_ids(tokenizer, num_tokens: int) -> list[int]:
@@ -37,7 +37,7 @@ def token_nll(model, ids: list[int], chunk: int = 512) -> torch.Tensor:
     """Negative log-likelihood [len(ids) - 1] of each token after the first, given all before it."""
     device = model.embed_tokens.weight.device
     x = torch.tensor([ids], device=device)
-    cache = StaticCache(model.config, 1, len(ids), model.embed_tokens.weight.dtype, device)
+    cache = DynamicCache(model.config, 1, len(ids), model.embed_tokens.weight.dtype, device)
     out = []
     for start in range(0, len(ids), chunk):
         logits = model(x[:, start:start + chunk], cache=cache)[0].float()             # [chunk, vocab]

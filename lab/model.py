@@ -26,7 +26,6 @@ Three seams let later topics plug in a student's parts without touching this fil
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Protocol
 
 import torch
@@ -87,25 +86,29 @@ class RMSNorm(nn.Module):
 def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
     """The RoPE inverse frequencies [head_dim // 2] in float32, with Llama-3 scaling if configured.
 
-    Only the plain and "llama3" schemes live here; inf23 teaches the others.
+    Only the plain and "llama3" schemes run here; inf23 teaches how they and the others are computed, so
+    the lab takes Llama-3's from transformers rather than spelling it out.
     """
     d = config.head_dim
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     scaling = config.rope_scaling or {}
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind == "llama3":
-        factor = scaling["factor"]
-        low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
-        old_len = scaling["original_max_position_embeddings"]
-        wavelen = 2 * math.pi / inv_freq
-        smooth = ((old_len / wavelen) - low) / (high - low)
-        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
-        is_medium = (wavelen <= old_len / low) & (wavelen >= old_len / high)
-        blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-        inv_freq = torch.where(is_medium, blended, scaled)
-    elif kind not in (None, "default"):
+        return _transformers_llama3_inv_freq(config)
+    if kind not in (None, "default"):
         raise ValueError(f"lab.model supports plain and llama3 RoPE; got rope_type={kind!r} (see inf23)")
-    return inv_freq.float()
+    return (1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))).float()
+
+
+def _transformers_llama3_inv_freq(config: ModelConfig) -> torch.Tensor:
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    hf_config = LlamaConfig(hidden_size=config.num_heads * config.head_dim, num_attention_heads=config.num_heads,
+                            head_dim=config.head_dim, rope_theta=config.rope_theta,
+                            rope_scaling={**config.rope_scaling, "rope_type": "llama3"},
+                            max_position_embeddings=config.max_position_embeddings)
+    with torch.device("cpu"):                   # computed on real numbers even while a model is built on `meta`
+        inv_freq, _ = ROPE_INIT_FUNCTIONS["llama3"](hf_config, "cpu")
+    return inv_freq.float().to(torch.empty(0).device)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ harness synchronizes before it reads the clock). TTFT is the time to the first i
 items. Anything can be made into one:
 
     stream = greedy_stream(model)                  # the lab model, KV-cached greedy decoding
-    stream = no_cache_stream(model)                # the naive loop of inf00 (a baseline)
+    stream = no_cache_stream(model)                # your inf00 loop, no cache (a baseline)
     stream = from_generate(my_generate)            # generate(prompt_ids, max_new_tokens) -> list of ids
     stream = from_hooks(my_engine)                 # engine.prefill(prompt_ids) -> id; engine.decode(id) -> id
 
@@ -19,7 +19,8 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
+from lab.impl import Topic
 
 TokenStream = Callable[[list[int], int], Iterable[object]]
 
@@ -59,7 +60,7 @@ def from_hooks(engine: PrefillDecodeEngine, eos_token_id: int | None = None) -> 
 
 
 class _GreedyEngine:
-    """Greedy decoding of a `lab.model.LlamaModel` with `lab.cache.StaticCache`, tokens kept on the device."""
+    """Greedy decoding of a `lab.model.LlamaModel` with `lab.cache.DynamicCache`, tokens kept on the device."""
 
     def __init__(self, model: torch.nn.Module, max_len: int):
         self.model, self.max_len, self.cache = model, max_len, None
@@ -69,7 +70,7 @@ class _GreedyEngine:
     @torch.inference_mode()
     def prefill(self, prompt_ids: list[int]) -> torch.Tensor:
         ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=self.device)[None]            # [1, P]
-        self.cache = StaticCache(self.model.config, 1, self.max_len, dtype=self.dtype, device=self.device)
+        self.cache = DynamicCache(self.model.config, 1, self.max_len, dtype=self.dtype, device=self.device)
         return self.model(ids, cache=self.cache, last_only=True)[0, -1].argmax()                # 0-d, on device
 
     @torch.inference_mode()
@@ -86,16 +87,16 @@ def greedy_stream(model: torch.nn.Module, max_len: int | None = None, eos_token_
 
 
 def no_cache_stream(model: torch.nn.Module, eos_token_id: int | None = None) -> TokenStream:
-    """Greedy decoding without a cache: every step re-runs the whole sequence (inf00's loop), a baseline."""
-    device = next(model.parameters()).device
+    """Greedy decoding without a cache, a baseline: every step re-runs the whole sequence through *your*
+    inf00 `greedy_generate` (one new token per call), so it needs inf00 done."""
+    generate = Topic("inf00").generate.greedy_generate
 
-    @torch.inference_mode()
-    def stream(prompt_ids: list[int], max_new_tokens: int) -> Iterator[torch.Tensor]:
-        ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)[None]
+    def stream(prompt_ids: list[int], max_new_tokens: int) -> Iterator[int]:
+        ids = list(prompt_ids)
         for _ in range(max_new_tokens):
-            token = model(ids, last_only=True)[0, -1].argmax()
+            token = generate(model, ids, 1)[0]
             yield token
             if _is_eos(token, eos_token_id):
                 return
-            ids = torch.cat([ids, token.view(1, 1)], dim=1)
+            ids.append(token)
     return stream

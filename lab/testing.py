@@ -6,7 +6,7 @@ groups live in modules of their own:
 - lab.outcomes: `not_graded(reason)` (not graded on this hardware), `raises(..., because=...)`;
 - lab.harness: `kernel_check` (a Triton kernel on a GPU or in the interpreter), `cuda_graph_replay`;
 - lab.fakes: models that record or script what a loop sees (`ScriptedModel`, `SleepyModel`, `Recording`,
-  `Spy`, `FakeCachedModel`), `SlowCopies`, and the no-cache loop `no_cache_greedy`.
+  `Spy`, `FakeCachedModel`), `SlowCopies`.
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import torch
 
 from lab.config import ModelConfig
-from lab.fakes import FakeCachedModel, Recording, ScriptedModel, SleepyModel, SlowCopies, Spy, no_cache_greedy
+from lab.fakes import FakeCachedModel, Recording, ScriptedModel, SleepyModel, SlowCopies, Spy
 from lab.harness import cuda_graph_replay, kernel_check
 from lab.model import LlamaModel
 from lab.outcomes import not_graded, raises
 
 __all__ = ["pick", "random_config", "random_lab_model", "ConcatCache", "naive_attention",
-           "ScriptedModel", "SleepyModel", "Recording", "Spy", "FakeCachedModel", "SlowCopies", "no_cache_greedy",
+           "ScriptedModel", "SleepyModel", "Recording", "Spy", "FakeCachedModel", "SlowCopies",
            "kernel_check", "cuda_graph_replay", "not_graded", "raises"]
 
 

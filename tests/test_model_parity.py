@@ -20,6 +20,7 @@ from lab.config import SHAPES
 from lab.data import PROMPTS, chat_prompt, eval_text, eval_token_ids
 from lab.eval import kl_divergence, perplexity, top1_agreement
 from lab.model import LlamaModel
+from lab.testing import greedy_alone
 from lab.tokenizer import load_tokenizer
 from lab.weights import (check_config, gguf_config_values, gguf_path, gguf_reader, load_real_model,
                          random_model, unpermute_qk)
@@ -56,16 +57,9 @@ def hf_tokenizer():
     return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
-@torch.no_grad()
 def lab_greedy(model: LlamaModel, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-    """Greedy decoding by full recompute: every step runs the whole sequence (no cache to get wrong)."""
-    ids = torch.tensor([prompt_ids])
-    new_ids = []
-    for _ in range(max_new_tokens):
-        next_id = model(ids, last_only=True)[0, -1].argmax()
-        new_ids.append(int(next_id))
-        ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
-    return new_ids
+    """Greedy decoding through the simplest cache (lab.testing.greedy_alone: torch.cat, nothing to get wrong)."""
+    return greedy_alone(model, prompt_ids, max_new_tokens)[0]
 
 
 # ---------------------------------------------------------------- the real model vs transformers

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf00 · Inference basics — run, time and count your generate loop
 #
-# This notebook runs **your** code from `exercises/inf00/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It loads the real model, generates with your loop, times prefill
+# This notebook runs **your** code from `exercises/inf00/`.
+# It loads the real model, generates with your loop, times prefill
 # apart from decode, and puts the measurements beside the FLOP and byte counts you wrote.
 
 # %%

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf01 · Profiling inference — where the time goes, and how far from the ceiling
 #
-# This notebook runs **your** code from `exercises/inf01/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It profiles a prefill and a decode step of the real model, measures the
+# This notebook runs **your** code from `exercises/inf01/`.
+# It profiles a prefill and a decode step of the real model, measures the
 # copy bandwidth beside the lab's own measurement, and turns measured times into MFU and MBU.
 
 # %%
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.hardware import measure_copy_bandwidth, peaks
 from lab.impl import Topic, impl_root
 from lab.tokenizer import load_tokenizer
@@ -80,10 +80,10 @@ kv_bytes_per_token = 2 * model.config.num_layers * model.config.kv_size * 4
 
 
 def prefill():
-    model(prompt_ids, cache=StaticCache(model.config, 1, len(prompt) + 1), last_only=True)
+    model(prompt_ids, cache=DynamicCache(model.config, 1, len(prompt) + 1), last_only=True)
 
 
-decode_cache = StaticCache(model.config, 1, len(prompt) + 64)
+decode_cache = DynamicCache(model.config, 1, len(prompt) + 64)
 with torch.inference_mode():
     model(prompt_ids, cache=decode_cache)
 

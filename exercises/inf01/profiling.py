@@ -90,7 +90,7 @@ def profile_prefill_decode(model: torch.nn.Module, prompt_ids: list[int] | torch
 
     model:      a `lab.model.LlamaModel` (it has `.config`), on any device, in any dtype.
     prompt_ids: 1-D token ids of one prompt.
-    Each profiled run starts from a fresh `lab.cache.StaticCache(model.config, 1, len(prompt) + 1, ...)`
+    Each profiled run starts from a fresh `lab.cache.DynamicCache(model.config, 1, len(prompt) + 1, ...)`
     in the model's dtype and device: the prefill is `model(ids [1, P], cache=cache, last_only=True)` and
     picks the argmax token; the decode step feeds that token ([1, 1]) back with the same cache. Wrap each
     phase in `torch.profiler.record_function(name)` and synchronize inside it, so its label spans its

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.impl import Topic
 from lab.testing import naive_attention, pick, raises, random_config, random_lab_model
 
@@ -101,7 +101,7 @@ def test_profile_prefill_decode_counts_the_model_flops(rng, tmp_path):
     prompt = torch.randint(config.vocab_size, (pick(rng, 5, 30) | 1,), generator=rng).tolist()
     result = impl.profiling.profile_prefill_decode(model, prompt, top_k=None, trace_path=tmp_path / "t.json")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        cache = StaticCache(config, 1, len(prompt) + 1)
+        cache = DynamicCache(config, 1, len(prompt) + 1)
         first = model(torch.tensor([prompt]), cache=cache, last_only=True)[:, -1].argmax(-1, keepdim=True)
         model(first, cache=cache, last_only=True)
     got = sum(op.flops for op in result.ops if op.name in MATMUL_OPS)

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf02 · Prefill vs decode — TTFT, TBT, chunked prefill and the roofline
 #
-# This notebook runs **your** code from `exercises/inf02/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It measures TTFT and TBT of the real model over prompt lengths, puts
+# This notebook runs **your** code from `exercises/inf02/`.
+# It measures TTFT and TBT of the real model over prompt lengths, puts
 # them beside the roofline's prediction for this machine, and checks chunked prefill against one shot.
 
 # %%
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.config import SHAPES
 from lab.hardware import Peaks, peaks
 from lab.impl import Topic, impl_root
@@ -38,10 +38,10 @@ print("implementation:", impl_root(), f"| this machine: {here.copy_bytes_per_s /
 # %%
 prompt_lens = [32, 64, 128, 256]
 ttft, tbt = [], []
-impl.latency.measure_latency(model, list(range(100, 116)), 2, StaticCache(config, 1, 18))      # warm-up
+impl.latency.measure_latency(model, list(range(100, 116)), 2, DynamicCache(config, 1, 18))      # warm-up
 for n in prompt_lens:
     prompt = torch.randint(config.vocab_size, (n,)).tolist()
-    t = impl.latency.measure_latency(model, prompt, 5, StaticCache(config, 1, n + 5))
+    t = impl.latency.measure_latency(model, prompt, 5, DynamicCache(config, 1, n + 5))
     ttft.append(t.ttft_s)
     tbt.append(float(np.median(t.tbt_s)))
     print(f"prompt {n:4d}: TTFT {t.ttft_s * 1e3:7.1f} ms, TBT {tbt[-1] * 1e3:6.1f} ms")
@@ -65,11 +65,11 @@ plt.tight_layout(); plt.show()
 # %%
 prompt = torch.randint(config.vocab_size, (1, 200))
 with torch.inference_mode():
-    reference = model(prompt, cache=StaticCache(config, 1, 200))
+    reference = model(prompt, cache=DynamicCache(config, 1, 200))
 chunk_sizes, seconds = [8, 32, 64, 200], []
 for chunk in chunk_sizes:
     t0 = time.perf_counter()
-    logits = impl.chunked_prefill.chunked_prefill(model, prompt, StaticCache(config, 1, 200), chunk)
+    logits = impl.chunked_prefill.chunked_prefill(model, prompt, DynamicCache(config, 1, 200), chunk)
     seconds.append(time.perf_counter() - t0)
     print(f"chunk {chunk:4d}: {seconds[-1] * 1e3:7.1f} ms, max |logit diff| vs one shot "
           f"{(logits - reference).abs().max().item():.2e}")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.impl import Topic
 from lab.testing import pick, raises, random_config, random_lab_model
 
@@ -22,14 +22,14 @@ def setup(rng, batch=None, prompt_len=None):
 
 def one_shot(model, config, ids, prefix=None):
     """The oracle: the whole prompt in one forward (after the prefix, if any), on a fresh cache."""
-    cache = StaticCache(config, ids.shape[0], ids.shape[1] + (0 if prefix is None else prefix.shape[1]))
+    cache = DynamicCache(config, ids.shape[0], ids.shape[1] + (0 if prefix is None else prefix.shape[1]))
     with torch.no_grad():
         if prefix is not None:
             model(prefix, cache=cache)
         return model(ids, cache=cache), cache
 
 
-def assert_same_cache(got: StaticCache, want: StaticCache, what: str) -> None:
+def assert_same_cache(got: DynamicCache, want: DynamicCache, what: str) -> None:
     assert got.seq_len == want.seq_len, f"{what}: the cache should hold {want.seq_len} tokens, holds {got.seq_len}"
     for layer, (k, v, k_ref, v_ref) in enumerate(zip(got.k, got.v, want.k, want.v)):
         n = want.seq_len
@@ -43,7 +43,7 @@ def test_chunked_prefill_matches_one_shot(rng, chunking):
     prompt_len = ids.shape[1]
     chunk_size = {"one-token": 1, "odd": pick(rng, 2, prompt_len // 2) | 1, "larger-than-prompt": prompt_len + 3}[chunking]
     want, want_cache = one_shot(model, config, ids)
-    cache = StaticCache(config, ids.shape[0], prompt_len)
+    cache = DynamicCache(config, ids.shape[0], prompt_len)
     got = impl.chunked_prefill.chunked_prefill(model, ids, cache, chunk_size)
     assert got.shape == want.shape, f"logits shape: expected {list(want.shape)}, got {list(got.shape)}"
     err = (got - want).abs().max().item()
@@ -57,7 +57,7 @@ def test_chunked_prefill_continues_after_cached_tokens(rng):
     config, model, ids = setup(rng)
     prefix = torch.randint(config.vocab_size, (ids.shape[0], pick(rng, 3, 11)), generator=rng)
     want, want_cache = one_shot(model, config, ids, prefix)
-    cache = StaticCache(config, ids.shape[0], prefix.shape[1] + ids.shape[1])
+    cache = DynamicCache(config, ids.shape[0], prefix.shape[1] + ids.shape[1])
     with torch.no_grad():
         model(prefix, cache=cache)
     got = impl.chunked_prefill.chunked_prefill(model, ids, cache, pick(rng, 2, 7))
@@ -72,7 +72,7 @@ def test_chunked_prefill_feeds_at_most_chunk_size_tokens(rng):
     fed = []
     model.register_forward_pre_hook(lambda module, args, kwargs: fed.append(
         (args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
-    impl.chunked_prefill.chunked_prefill(model, ids, StaticCache(config, ids.shape[0], ids.shape[1]), chunk_size)
+    impl.chunked_prefill.chunked_prefill(model, ids, DynamicCache(config, ids.shape[0], ids.shape[1]), chunk_size)
     want = [chunk_size] * (ids.shape[1] // chunk_size) + ([ids.shape[1] % chunk_size] if ids.shape[1] % chunk_size else [])
     assert fed == want, (f"{ids.shape[1]} tokens in chunks of {chunk_size}: expected {math.ceil(ids.shape[1] / chunk_size)} "
                          f"forwards of {want}, the model was fed {fed}")
@@ -81,7 +81,7 @@ def test_chunked_prefill_feeds_at_most_chunk_size_tokens(rng):
 def test_chunked_prefill_last_only(rng):
     config, model, ids = setup(rng)
     want, _ = one_shot(model, config, ids)
-    got = impl.chunked_prefill.chunked_prefill(model, ids, StaticCache(config, ids.shape[0], ids.shape[1]),
+    got = impl.chunked_prefill.chunked_prefill(model, ids, DynamicCache(config, ids.shape[0], ids.shape[1]),
                                                pick(rng, 2, 8), last_only=True)
     assert got.shape == (ids.shape[0], 1, config.vocab_size), \
         f"last_only: expected [batch, 1, vocab] = {[ids.shape[0], 1, config.vocab_size]}, got {list(got.shape)}"
@@ -92,7 +92,7 @@ def test_chunked_prefill_last_only(rng):
 @pytest.mark.parametrize("case", ["zero-chunk", "1-d-prompt", "empty-prompt"])
 def test_chunked_prefill_rejects_bad_input(rng, case):
     config, model, ids = setup(rng)
-    cache = StaticCache(config, ids.shape[0], ids.shape[1])
+    cache = DynamicCache(config, ids.shape[0], ids.shape[1])
     args = {"zero-chunk": (ids, 0), "1-d-prompt": (ids[0], 4), "empty-prompt": (ids[:, :0], 4)}[case]
     with raises(ValueError,
                 because=f"chunked_prefill with {case}: chunks must be >= 1 token, the prompt [batch, len] and "

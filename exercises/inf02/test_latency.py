@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.fake_clock import FakeDevice
 from lab.impl import Topic
 from lab.testing import ConcatCache, FakeCachedModel, ScriptedModel, pick, raises, random_config, random_lab_model
@@ -47,7 +47,7 @@ def test_latency_times_prefill_and_each_decode_step(rng):
 
 
 def test_latency_generates_what_greedy_generates(rng):
-    """A real decoder with lab.cache.StaticCache: the tokens of a no-cache greedy loop."""
+    """A real decoder with lab.cache.DynamicCache: the tokens of a no-cache greedy loop."""
     config = random_config(rng)
     model = random_lab_model(config, rng)
     prompt = torch.randint(config.vocab_size, (pick(rng, 5, 25) | 1,), generator=rng).tolist()
@@ -57,7 +57,7 @@ def test_latency_generates_what_greedy_generates(rng):
         for _ in range(num_new):
             expected.append(int(model(ids)[0, -1].argmax()))
             ids = torch.cat([ids, torch.tensor([[expected[-1]]])], dim=1)
-    timing = impl.latency.measure_latency(model, prompt, num_new, StaticCache(config, 1, len(prompt) + num_new))
+    timing = impl.latency.measure_latency(model, prompt, num_new, DynamicCache(config, 1, len(prompt) + num_new))
     assert timing.new_ids == expected, f"greedy tokens: expected {expected}, got {timing.new_ids}"
     assert timing.ttft_s > 0 and all(t > 0 for t in timing.tbt_s), "times must be positive seconds"
 

@@ -10,7 +10,7 @@ import statistics
 import pytest
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.figures import loglog_slope, one_cpu_thread, record_figure
 from lab.impl import Topic
 from lab.weights import random_model
@@ -47,7 +47,7 @@ def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[f
 
     def run(prompt_len: int, num_new: int):
         prompt = torch.randint(model.config.vocab_size, (prompt_len,), generator=gen).tolist()
-        cache = StaticCache(model.config, 1, prompt_len + num_new, dtype=r["dtype"], device=device)
+        cache = DynamicCache(model.config, 1, prompt_len + num_new, dtype=r["dtype"], device=device)
         return impl.latency.measure_latency(model, prompt, num_new, cache)
 
     ttft = {p: [] for p in r["prompt_lens"]}

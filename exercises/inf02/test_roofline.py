@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.config import SHAPES
 from lab.hardware import Peaks
 from lab.impl import Topic
@@ -46,7 +46,7 @@ def test_phase_estimate_counts_what_the_model_does(rng):
     model = random_lab_model(config, rng, torch.bfloat16)
     model.attention = naive_attention
     batch, past_len, num_tokens = pick(rng, 1, 3), pick(rng, 0, 17), pick(rng, 1, 13)
-    cache = StaticCache(config, batch, past_len + num_tokens, dtype=torch.bfloat16)
+    cache = DynamicCache(config, batch, past_len + num_tokens, dtype=torch.bfloat16)
     with torch.no_grad():
         if past_len:
             model(torch.randint(config.vocab_size, (batch, past_len), generator=rng), cache=cache)

@@ -1,10 +1,10 @@
 # %% [markdown]
 # # inf03 · Baseline benchmarking — a reproducible report of the real model
 #
-# This notebook runs **your** harness from `exercises/inf03/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It draws a seeded workload, benchmarks two engines on the real model
-# (greedy decoding with a KV cache, and inf00's loop without one, the baseline), and writes the JSON report
-# that later topics will compare against.
+# This notebook runs **your** harness from `exercises/inf03/`.
+# It draws a seeded workload, benchmarks two engines on the real model (greedy decoding with a KV cache,
+# and your inf00 loop without one, the baseline: it needs inf00 done), and writes the JSON report that
+# later topics will compare against.
 
 # %%
 import json

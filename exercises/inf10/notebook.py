@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf10 · KV cache — your cache against recomputing everything
 #
-# This notebook runs **your** code from `exercises/inf10/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It generates with your cache and with the no-cache loop, times each
+# This notebook runs **your** code from `exercises/inf10/`.
+# It generates with your cache and with the no-cache loop, times each
 # decode step of both as the context grows, and checks your cache's memory against the formula.
 
 # %%
@@ -25,19 +25,13 @@ tok = load_tokenizer()
 print("implementation:", impl_root(), "| model:", model.config.name)
 
 
-@torch.inference_mode()
-def no_cache_greedy(model, prompt, max_new_tokens):
-    """inf00's loop: the whole sequence through the model at every step."""
-    ids, new = torch.tensor([prompt]), []
-    for _ in range(max_new_tokens):
-        new.append(int(model(ids, last_only=True)[0, -1].argmax()))
-        ids = torch.cat([ids, torch.tensor([[new[-1]]])], dim=1)
-    return new
+no_cache_greedy = Topic("inf00").generate.greedy_generate      # your inf00 loop: the whole sequence every step
 
 
 # %% [markdown]
 # ## 1. Same tokens, less work
-# Your `kv_cache_decode` must return exactly the no-cache loop's tokens.
+# Your `kv_cache_decode` must return exactly the no-cache loop's tokens (your inf00 `greedy_generate`: this
+# cell needs inf00 done).
 
 # %%
 prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "Why is the sky blue?"}]))
@@ -89,8 +83,9 @@ plt.title("decode step time vs context (CPU, real model)"); plt.tight_layout(); 
 # (32 KV heads). The buffers are made on the `meta` device: shapes and bytes, no memory.
 
 # %%
-def formula(config, seq_len, batch, dtype_bytes):
-    return 2 * config.num_layers * config.num_kv_heads * config.head_dim * seq_len * batch * dtype_bytes
+def formula(config, seq_len, batch, dtype_bytes):      # the lesson's formula: K and V, per layer, per KV head
+    per_token = 2 * config.num_layers * config.kv_size                  # kv_size = num_kv_heads * head_dim
+    return per_token * seq_len * batch * dtype_bytes
 
 
 for name, dtype in (("smollm2-135m", torch.float32), ("llama-3-8b", torch.bfloat16)):

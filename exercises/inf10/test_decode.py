@@ -1,7 +1,8 @@
-"""inf10 tests: cached decoding against transformers and the no-cache loop; its speed against recompute.
+"""inf10 tests: cached decoding against transformers and the lab's simplest loop; its speed against recompute.
 
-Oracles: transformers' greedy `generate` on the same weights (`lab.oracle.hf_greedy`); the no-cache loop
-and no-cache logits, written here; a recording wrapper that sees what your loop feeds the model.
+Oracles: transformers' greedy `generate` on the same weights (`lab.oracle.hf_greedy`); the lab's loop over
+a concatenating cache (`lab.testing.greedy_alone`); no-cache logits, written here; a recording wrapper that
+sees what your loop feeds the model.
 """
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from lab.config import get_shape
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import Recording, no_cache_greedy, pick, raises, random_config, random_lab_model
+from lab.testing import Recording, greedy_alone, pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf10")
@@ -76,9 +77,9 @@ def test_decode_prefills_once_then_feeds_one_token_per_step(rng):
     model = Recording(random_lab_model(config, rng))
     prompt, num_new = random_prompt(rng, config.vocab_size), pick(rng, 5, 11)
     got = impl.decode.kv_cache_decode(model, prompt, num_new)
-    want = no_cache_greedy(model.model, prompt, num_new)
-    assert got == want, f"tokens differ from the no-cache loop from step {first_difference(got, want)}: " \
-                        f"expected {want}, got {got}"
+    want = greedy_alone(model.model, prompt, num_new)[0]
+    assert got == want, (f"tokens differ from the lab's loop (lab.testing.greedy_alone) from step "
+                         f"{first_difference(got, want)}: expected {want}, got {got}")
     expected = [(1, len(prompt))] + [(1, 1)] * (num_new - 1)
     assert model.calls == expected, (
         f"{len(prompt)}-token prompt, {num_new} new tokens: expected one prefill [1, {len(prompt)}] then "
@@ -90,7 +91,7 @@ def test_decode_stops_after_eos_and_at_max_tokens(rng, where):
     config = random_config(rng)
     model = random_lab_model(config, rng)
     prompt = random_prompt(rng, config.vocab_size)
-    reference = no_cache_greedy(model, prompt, 9)
+    reference = greedy_alone(model, prompt, 9)[0]
     eos = {"first": reference[0], "middle": reference[4], "absent": config.vocab_size}[where]
     want = reference[:reference.index(eos) + 1] if eos in reference else reference
     got = impl.decode.kv_cache_decode(model, prompt, 9, eos_token_id=eos)
@@ -109,7 +110,7 @@ def test_decode_rejects_bad_input(rng):
                         "back"):                      # needs len(prompt) + 6 - 1 slots
         impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 4)
     got = impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 5)
-    assert got == no_cache_greedy(model, prompt, 6), "max_len = prompt + new tokens - 1 is enough"
+    assert got == greedy_alone(model, prompt, 6)[0], "max_len = prompt + new tokens - 1 is enough"
 
 
 # ------------------------------------------------------------------------------------------------ speed

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf11 · Mixed precision — bytes, error and overflow of fp16 and bf16
 #
-# This notebook runs **your** code from `exercises/inf11/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It casts the real model with your `cast_model`, measures what that
+# This notebook runs **your** code from `exercises/inf11/`.
+# It casts the real model with your `cast_model`, measures what that
 # costs in accuracy against fp32 with your `logit_error`, finds the real model's massive activations
 # with your `residual_absmax`, and shows where fp16 overflows.
 
@@ -102,14 +102,14 @@ for dtype in (torch.float16, torch.bfloat16):
 # (the topic's speed test).
 
 # %%
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 
 half = impl.cast.cast_model(model, torch.bfloat16)
 times = {}
 with torch.inference_mode():
     for name, m in (("fp32", model), ("bf16 (yours)", half)):
         dtype = next(m.parameters()).dtype
-        cache = StaticCache(m.config, 1, 80, dtype=dtype)
+        cache = DynamicCache(m.config, 1, 80, dtype=dtype)
         m(ids, cache=cache)
         token = ids[:, -1:]
         m(token, cache=cache)

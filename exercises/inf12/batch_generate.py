@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.errors import NotStarted
 
 from .padding import left_pad
@@ -36,7 +36,7 @@ def batched_greedy_generate(model: torch.nn.Module, prompts: Sequence[Sequence[i
     prompt alone would give.
 
     Left-pad the prompts (`inf12.padding.left_pad`), prefill the whole batch in one forward into a
-    `lab.cache.StaticCache(model.config, batch, max_len, dtype, device)`, then decode one token per row
+    `lab.cache.DynamicCache(model.config, batch, max_len, dtype, device)`, then decode one token per row
     per forward: each row's new token goes at its own next position (its prompt length + step), and the
     attention mask grows by a column of ones. A sequence that has stopped keeps being fed (a static batch
     cannot shrink); cut its output after its EOS.

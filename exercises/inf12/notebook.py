@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf12 · Static batching — pad, batch, and count the waste
 #
-# This notebook runs **your** code from `exercises/inf12/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It pads real chat prompts, generates their answers in one batch, checks
+# This notebook runs **your** code from `exercises/inf12/`.
+# It pads real chat prompts, generates their answers in one batch, checks
 # them against one-at-a-time generation, measures the throughput of both, and draws the batch's padding.
 
 # %%

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
 from lab.testing import ConcatCache, Spy, pick, raises, random_config, random_lab_model
@@ -164,7 +164,7 @@ def batch_speedup(model, batch: int, new_tokens: int, rng, threshold: float, ben
         return ([torch.randint(config.vocab_size, (n,), generator=rng).tolist() for n in lengths],)
 
     def one_at_a_time(prompts):
-        return [greedy_alone(model, p, new_tokens, cache=StaticCache(config, 1, len(p) + new_tokens, weight.dtype,
+        return [greedy_alone(model, p, new_tokens, cache=DynamicCache(config, 1, len(p) + new_tokens, weight.dtype,
                                                                      weight.device))[0] for p in prompts]
 
     def check(out, args):

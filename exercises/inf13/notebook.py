@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf13 · torch.compile — one graph, compiled once, replayed every token
 #
-# This notebook runs **your** code from `exercises/inf13/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It shows a graph break and a recompile with your `CompileWatch`, then
+# This notebook runs **your** code from `exercises/inf13/`.
+# It shows a graph break and a recompile with your `CompileWatch`, then
 # compiles your decode step for a small random model and times it against the eager step. On a CPU the
 # first compile takes up to a minute; on a GPU the same cells use CUDA graphs ("reduce-overhead").
 

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf14 · INT8 quantization — scales, exact sums, outliers, and what they cost the real model
 #
-# This notebook runs **your** code from `exercises/inf14/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It quantizes a real weight per channel and per tensor, shows why the
+# This notebook runs **your** code from `exercises/inf14/`.
+# It quantizes a real weight per channel and per tensor, shows why the
 # accumulator must be int32, finds the activation outliers of SmolLM2-135M, and measures the perplexity
 # of the model with int8 weights, W8A8 and LLM.int8(). On a GPU it also times your Triton kernels.
 

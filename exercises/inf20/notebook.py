@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf20 · FlashAttention — the bytes it saves, the memory it never allocates, the answer it keeps
 #
-# This notebook runs **your** code from `exercises/inf20/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It plots the HBM traffic of naive and tiled attention for a Llama-3-8B
+# This notebook runs **your** code from `exercises/inf20/`.
+# It plots the HBM traffic of naive and tiled attention for a Llama-3-8B
 # layer, measures the largest tensor your `tiled_attention` creates against the naive version's, checks
 # your tiled attention against float64, and runs your Triton kernel: natively on a GPU (TFLOP/s beside
 # SDPA), through the Triton interpreter on a CPU (a small shape, correctness only).

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf21 · MQA & GQA — the cache it saves, the copies it must avoid, the price of converting
 #
-# This notebook runs **your** code from `exercises/inf21/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It computes the KV-cache bytes of MHA, GQA and MQA for the real
+# This notebook runs **your** code from `exercises/inf21/`.
+# It computes the KV-cache bytes of MHA, GQA and MQA for the real
 # configs, times your `gqa_attention` against the textbook repeat-K/V attention as the context grows
 # (and the memory each allocates), and converts the real model to MQA to see what that costs.
 

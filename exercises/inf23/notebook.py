@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf23 · Long context — your RoPE scaling and your ring-buffer cache
 #
-# This notebook runs **your** code from `exercises/inf23/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It plots the wavelength of every RoPE pair under each scaling, the
+# This notebook runs **your** code from `exercises/inf23/`.
+# It plots the wavelength of every RoPE pair under each scaling, the
 # memory of your ring cache against a full cache as the sequence grows, and what a sliding window costs
 # the real model in perplexity, position by position. On a CPU it runs in about a minute.
 

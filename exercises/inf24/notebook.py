@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf24 · Memory optimization — bytes by format, int4 packing, and the memory-quality table
 #
-# This notebook runs **your** code from `exercises/inf24/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It counts the bytes of each storage format for the real model and a
+# This notebook runs **your** code from `exercises/inf24/`.
+# It counts the bytes of each storage format for the real model and a
 # Llama-3-8B shape, looks inside your int4 packing, and builds the memory-quality table of SmolLM2-135M.
 
 # %%

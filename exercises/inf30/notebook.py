@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf30 · Continuous batching — schedule every step, retire at once, pack prefills with decodes
 #
-# This notebook runs **your** code from `exercises/inf30/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It serves real chat requests arriving over time, shows the plans your
+# This notebook runs **your** code from `exercises/inf30/`.
+# It serves real chat requests arriving over time, shows the plans your
 # scheduler made, then counts and times continuous batching against static batching (`lab.static_batch`,
 # inf12's approach) on heavy-tailed output lengths.
 

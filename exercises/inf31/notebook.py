@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf31 · PagedAttention — how much memory paging saves, what fragmentation looks like, and whether the attention agrees
 #
-# This notebook runs **your** code from `exercises/inf31/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It drives your `BlockAllocator` through a serving-like workload and
+# This notebook runs **your** code from `exercises/inf31/`.
+# It drives your `BlockAllocator` through a serving-like workload and
 # compares the memory it holds with a preallocated cache (inf10), draws the block pool as it fragments,
 # and checks your paged attention (PyTorch and Triton) against contiguous attention. On a CPU the Triton
 # kernel runs in the Triton interpreter, so the first cell sets `TRITON_INTERPRET=1` before anything imports

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # inf33 · Prefix caching — chained keys, shared blocks, a shorter time to first token
 #
-# This notebook runs **your** code from `exercises/inf33/` (set `LAB_IMPL=solutions` before starting
-# Jupyter to see the reference). It shows the chain keys of two prompts with a common system prompt,
+# This notebook runs **your** code from `exercises/inf33/`.
+# It shows the chain keys of two prompts with a common system prompt,
 # serves chat requests through your cache, and measures time to first token against a cold prefill as
 # the shared part of the prompt grows.
 

@@ -14,7 +14,8 @@ notebook sources and instructors' docs (exercises/infNN/notebook.py, docs/adding
 The stubs in exercises/ are generated afresh from the marked solutions (the stub generator), so edits
 in the instructor's exercises/ never leak. In Markdown files, lines of code blocks that run the reference
 (`--impl solutions`, `IMPL=solutions`) or are marked `(instructors)`, and `<!-- instructors -->` ...
-`<!-- /instructors -->` blocks, are dropped. The release's own tests (`make test`) skip the checks that
+`<!-- /instructors -->` blocks, are dropped. In the Makefile, comment lines marked `(instructors)` and the
+targets whose `##` help says `(instructors)` are dropped. The release's own tests (`make test`) skip the checks that
 need solutions/.
 """
 from __future__ import annotations
@@ -56,6 +57,29 @@ def student_markdown(text: str) -> str:
     return "".join(out)
 
 
+_RULE = re.compile(r"^([A-Za-z][\w-]*):")
+
+
+def student_makefile(text: str) -> str:
+    """The Makefile as students get it (see the module docstring)."""
+    out, dropped, skipping = [], [], False
+    for line in text.splitlines(keepends=True):
+        rule = _RULE.match(line)
+        if rule and not line.startswith(".PHONY"):
+            skipping = "##" in line and "(instructors)" in line.split("##", 1)[1]
+            if skipping:
+                dropped.append(rule.group(1))
+        elif skipping and not line.startswith("\t"):
+            skipping = False
+            if not line.strip():
+                continue                           # the blank line after a dropped rule
+        if skipping or line.lstrip().startswith("#") and "(instructors)" in line:
+            continue
+        out.append(line)
+    return "".join(re.sub(r"^(\.PHONY:.*)$", lambda m: " ".join(w for w in m.group(1).split() if w not in dropped),
+                          line) if line.startswith(".PHONY") else line for line in out)
+
+
 def build(dest: Path, root: Path = ROOT, autograder: bool = False, grader_args: str = "") -> list[str]:
     """Write the release into `dest` (absent or empty); returns the files written, relative to it.
     `grader_args` (with `autograder`): extra `python -m grading` arguments for run_autograder."""
@@ -76,6 +100,9 @@ def build(dest: Path, root: Path = ROOT, autograder: bool = False, grader_args: 
         if rel.endswith(".md"):
             path = dest / rel
             path.write_text(student_markdown(path.read_text(encoding="utf-8")), encoding="utf-8")
+        elif rel == "Makefile":
+            path = dest / rel
+            path.write_text(student_makefile(path.read_text(encoding="utf-8")), encoding="utf-8")
     workflow = dest / ".github" / "workflows" / "classroom.yml"        # GitHub Classroom runs it
     workflow.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(root / "grading" / "classroom.yml", workflow)

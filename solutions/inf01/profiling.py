@@ -23,7 +23,7 @@ from lab.hardware import device as default_device, synchronize
 # BEGIN SOLUTION
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 # END SOLUTION
 
 PHASES = ("prefill", "decode")
@@ -127,7 +127,7 @@ def profile_prefill_decode(model: torch.nn.Module, prompt_ids: list[int] | torch
 
     model:      a `lab.model.LlamaModel` (it has `.config`), on any device, in any dtype.
     prompt_ids: 1-D token ids of one prompt.
-    Each profiled run starts from a fresh `lab.cache.StaticCache(model.config, 1, len(prompt) + 1, ...)`
+    Each profiled run starts from a fresh `lab.cache.DynamicCache(model.config, 1, len(prompt) + 1, ...)`
     in the model's dtype and device: the prefill is `model(ids [1, P], cache=cache, last_only=True)` and
     picks the argmax token; the decode step feeds that token ([1, 1]) back with the same cache. Wrap each
     phase in `torch.profiler.record_function(name)` and synchronize inside it, so its label spans its
@@ -142,7 +142,7 @@ def profile_prefill_decode(model: torch.nn.Module, prompt_ids: list[int] | torch
     ids = ids[None]
 
     def prefill_then_decode() -> None:
-        cache = StaticCache(model.config, 1, ids.shape[1] + 1, dtype=param.dtype, device=param.device)
+        cache = DynamicCache(model.config, 1, ids.shape[1] + 1, dtype=param.dtype, device=param.device)
         with record_function("prefill"):
             next_id = model(ids, cache=cache, last_only=True)[:, -1].argmax(-1, keepdim=True)   # [1, 1]
             synchronize(param.device)

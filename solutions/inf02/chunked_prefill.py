@@ -18,7 +18,7 @@ def chunked_prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache, chu
 
     model:      a `lab.model.LlamaModel`.
     prompt_ids: int64 [batch, prompt_len] (same length for every sequence, no padding).
-    cache:      a KV cache in the model's dynamic mode (e.g. `lab.cache.StaticCache`), empty or already
+    cache:      a KV cache in the model's dynamic mode (e.g. `lab.cache.DynamicCache`), empty or already
                 holding earlier tokens of these sequences; the prompt continues after them.
     chunk_size: the most tokens one forward may take (>= 1); the last chunk may be shorter.
     last_only:  return only the last position's logits.

@@ -45,7 +45,7 @@ def measure_latency(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     model:      a `lab.model.LlamaModel` (or anything with its call signature and a parameter).
     prompt_ids: 1-D token ids of one prompt.
     cache:      an empty KV cache in the model's dynamic mode (`lab.model.Cache`), e.g.
-                `lab.cache.StaticCache(model.config, 1, len(prompt_ids) + max_new_tokens)`.
+                `lab.cache.DynamicCache(model.config, 1, len(prompt_ids) + max_new_tokens)`.
     clock, synchronize: the clock to read and the function that waits for queued device work (default:
                 `lab.hardware.synchronize` on the model's device). Call synchronize() right before *every*
                 clock read.

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.cache import StaticCache
+from lab.cache import DynamicCache
 from lab.fake_clock import FakeDevice
 from lab.hardware import Peaks
 from lab.impl import Topic
@@ -29,11 +29,11 @@ def test_hidden_chunked_prefill_gqa_batch_after_prefix(rng):
     ids = torch.randint(config.vocab_size, (batch, prompt_len), generator=rng)
     prefix = torch.randint(config.vocab_size, (batch, prefix_len), generator=rng)
     total = prefix_len + prompt_len
-    want_cache = StaticCache(config, batch, total)
+    want_cache = DynamicCache(config, batch, total)
     with torch.no_grad():
         model(prefix, cache=want_cache)
         want = model(ids, cache=want_cache)
-    cache = StaticCache(config, batch, total)
+    cache = DynamicCache(config, batch, total)
     with torch.no_grad():
         model(prefix, cache=cache)
     fed = []
@@ -57,7 +57,7 @@ def test_hidden_phase_estimate_float32_batched_decode(rng):
     model = random_lab_model(config, rng)
     model.attention = naive_attention
     batch, past_len, num_tokens = pick(rng, 2, 5), pick(rng, 20, 60), 1
-    cache = StaticCache(config, batch, past_len + num_tokens)
+    cache = DynamicCache(config, batch, past_len + num_tokens)
     with torch.no_grad():
         model(torch.randint(config.vocab_size, (batch, past_len), generator=rng), cache=cache)
         with FlopCounterMode(display=False) as counter:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import ConcatCache, Recording, no_cache_greedy, pick, raises, random_config, random_lab_model
+from lab.testing import ConcatCache, Recording, greedy_alone, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf10")
 
@@ -73,7 +73,7 @@ def test_hidden_decode_edge_lengths(rng, case):
     prompt_len = 1 if case == "one-token-prompt" else pick(rng, 30, 60) | 1
     prompt = torch.randint(config.vocab_size, (prompt_len,), generator=rng).tolist()
     num_new = {"one-token-prompt": 12, "one-new-token": 1, "eos-late": 14}[case]
-    reference = no_cache_greedy(model.model, prompt, num_new)
+    reference = greedy_alone(model.model, prompt, num_new)[0]
     eos = reference[-2] if case == "eos-late" else None
     want = reference[:reference.index(eos) + 1] if eos is not None else reference
     got = impl.decode.kv_cache_decode(model, prompt, num_new, eos_token_id=eos)
