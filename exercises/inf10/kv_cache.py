@@ -36,7 +36,7 @@ class KVCache:
                in __init__ and never replaced (slots past the stored length hold anything).
       lengths: list of num_layers ints, the tokens stored in each layer.
       max_len: as given.
-    Raises ValueError if batch or max_len is not positive. Hints: the lesson (README.md, "Hints").
+    Raises ValueError if batch or max_len is not positive. Hints: README.md, "Hints".
     """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype = torch.float32,

@@ -64,7 +64,7 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     Raises ValueError for an empty prompt, a negative max_new_tokens, or a max_len too small to hold
     the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model
     (checked even when max_new_tokens is 0, which returns [] without running it).
-    Hints: the lesson (README.md, "Hints").
+    Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     dtype, device = _model_dtype_device(model)
