@@ -52,7 +52,7 @@ class KVCache:
 
     @property
     def seq_len(self) -> int:
-        """Tokens stored per sequence so far: 0 for a new cache, then the total fed through every layer.
+        """Tokens stored per sequence so far (0 for a new cache).
 
         The model reads it once per forward, before layer 0, as the position of the first new token; it must
         also be right between forwards (every layer then holds the same number of tokens).
