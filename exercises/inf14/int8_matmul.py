@@ -74,9 +74,10 @@ def w8a8_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, out_ptr, M, N, K, stride
     x: [M, K] int8 (row stride stride_xm, columns contiguous); w: [N, K] int8 (row stride stride_wn);
     x_scale: [M] float32; w_scale: [N] float32; out: [M, N] (row stride stride_om), any float dtype.
     The 1-D grid has cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N) programs, each owning one tile; which program
-    takes which tile is yours (GROUP_M is there for an order that keeps shared w tiles in L2). The sums
-    over K are exact int32 (int8 tensor cores); the scales are applied once per output, in float32, and
-    only the tile's entries inside [M, N] are written. Any M, N, K >= 1 (not multiples of the blocks).
+    takes which tile is yours (GROUP_M is there for an order that keeps shared w tiles in L2).
+    out[m, n] = x_scale[m] * w_scale[n] * (sum_k x[m, k] * w[n, k], exact in int32 on int8 tensor cores),
+    the scaling in float32, cast to out's dtype; only entries inside [M, N] are written. Any M, N, K >= 1
+    (not multiples of the blocks).
     Hints: README.md, "Hints".
     """
     raise NotStarted("inf14: implement w8a8_kernel")
