@@ -58,8 +58,9 @@ def greedy_generate(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     eos_token_id:  if given, stop right after generating it (it is included in the result).
 
     Every step runs the model on the *whole* sequence so far (prompt + tokens generated) and takes the
-    argmax of the last position's logits: no cache, no sampling, batch size 1.
-    Hint: `torch.cat` the chosen token onto the sequence; `.item()` turns a 0-d tensor into an int.
+    argmax of the last position's logits: no cache, no sampling, batch size 1. The ids go to the model on
+    the device of its parameters. Returns a list of Python ints. Raises ValueError for an empty or
+    non-1-D prompt. Hints: README.md, "Hints".
     """
     raise NotStarted("inf00: implement greedy_generate")
 
@@ -70,9 +71,9 @@ def timed_generate(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor,
     """Greedy generation as in `greedy_generate` (no eos stop), with prefill and each decode step timed.
 
     Returns a `GenerationTiming`: ttft_s covers the first forward (over the prompt) up to the first
-    token being known on the host; each step_s entry covers one later forward up to its token.
-    Device work is asynchronous: synchronize (`lab.hardware.synchronize`) before reading the clock,
-    or a GPU timer measures only the launch. Use `time.perf_counter()`.
-    Hint: the same loop as greedy_generate, with a clock read around each forward.
+    token being known on the host; each step_s entry covers one later forward up to its token, and
+    nothing from an earlier step. Seconds of wall-clock time; on a GPU each time must include the
+    device's work, not only its launch (device work is asynchronous). Raises ValueError when
+    max_new_tokens < 1 (there is no first token to time) and for a prompt greedy_generate refuses.
     """
     raise NotStarted("inf00: implement timed_generate")

@@ -19,11 +19,10 @@ from .utilization import measure_seconds
 def copy_bandwidth(num_bytes: int, device: torch.device | str | None = None, repeats: int = 10) -> float:
     """Bytes per second of `dst.copy_(src)` for float32 buffers of `num_bytes` bytes each on `device`.
 
-    Count both sides: a copy reads num_bytes and writes num_bytes. Allocate (and fill) both buffers once,
-    before timing; time only the copies, with the device synchronized (use `measure_seconds`: one warm-up
-    copy touches every page of `dst`, the median of `repeats` copies is the figure).
+    Returns 2 * num_bytes (a copy reads num_bytes and writes num_bytes) divided by the median seconds of
+    `repeats` synchronized copies after one warm-up copy (`measure_seconds`). Only the copies are timed:
+    no allocation or filling inside the timed calls, and `src` holds real values, not untouched memory.
     num_bytes: a positive multiple of 4 (float32 elements); ValueError otherwise.
-    device:    default lab.hardware.device() (the GPU when there is one).
-    Hint: `torch.empty(num_bytes // 4, device=device).uniform_()`; `torch.empty_like(src)`.
+    device:    default lab.hardware.device() (the GPU when there is one). Hints: README.md, "Hints".
     """
     raise NotStarted("inf01: implement copy_bandwidth")

@@ -69,14 +69,13 @@ def profile_ops(fn: Callable[[], object], *, device_type: str | None = None, top
 
     device_type: "cuda" records CPU and CUDA activity and ranks by self device time; "cpu" records the
                  CPU only and ranks by self CPU time. Default: lab.hardware.device().type.
-    top_k:       how many operators to keep (None: all). Must be >= 1.
-    trace_path:  where to write the Chrome trace (`prof.export_chrome_trace`), or None for no trace.
-    Keep only operator rows: skip `record_function` labels (`evt.is_user_annotation`, they go to
-    `phase_s` instead) and, on a GPU, the kernel rows themselves (`evt.device_type` is not CPU), whose
-    time is already the self device time of the operator that launched them. Ask the profiler to count
-    FLOPs, and synchronize before the profiled region ends, or the last kernels fall outside it.
-    Hint: `prof.key_averages()` gives one row per operator name with `count`, `flops`,
-    `self_cpu_time_total` and `self_device_time_total`, in microseconds.
+    top_k:       how many operators to keep (None: all); ValueError unless >= 1 or None.
+    trace_path:  where to write the Chrome trace, or None for no trace (returned as a Path, or None).
+    `ops` holds operator rows only, one per operator name: not the `record_function` labels (they give
+    `phase_s` instead) and, on a GPU, not the kernel rows themselves, whose time is already the self
+    device time of the operator that launched them. `flops` is what the profiler counts when asked to
+    count FLOPs. The profiled region must hold all the device work that `fn` queued.
+    Hints: README.md, "Hints" (where the profiler keeps one row per operator, and what to skip).
     """
     raise NotStarted("inf01: implement profile_ops")
 
@@ -90,11 +89,11 @@ def profile_prefill_decode(model: torch.nn.Module, prompt_ids: list[int] | torch
 
     model:      a `lab.model.LlamaModel` (it has `.config`), on any device, in any dtype.
     prompt_ids: 1-D token ids of one prompt.
-    Each profiled run starts from a fresh `lab.cache.DynamicCache(model.config, 1, len(prompt) + 1, ...)`
-    in the model's dtype and device: the prefill is `model(ids [1, P], cache=cache, last_only=True)` and
-    picks the argmax token; the decode step feeds that token ([1, 1]) back with the same cache. Wrap each
-    phase in `torch.profiler.record_function(name)` and synchronize inside it, so its label spans its
-    device work. Returns `profile_ops(...)` of that run (one warm-up run first).
-    Hint: build the cache inside the function you hand to `profile_ops`, so every run starts empty.
+    Each profiled run (the warm-up and the profiled one) starts from a fresh, empty
+    `lab.cache.DynamicCache(model.config, 1, len(prompt) + 1, ...)` in the model's dtype and device: the
+    prefill is `model(ids [1, P], cache=cache, last_only=True)` and picks the argmax token; the decode step
+    feeds that token ([1, 1]) back with the same cache. `phase_s` has "prefill" and "decode", each label
+    spanning its phase's device work. Returns `profile_ops(...)` of that run (one warm-up run first),
+    ranked on the model's device type. Raises ValueError for an empty or non-1-D prompt.
     """
     raise NotStarted("inf01: implement profile_prefill_decode")

@@ -49,8 +49,8 @@ class Utilization:
 def utilization(flops: float, num_bytes: float, seconds: float, peaks: Peaks) -> Utilization:
     """MFU and MBU of work that did `flops` FLOPs and moved `num_bytes` bytes in `seconds`.
 
+    Returns a Utilization holding the three inputs as given and mfu, mbu as its docstring defines them.
     Raises ValueError if seconds <= 0 or a count is negative (a clear message, not a ZeroDivisionError).
-    Hint: both are "achieved rate / peak rate"; the peaks are per second.
     """
     raise NotStarted("inf01: implement utilization")
 
@@ -65,7 +65,7 @@ def measure_seconds(fn: Callable[[], object], *, warmup: int = 2, repeats: int =
                  is one). Call it right before *every* clock read: device work is asynchronous, and an
                  unsynchronized timer measures the launch, not the work.
     Warm-up calls absorb one-time costs (allocation, cuBLAS setup, compilation); the median ignores a
-    call that a noisy neighbour slowed down. Raises ValueError if repeats < 1 or warmup < 0.
-    Hint: time each call on its own, then `statistics.median`.
+    call that a noisy neighbour slowed down. Each timed call is timed on its own (not the total divided
+    by repeats). Raises ValueError if repeats < 1 or warmup < 0. Hints: README.md, "Hints".
     """
     raise NotStarted("inf01: implement measure_seconds")

@@ -25,8 +25,8 @@ def chunked_prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache, chu
     chunk_size: the most tokens one forward may take (>= 1); the last chunk may be shorter.
     last_only:  return only the last position's logits.
     Returns the logits [batch, prompt_len, vocab_size] ([batch, 1, vocab_size] with last_only), equal to
-    `model(prompt_ids, cache=cache)` in one forward. Raises ValueError on chunk_size < 1 or a prompt that is
-    not 2-D and non-empty.
-    Hint: the model finds each chunk's positions and causal mask from `cache.seq_len`.
+    `model(prompt_ids, cache=cache)` in one forward (up to float rounding); afterwards the cache holds the
+    prompt after its earlier tokens, as one forward would leave it. Raises ValueError on chunk_size < 1
+    or a prompt that is not 2-D and non-empty, before any forward. Hints: README.md, "Hints".
     """
     raise NotStarted("inf02: implement chunked_prefill")

@@ -50,10 +50,10 @@ def measure_latency(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     clock, synchronize: the clock to read and the function that waits for queued device work (default:
                 `lab.hardware.synchronize` on the model's device). Call synchronize() right before *every*
                 clock read.
-    The prefill is one forward over the whole prompt, `model(ids [1, P], cache=cache, last_only=True)`,
-    then the argmax; each decode step feeds only the last token ([1, 1]) with the same cache. TTFT ends
-    when the first token is known on the host (`int(...)`), each TBT entry when its token is.
-    Raises ValueError if max_new_tokens < 1 or the prompt is empty.
-    Hint: the loop of inf00's timed_generate, but the cache means each step feeds one token.
+    The prefill is one forward over the whole prompt ([1, P] ids) with `cache`, then the argmax of the
+    last position's logits; each decode step is one forward over only the newest token ([1, 1]) with
+    the same cache. TTFT ends when the first token is known on the host, each TBT entry when its token
+    is; each starts just before its own forward. No eos stop: exactly max_new_tokens tokens.
+    Raises ValueError if max_new_tokens < 1 or the prompt is empty or not 1-D. Hints: README.md, "Hints".
     """
     raise NotStarted("inf02: implement measure_latency")

@@ -43,8 +43,8 @@ def roofline_estimate(flops: float, num_bytes: float, peaks: Peaks) -> RooflineE
 
     peaks: `lab.hardware.Peaks` (measured with `lab.hardware.peaks()`, or made up for a machine you do
            not have): copy_bytes_per_s and matmul_flops_per_s.
-    Raises ValueError if flops < 0 or num_bytes <= 0.
-    Hint: compute and memory overlap on real hardware, so the floor is a max, not a sum.
+    Returns a RooflineEstimate with flops and num_bytes as given and the other fields as its docstring
+    defines them. Raises ValueError if flops < 0 or num_bytes <= 0.
     """
     raise NotStarted("inf02: implement roofline_estimate")
 
@@ -62,6 +62,8 @@ def phase_estimate(config: ModelConfig, num_tokens: int, peaks: Peaks, past_len:
     - bytes: every matmul weight and RMSNorm weight once (2 * num_layers + 1 norms of hidden_size), plus
       per sequence the cached K/V of past_len tokens read and the new tokens' K/V written
       (2 * num_layers * num_kv_heads * head_dim values per token).
-    Hint: the output head is vocab_size x hidden_size matmul weights even when tied to the embedding.
+    The output head counts as vocab_size x hidden_size matmul weights even when tied to the embedding.
+    Returns `roofline_estimate` of those counts. Raises ValueError unless num_tokens >= 1, past_len >= 0
+    and batch >= 1.
     """
     raise NotStarted("inf02: implement phase_estimate")

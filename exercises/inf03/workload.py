@@ -59,11 +59,8 @@ class LengthDistribution:
         return cls("lognormal", low, high, median=median, sigma=sigma)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[int]:
-        """`n` lengths drawn with `rng`, as Python ints in [low, high].
-
-        Hint: `rng.integers(low, high, size=n, endpoint=...)`, `rng.lognormal(mean, sigma, size=n)` (its
-        `mean` is the mean of the log), `np.clip`, `np.rint`.
-        """
+        """`n` lengths drawn with `rng` (and no other random source), as a list of Python ints in [low, high],
+        distributed as the class docstring says for this kind. Hints: README.md, "Hints"."""
         raise NotStarted("inf03: implement LengthDistribution.sample")
 
     def to_dict(self) -> dict:

@@ -29,8 +29,7 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     dtype: torch.float32, torch.bfloat16 or torch.float16; anything else raises ValueError.
     returns: the copy, on the model's device, in eval mode. A weight shared by two modules (the tied
              embedding and output head) stays shared: one tensor, counted once. Buffers may keep their
-             dtype (the model's only one, RoPE's frequencies, must stay fp32 anyway).
-    Hint: `copy.deepcopy` keeps ties (it copies a shared tensor once); `nn.Module.to(dtype)` casts.
+             dtype (the model's only one, RoPE's frequencies, must stay fp32 anyway). Hints: README.md, "Hints".
     """
     raise NotStarted("inf11: implement cast_model")
 
@@ -39,7 +38,6 @@ def weight_bytes(model: nn.Module) -> int:
     """Bytes of the model's parameters, each distinct tensor counted once (a tied weight is one tensor).
 
     Example: SmolLM2-135M holds 134,515,008 parameters, 538,060,032 bytes in fp32 (its 49,152 x 576
-    output head is the embedding, not a copy of it).
-    Hint: `model.parameters()` already skips a parameter it has yielded; `numel() * element_size()`.
+    output head is the embedding, not a copy of it). Buffers are not counted.
     """
     raise NotStarted("inf11: implement weight_bytes")

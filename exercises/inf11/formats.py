@@ -40,7 +40,7 @@ def float_format(exponent_bits: int, mantissa_bits: int) -> FloatFormat:
 
     exponent_bits: e >= 2; mantissa_bits: m >= 1 (stored fraction bits, the implicit leading 1 not counted).
     fp32 is (8, 23), bf16 (8, 7), fp16 (5, 10), float8_e5m2 (5, 2). The all-ones exponent holds inf/NaN.
-    Raises ValueError for widths out of range.
-    Hint: bias = 2^(e-1) - 1; the largest finite value has exponent `bias` and every fraction bit set.
+    The values are Python floats, equal to torch.finfo's max, tiny and eps for the formats torch has.
+    Raises ValueError for widths out of range. Hints: README.md, "Hints".
     """
     raise NotStarted("inf11: implement float_format")

@@ -23,9 +23,9 @@ def residual_absmax(model: nn.Module, input_ids: torch.Tensor) -> list[float]:
     model:     a `lab.model.LlamaModel` (its decoder layers are `model.layers`).
     input_ids: [batch, num_tokens] int64.
     returns:   num_layers Python floats; entry i is max |output of model.layers[i]|.
-    The model must be left as it was: remove whatever you attach to it, even if the forward fails.
-    Hint: `layer.register_forward_hook(fn)` calls fn(module, inputs, output) and returns a handle with
-    `.remove()`; run one forward with `try`/`finally`.
+    One forward of the model, unchanged in what it computes. The model must be left as it was: remove
+    whatever you attach to it, even if the forward fails (its exception then reaches the caller).
+    Hints: README.md, "Hints".
     """
     raise NotStarted("inf11: implement residual_absmax")
 
@@ -36,7 +36,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     x:      [..., hidden] in fp32, bf16 or fp16.
     weight: [hidden], same dtype as x.
     returns [..., hidden] in x's dtype: normalized in fp32, rounded to x's dtype, then scaled by weight
-            (as `lab.model.RMSNorm` does, which is what Hugging Face's Llama does too).
-    Hint: squaring 24,600 in fp16 is inf; in fp32 it is 6.0e8, nowhere near fp32's 3.4e38.
+            (as `lab.model.RMSNorm` does, which is what Hugging Face's Llama does too). The statistics
+            must not overflow for any finite input, fp16's 65,504 included. x is not modified.
     """
     raise NotStarted("inf11: implement rms_norm")

@@ -29,12 +29,11 @@ def make_decode_step(model: LlamaModel, cache: StaticCache) -> DecodeStep:
       token_ids       [B, 1] int64, the newest token of each of the cache's B sequences;
       cache_position  [1] int64 tensor on the model's device: the slot (= position) the token goes in;
       logits          [B, vocab_size] in the model's dtype, for the token after it.
-    The step writes the token's K/V into `cache` in place (lab.model's static mode: pass cache_position),
-    so nothing in it depends on a Python number that changes from step to step, and no gradient is kept.
-    CUDA graphs replay fixed memory addresses: mark the cache's buffers (`cache.k`, `cache.v`) as static
-    with `torch._dynamo.mark_static_address`, or every replay copies them.
-    Raises ValueError if `cache` is not a static cache (one with `max_len`).
-    Hint: `model(token_ids, cache=cache, cache_position=cache_position, last_only=True)[:, -1]`.
+    The step writes the token's K/V into `cache` in place at slot cache_position (lab.model's static
+    mode), so nothing in it depends on a Python number that changes from step to step, and it keeps no
+    gradient. CUDA graphs replay fixed memory addresses: the cache's buffers (`cache.k`, `cache.v`) must
+    be known to the compiler as static addresses, or every replay copies them.
+    Raises ValueError if `cache` is not a static cache (one with `max_len`). Hints: README.md, "Hints".
     """
     raise NotStarted("inf13: implement make_decode_step")
 
@@ -44,11 +43,10 @@ def compile_decode_step(step: DecodeStep, mode: str = "default") -> DecodeStep:
 
     "default" fuses kernels with Inductor; "reduce-overhead" adds CUDA graphs (GPU only: on a CPU it is
     the same as "default"); "max-autotune" also benchmarks kernel variants (slow to compile).
-    Ask for the whole step as one graph, so that a graph break is an error you see rather than a silent
-    slow path, and for static shapes: every call has the same shapes, nothing should be symbolic.
+    The whole step must compile as one graph, so that a graph break raises an error you see rather than
+    running a silent slow path, with static shapes: every call has the same shapes, nothing symbolic.
     Compilation is lazy: it happens on the first call, not here.
-    Raises ValueError for an unknown mode.
-    Hint: `torch.compile(..., fullgraph=..., dynamic=...)`.
+    Raises ValueError for an unknown mode. Hints: README.md, "Hints".
     """
     raise NotStarted("inf13: implement compile_decode_step")
 
@@ -64,7 +62,7 @@ def greedy_decode(step: DecodeStep, token_ids: torch.Tensor, start_position: int
     Keep everything on the device: a `.item()` or `.tolist()` per step makes the host wait for the GPU
     every token. Advance the position as a tensor (a new Python int each step would be a new constant
     for the compiler).
-    Raises ValueError if token_ids is not [B, 1], or start_position or num_steps is negative.
-    Hint: `cache_position = torch.tensor([start_position], device=...)`, then `+ 1` after each step.
+    num_steps=0 returns an empty [B, 0] tensor. Raises ValueError if token_ids is not [B, 1], or
+    start_position or num_steps is negative. Hints: README.md, "Hints".
     """
     raise NotStarted("inf13: implement greedy_decode")

@@ -42,10 +42,9 @@ def int8_matmul(xq: torch.Tensor, wq: torch.Tensor) -> torch.Tensor:
     """The exact int32 products xq @ wq.T: xq [M, K] int8, wq [N, K] int8 -> [M, N] int32.
 
     Every entry must equal the true integer sum of K int8 products (tests use K past 1,040, where a float32
-    accumulator starts to round, and values of ±127).
-    Hint: `torch._int_mm(a, b)` is torch's int8 GEMM (int8 [M, K] x int8 [K, N] -> int32) and runs on any
-    CPU shape; on CUDA it refuses M <= 16 and K or N not multiples of 8, where float64 (53-bit mantissa)
-    still holds every such sum exactly.
+    accumulator starts to round, and values of ±127), for every M, K, N >= 1, on a CPU and on CUDA, on
+    the device of the inputs. Raises ValueError unless both are 2-D int8 with the same K.
+    Hints: README.md, "Hints" (which int8 GEMM torch offers, and the shapes it refuses).
     """
     if xq.dtype != torch.int8 or wq.dtype != torch.int8 or xq.dim() != 2 or wq.dim() != 2 \
             or xq.shape[1] != wq.shape[1]:
@@ -59,9 +58,9 @@ def w8a8_matmul(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor, w_sca
     """y ≈ x @ w.T from int8 codes and their scales, in PyTorch (the reference for the Triton kernel).
 
     xq: [M, K] int8, x_scale: [M, 1] float32 (per token); wq: [N, K] int8, w_scale: [N] float32 (per
-    output channel). Returns [M, N] in `out_dtype`: int8_matmul(xq, wq) converted to float32, times
-    x_scale and w_scale (the epilogue, in float32), then cast once.
-    Hint: broadcasting does the epilogue: acc [M, N] * x_scale [M, 1] * w_scale [N].
+    output channel). Returns [M, N] in `out_dtype`: y[m, n] = int8_matmul(xq, wq)[m, n] in float32 times
+    x_scale[m] times w_scale[n] (the epilogue, in float32), then cast once. x_scale may also be [M].
+    Raises ValueError, naming the expected shapes, unless the four tensors fit together.
     """
     _check_w8a8_args(xq, x_scale, wq, w_scale)
     raise NotStarted("inf14: implement w8a8_matmul")
@@ -74,13 +73,12 @@ def w8a8_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, out_ptr, M, N, K, stride
 
     x: [M, K] int8 (row stride stride_xm, columns contiguous); w: [N, K] int8 (row stride stride_wn);
     x_scale: [M] float32; w_scale: [N] float32; out: [M, N] (row stride stride_om), any float dtype.
-    The 1-D grid has cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N) programs; consecutive programs walk GROUP_M
-    row-tiles down one column of tiles before moving right, so the w tiles they share stay in L2.
-    Loop over K in steps of BLOCK_K: load an x tile [BLOCK_M, BLOCK_K] and a w tile seen as
-    [BLOCK_K, BLOCK_N] (w transposed, by pointer arithmetic), masked past K with 0, and accumulate
-    `tl.dot(x, w, acc, out_dtype=tl.int32)` into an int32 [BLOCK_M, BLOCK_N] accumulator. Epilogue:
-    acc to float32, times x_scale (rows) and w_scale (columns), cast to out's dtype, masked store.
-    Hint: Triton's matmul tutorial (03-matrix-multiplication.py) is this kernel in fp16.
+    The 1-D grid has cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N) programs, each owning one tile; which program
+    takes which tile is yours (GROUP_M is there for an order that keeps shared w tiles in L2).
+    out[m, n] = x_scale[m] * w_scale[n] * (sum_k x[m, k] * w[n, k], exact in int32 on int8 tensor cores),
+    the scaling in float32, cast to out's dtype; only entries inside [M, N] are written. Any M, N, K >= 1
+    (not multiples of the blocks).
+    Hints: README.md, "Hints".
     """
     raise NotStarted("inf14: implement w8a8_kernel")
 
@@ -105,12 +103,10 @@ def w8a8_matmul_triton(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor
                        out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """`w8a8_matmul` as one Triton kernel launch (same arguments, same result up to out_dtype rounding).
 
-    Allocate out [M, N] in out_dtype, then launch `w8a8_kernel`: on a CUDA device through
-    `w8a8_kernel_tuned` (it picks the tile sizes), with grid
-    `lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)`; on a CPU
-    (the interpreter) directly with `**INTERPRETER_TILE`. The kernel reads x_scale as [M] and assumes
-    unit stride along K: pass contiguous tensors.
-    Hint: `kernel[grid](xq, x_scale, wq, w_scale, out, M, N, K, xq.stride(0), wq.stride(0), out.stride(0))`.
+    Returns a new [M, N] tensor in out_dtype, computed by one launch of `w8a8_kernel`: on a CUDA device
+    through `w8a8_kernel_tuned` (the autotuner picks the tile sizes), on a CPU (the Triton interpreter)
+    with the tile `INTERPRETER_TILE`. Accepts the inputs w8a8_matmul accepts (x_scale [M, 1] or [M],
+    tensors that are not contiguous) and raises the same ValueErrors. Hints: README.md, "Hints".
     """
     _check_w8a8_args(xq, x_scale, wq, w_scale)
     raise NotStarted("inf14: implement w8a8_matmul_triton")

@@ -25,8 +25,8 @@ from .quantize import dequantize_per_channel, quantize_per_token
 def outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor:
     """The columns k of x [M, K] where any token has |x[m, k]| >= threshold, as sorted int64 indices.
 
-    Returns a 1-D tensor (empty when there is none) on x's device.
-    Hint: `.abs() >= threshold`, `.any(dim=0)`, then `torch.nonzero(...).flatten()`.
+    Returns a 1-D int64 tensor, ascending, without repeats (empty when there is none), on x's device.
+    Raises ValueError unless x is 2-D.
     """
     if x.dim() != 2:
         raise ValueError(f"x must be [num_tokens, in_features], got shape {list(x.shape)}")
@@ -35,14 +35,13 @@ def outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor:
 
 def llm_int8_matmul(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, threshold: float = 6.0) -> torch.Tensor:
     """y ≈ x @ w.T by LLM.int8()'s decomposition. x: [M, K] float; wq: [N, K] int8 and w_scale: [N] float32
-    (the weight quantized per channel); returns [M, N] in x.dtype.
+    (the weight quantized per channel); returns a new [M, N] tensor in x.dtype; x is never modified.
 
-    1. cols = outlier_columns(x, threshold).
-    2. The regular part: x with the outlier columns set to 0, quantized per token (so the outliers no
-       longer set the scales), times wq by `w8a8_matmul` with a float32 output.
-    3. The outlier part, in float32: x[:, cols] @ (the dequantized weight columns wq[:, cols]).T.
-    Sum the two, return in x.dtype. With no outlier columns this is exactly the W8A8 matmul.
-    Hint: `x.clone()` before zeroing columns: never change the caller's tensor.
+    y = (the W8A8 product over the regular columns: x with its outlier columns (`outlier_columns(x,
+    threshold)`) treated as 0, quantized per token, so no outlier sets a token's scale; `w8a8_matmul`'s
+    result in float32) + (x's outlier columns times the dequantized weight columns wq[:, cols], in float32),
+    summed in float32 and cast once to x.dtype. With no outlier column this is exactly the W8A8 matmul.
+    Raises ValueError unless x is [M, K] and wq [N, K] with the same K. Hints: README.md, "Hints".
     """
     if x.dim() != 2 or wq.dim() != 2 or x.shape[1] != wq.shape[1]:
         raise ValueError(f"need x [M, K] and wq [N, K] with the same K; got {list(x.shape)} and {list(wq.shape)}")

@@ -32,8 +32,8 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     scale[n] = max_k |weight[n, k]| / 127 (a row of zeros gets scale 1.0), computed in float32;
     q[n, k] = round(weight[n, k] / scale[n]) (round half to even, as torch.round), an int8 in [-127, 127].
     Then |weight - q * scale[:, None]| <= scale[:, None] / 2 everywhere.
-    Raises ValueError unless weight is a 2-D floating-point tensor.
-    Hint: `.abs().amax(dim=1)`; divide by the scale broadcast as [N, 1]; clamp before `.to(torch.int8)`.
+    Returns new tensors (weight is not modified), on weight's device, for any floating input dtype.
+    Raises ValueError unless weight is a 2-D floating-point tensor. Hints: README.md, "Hints".
     """
     _check_float(weight, "weight", 2)
     if weight.dim() != 2:
@@ -42,8 +42,8 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def dequantize_per_channel(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The float weight [N, K] that codes q [N, K] (int8) and scales [N] stand for: q * scale[:, None],
-    computed in float32 and returned in `dtype`."""
+    """The float weight [N, K] that codes q [N, K] (int8) and scales [N] stand for: q * scale per row,
+    computed in float32 and returned as a new tensor in `dtype`."""
     raise NotStarted("inf14: implement dequantize_per_channel")
 
 
@@ -53,8 +53,8 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     scale = max |x| over the last dimension / 127 (1.0 for a row of zeros), q = round(x / scale) in
     [-127, 127], exactly as `quantize_per_channel` does for a weight's rows; the scale keeps its last
-    dimension (size 1) so that `q * scale` broadcasts back to x's shape.
-    Hint: the same three lines as quantize_per_channel with `keepdim=True`.
+    dimension (size 1) so that `q * scale` broadcasts back to x's shape. x is not modified.
+    Raises ValueError unless x is a floating-point tensor with at least 1 dimension.
     """
     _check_float(x, "x", 1)
     raise NotStarted("inf14: implement quantize_per_token")

@@ -38,8 +38,9 @@ def _check_args(x, wq, w_scale) -> None:
 def int8_linear(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
     """y = x @ (wq * w_scale[:, None]).T in PyTorch: x [M, K] float, wq [N, K] int8, w_scale [N] float32.
 
-    Returns [M, N] in x.dtype. Compute in x.dtype: every int8 value is exact in bf16, fp16 and fp32.
-    Hint: the scale factors out: `F.linear(x, wq.to(x.dtype)) * w_scale.to(x.dtype)`.
+    Returns a new [M, N] tensor in x.dtype, computed in x.dtype (every int8 value is exact in bf16, fp16
+    and fp32). Raises ValueError unless x is a 2-D float [M, K], wq [N, K] int8 and w_scale [N].
+    Hints: README.md, "Hints".
     """
     _check_args(x, wq, w_scale)
     raise NotStarted("inf14: implement int8_linear")
@@ -51,20 +52,17 @@ def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride
     """One program computes out[m, BLOCK_N outputs] for one token m = program_id(0), n block = program_id(1).
 
     x: [M, K] float (row stride stride_xm); w: [N, K] int8 (row stride stride_wn); w_scale: [N] float32;
-    out: [M, N] (row stride stride_om). Loop over K in steps of BLOCK_K: load the x slice [BLOCK_K] and
-    the w tile [BLOCK_N, BLOCK_K] (masked past K with 0), convert both to float32 and add w * x[None, :]
-    into a float32 [BLOCK_N, BLOCK_K] accumulator; after the loop, sum it over K (one reduction, not one
-    per step: a reduction makes the threads wait for each other, and the loop should only stream w).
-    Then multiply by w_scale and store in out's dtype (masked past N). The grid puts the tokens on axis 0,
-    so the programs of one n block run side by side and read the same w tile: from HBM once, then L2.
-    Hint: no tl.dot here: at one token a matmul is a dot product per output, bound by reading w.
+    out: [M, N] (row stride stride_om). Grid: (M, cdiv(N, BLOCK_N)). out[m, n] = w_scale[n] * sum_k
+    x[m, k] * w[n, k], summed in float32 and stored in out's dtype; only n < N is written. Any N, K >= 1
+    (not multiples of the blocks). It must stream the int8 weight once and never write a float copy of it.
+    Hints: README.md, "Hints" (the kernel is bound by reading w: what keeps its loop doing only that).
     """
     raise NotStarted("inf14: implement int8_gemv_kernel")
 
 
 # A GEMV is bound by reading w: each SM needs tens of KB of loads in flight, so either many small
 # programs (N / BLOCK_N of them: 512 for N = 4096 at BLOCK_N = 8) or wide tiles (BLOCK_K int8 = BLOCK_K
-# bytes a row, 16-byte loads). The accumulator holds BLOCK_N * BLOCK_K / (32 * num_warps) floats a thread.
+# bytes a row, 16-byte loads), as many as the registers allow.
 GEMV_CONFIGS = [
     triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
     for bn, bk, w, s in [(4, 1024, 4, 1), (8, 512, 4, 1), (8, 1024, 4, 1), (8, 2048, 8, 1), (16, 1024, 8, 1),
@@ -77,10 +75,10 @@ INTERPRETER_TILE = {"BLOCK_N": 16, "BLOCK_K": 64}   # the Triton interpreter (CP
 def int8_linear_triton(x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
     """`int8_linear` as one launch of `int8_gemv_kernel` (same arguments, same result up to rounding).
 
-    Meant for decode batches (M up to GEMV_MAX_TOKENS). Allocate out [M, N] in x.dtype; on CUDA launch
-    `int8_gemv_kernel_tuned` with grid `lambda meta: (M, triton.cdiv(N, meta["BLOCK_N"]))`; on a CPU (the
-    interpreter) launch `int8_gemv_kernel` with `**INTERPRETER_TILE`. Pass contiguous x and wq.
-    Hint: `kernel[grid](x, wq, w_scale, out, N, K, x.stride(0), wq.stride(0), out.stride(0))`.
+    Meant for decode batches (M up to GEMV_MAX_TOKENS). Returns a new [M, N] tensor in x.dtype: on CUDA
+    through `int8_gemv_kernel_tuned` (the autotuner picks BLOCK_N and BLOCK_K), on a CPU (the Triton
+    interpreter) `int8_gemv_kernel` with the tile `INTERPRETER_TILE`. Accepts inputs that are not
+    contiguous; raises int8_linear's ValueErrors. Hints: README.md, "Hints".
     """
     _check_args(x, wq, w_scale)
     raise NotStarted("inf14: implement int8_linear_triton")
@@ -103,14 +101,14 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
-        """Quantize `linear.weight` per output channel (`quantize_per_channel`) and keep its bias.
-        Hint: detach the weight; the bias (if any) is kept as it is."""
+        """A new Int8Linear holding `linear.weight` quantized per output channel (`quantize_per_channel`)
+        and a copy of its bias (None if it has none), detached from autograd; `linear` is not modified."""
         raise NotStarted("inf14: implement Int8Linear.from_linear")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., K] -> [..., N] in x.dtype: `int8_linear_triton` for up to GEMV_MAX_TOKENS tokens on CUDA,
-        `int8_linear` otherwise; then add the bias.
-        Hint: flatten the leading dimensions to [M, K] and restore them on the way out."""
+        """x [..., K] (any number of leading dimensions) -> [..., N] in x.dtype, plus the bias if any:
+        computed by `int8_linear_triton` when x is on CUDA and holds at most GEMV_MAX_TOKENS tokens in all,
+        by `int8_linear` otherwise."""
         raise NotStarted("inf14: implement Int8Linear.forward")
 
     def extra_repr(self) -> str:

@@ -16,11 +16,11 @@ from lab.config import ModelConfig
 
 
 def matmul_params(config: ModelConfig) -> int:
-    """Weights that take part in a matmul for every token: all projections and the output head.
+    """Weights that take part in a matmul for every token: every layer's projections and the output head.
 
     The embedding table is only indexed (one row per token), so it counts here only as the output head
-    when the two are tied. Example: SmolLM2-135M has 134,515,008 parameters, of which 134,479,872 are matmul weights.
-    Hint: per layer q, k, v, o and the three MLP projections; then the head, vocab_size x hidden_size.
+    when the two are tied. Norm weights are not matmul weights. Example: SmolLM2-135M has 134,515,008
+    parameters, of which 134,479,872 are matmul weights. Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     h, f = config.hidden_size, config.intermediate_size
@@ -34,8 +34,8 @@ def forward_flops(config: ModelConfig, num_tokens: int, past_len: int = 0, batch
     """FLOPs of one forward pass over `num_tokens` new tokens per sequence, `past_len` tokens cached.
 
     Prefill of a prompt of length T: forward_flops(c, T). One decode step at context S (S tokens already
-    cached): forward_flops(c, 1, past_len=S). Each new token attends to past_len + num_tokens key slots.
-    Hint: 2 * tokens * matmul_params, plus attention's 4 * num_heads * head_dim per (token, key) per layer.
+    cached): forward_flops(c, 1, past_len=S). Each new token attends to past_len + num_tokens key slots
+    (dense, as the module docstring counts it). `batch` sequences, each of this shape: the total of all.
     """
     # BEGIN SOLUTION
     keys = past_len + num_tokens
@@ -55,7 +55,8 @@ def weight_bytes(config: ModelConfig, dtype_bytes: int) -> int:
 def kv_cache_bytes(config: ModelConfig, seq_len: int, batch: int = 1, dtype_bytes: int = 2) -> int:
     """Bytes of the K and V of `seq_len` tokens for every layer and KV head, for `batch` sequences.
 
-    Hint: 2 (K and V) * layers * num_kv_heads * head_dim per token.
+    Only the KV heads are stored (grouped-query attention: num_kv_heads, not num_heads), a head_dim vector
+    each, at `dtype_bytes` per value.
     """
     # BEGIN SOLUTION
     return 2 * config.num_layers * config.num_kv_heads * config.head_dim * seq_len * batch * dtype_bytes
@@ -66,7 +67,7 @@ def decode_step_bytes(config: ModelConfig, past_len: int, batch: int = 1, dtype_
     """The fewest bytes one decode step moves: the matmul weights and the norms once, each sequence's
     cached K/V of `past_len` tokens read once, and each sequence's new K/V written once.
 
-    Hint: there are 2 * num_layers + 1 RMSNorm weight vectors of hidden_size each.
+    All at `dtype_bytes` per value. The norms are every RMSNorm weight vector of the model (lab.model).
     """
     # BEGIN SOLUTION
     return _streamed_weight_bytes(config, dtype_bytes) + kv_cache_bytes(config, past_len + 1, batch, dtype_bytes)
@@ -89,7 +90,8 @@ def _streamed_weight_bytes(config: ModelConfig, dtype_bytes: int) -> int:
 
 
 def arithmetic_intensity(flops: int, num_bytes: int) -> float:
-    """FLOPs per byte moved. Below the device's ridge (peak FLOP/s / peak bytes/s) work is memory-bound."""
+    """FLOPs per byte moved (a float). Below the device's ridge (peak FLOP/s / peak bytes/s) work is
+    memory-bound. Raises ValueError when num_bytes is not positive."""
     # BEGIN SOLUTION
     if num_bytes <= 0:
         raise ValueError(f"num_bytes must be positive, got {num_bytes}")

@@ -74,8 +74,10 @@ def time_request(stream: TokenStream, request: Request, *, clock: Callable[[], f
 
     Read the clock once before starting the stream, and once as each token arrives; call synchronize()
     right before *every* clock read (a token may be a device tensor whose work is still queued).
-    Raises ValueError if the stream yields no token or more than request.max_new_tokens.
-    Hint: `for token in stream(request.prompt_ids, request.max_new_tokens): ...`.
+    The stream is called once, as `stream(request.prompt_ids, request.max_new_tokens)`. Returns the
+    request's RequestTiming (prompt_len = len(prompt_ids), num_output_tokens = tokens yielded).
+    Raises ValueError, naming the request, if the stream yields no token or more than
+    request.max_new_tokens. Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     synchronize()
@@ -102,6 +104,7 @@ def summarize_requests(timings: list[RequestTiming], duration_s: float) -> dict:
     output_tokens_per_s (both over duration_s), and ttft_s, tbt_s, e2e_s: `summarize(...).to_dict()` of
     every request's TTFT, of every gap between tokens pooled over all requests, and of every request's
     end-to-end latency. tbt_s is None when no request produced a second token.
+    Raises ValueError on no timings or duration_s <= 0.
     """
     # BEGIN SOLUTION
     if not timings or duration_s <= 0:

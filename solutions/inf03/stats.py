@@ -16,9 +16,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0 <= q <= 100) of `values`, interpolating linearly between closest ranks.
 
     With the values sorted as v[0] <= ... <= v[n-1], the percentile sits at fractional index
-    i = q / 100 * (n - 1): v[floor(i)] + (i - floor(i)) * (v[floor(i) + 1] - v[floor(i)]).
-    Equal to `numpy.percentile(values, q)`. Raises ValueError on no values or q outside [0, 100].
-    Hint: do not call numpy here: the tests compare you with it.
+    i = q / 100 * (n - 1), interpolated linearly between the two values around it. Equal to
+    `numpy.percentile(values, q)` (a float), which is off limits here: the tests compare you with it.
+    `values` is not modified. Raises ValueError on no values or q outside [0, 100].
     """
     # BEGIN SOLUTION
     if not len(values):

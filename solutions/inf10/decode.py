@@ -1,14 +1,11 @@
 """inf10 · Cached decoding: prefill the prompt once, then feed one token per step.
 
-    logits = prefill(model, prompt_ids, cache)         # one forward over the prompt; fills the cache
-    while ...:
-        next_ids = logits.argmax(-1)                    # greedy
-        logits = decode_step(model, next_ids, cache)    # one forward over one token per sequence
-
-Step t now costs a forward over 1 token reading the P + t cached K/V, instead of a forward over P + t
-tokens: the work per generated token no longer grows with the context (only attention's reads do).
-The model places each new token at RoPE position `cache.seq_len` by itself (`lab.model`): the cache's
-length *is* the position of the next token.
+Generation becomes one prefill (a forward over the whole prompt, which fills the cache) and then decode
+steps, each a forward over one token per sequence. Step t now costs a forward over 1 token reading the
+P + t cached K/V, instead of a forward over P + t tokens: the work per generated token no longer grows
+with the context (only attention's reads do). The model places each new token at RoPE position
+`cache.seq_len` by itself: the cache's length *is* the position of the next token. The model's forward
+and its arguments are described at the top of `lab/model.py`.
 """
 from __future__ import annotations
 
@@ -30,7 +27,6 @@ def prefill(model: torch.nn.Module, prompt_ids: torch.Tensor, cache: KVCache) ->
     cache:      an empty KVCache for this model with the same batch and max_len >= prompt_len.
     returns:    logits [batch, vocab_size] at the last prompt position (what predicts the first new token).
     Raises ValueError if prompt_ids is not a non-empty [batch, prompt_len] tensor.
-    Hint: `model(ids, cache=cache, last_only=True)` gives [batch, 1, vocab_size].
     """
     # BEGIN SOLUTION
     if prompt_ids.dim() != 2 or prompt_ids.numel() == 0:
@@ -47,7 +43,6 @@ def decode_step(model: torch.nn.Module, token_ids: torch.Tensor, cache: KVCache)
     cache:     holding every earlier token of each sequence (prompt and generated so far).
     returns:   logits [batch, vocab_size] for the token after `token_ids`.
     The cache grows by one slot; the model attends over all of it.
-    Hint: the model wants [batch, num_tokens] ids.
     """
     # BEGIN SOLUTION
     return model(token_ids[:, None], cache=cache, last_only=True)[:, -1]
@@ -67,8 +62,9 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     max_len:    the cache's capacity in tokens; default prompt_len + max_new_tokens.
     No forward runs for the last new token: nothing would use its logits.
     Raises ValueError for an empty prompt, a negative max_new_tokens, or a max_len too small to hold
-    the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model.
-    Hint: `KVCache(model.config, 1, max_len, dtype, device)`; `int(logits[0].argmax())`.
+    the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model
+    (checked even when max_new_tokens is 0, which returns [] without running it).
+    Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     dtype, device = _model_dtype_device(model)

@@ -35,7 +35,7 @@ class KVCache:
                in __init__ and never replaced (slots past the stored length hold anything).
       lengths: list of num_layers ints, the tokens stored in each layer.
       max_len: as given.
-    Hint: `torch.zeros(shape, dtype=dtype, device=device)` per layer, for K and for V.
+    Raises ValueError if batch or max_len is not positive. Hints: README.md, "Hints".
     """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, dtype: torch.dtype = torch.float32,
@@ -52,9 +52,10 @@ class KVCache:
 
     @property
     def seq_len(self) -> int:
-        """Tokens stored per sequence so far (the model reads it once per forward, before layer 0).
+        """Tokens stored per sequence so far (0 for a new cache).
 
-        Hint: the length of the last layer, which a forward updates last, is the same before and after.
+        The model reads it once per forward, before layer 0, as the position of the first new token; it must
+        also be right between forwards (every layer then holds the same number of tokens).
         """
         # BEGIN SOLUTION
         return self.lengths[-1]
@@ -75,8 +76,7 @@ class KVCache:
         returns: (keys, values), each [batch, num_kv_heads, stored + num_new, head_dim]: *views* of this
                  layer's buffers (slices, no copy), oldest token first.
         Raises ValueError, naming max_len and leaving the cache unchanged, if the new tokens do not fit,
-        or if k or v does not have the buffers' batch, num_kv_heads and head_dim.
-        Hint: write with slice assignment `self.k[layer_idx][:, :, start:end] = k`; return `[:, :, :end]`.
+        or if k or v does not have the buffers' batch, num_kv_heads and head_dim (never broadcast them in).
         """
         # BEGIN SOLUTION
         buf_k, buf_v = self.k[layer_idx], self.v[layer_idx]

@@ -34,12 +34,12 @@ def batched_greedy_generate(model: torch.nn.Module, prompts: Sequence[Sequence[i
     Returns one list of new token ids per prompt, in order: exactly what greedy generation of that
     prompt alone would give.
 
-    Left-pad the prompts (`inf12.padding.left_pad`), prefill the whole batch in one forward into a
-    `lab.cache.DynamicCache(model.config, batch, max_len, dtype, device)`, then decode one token per row
-    per forward: each row's new token goes at its own next position (its prompt length + step), and the
-    attention mask grows by a column of ones. A sequence that has stopped keeps being fed (a static batch
-    cannot shrink); cut its output after its EOS.
-    Hint: keep the tokens on the device and turn them into lists once, at the end.
+    The forwards: one prefill over the whole left-padded batch [batch, width] (each prompt at positions
+    0..len - 1, as `left_pad` gives them), with a `lab.cache.DynamicCache` in the model's dtype and device,
+    then one [batch, 1] forward per new token, each row's token at its own position
+    (its prompt length + step, not the padded width). A sequence that has stopped keeps being fed (a
+    static batch cannot shrink). Raises ValueError for an empty batch, an empty prompt or a negative
+    max_new_tokens, before any forward. Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     if max_new_tokens < 0:

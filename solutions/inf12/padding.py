@@ -21,8 +21,7 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
       attention_mask  1 on the prompt's tokens, 0 on padding (Hugging Face's convention);
       positions       0, 1, ..., len(prompt) - 1 on the prompt's tokens: each prompt starts at
                       position 0 as if it were alone; 0 on padding (masked, never used).
-    Raises ValueError for an empty batch or an empty prompt.
-    Hint: positions are the running count of real tokens minus one: `attention_mask.cumsum(-1) - 1`.
+    Raises ValueError for an empty batch or an empty prompt. Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     if len(prompts) == 0:
@@ -50,7 +49,6 @@ def padding_waste(prompt_lens: Sequence[int], output_lens: Sequence[int]) -> flo
     grid 2 x (4 + 3) = 14 slots, used 5 + 5 = 10, waste 4/14 = 0.286.
     Raises ValueError if the lists differ in length or are empty, a prompt length is < 1 or an output
     length < 0.
-    Hint: count the used slots and the grid's slots; no loop over slots is needed.
     """
     # BEGIN SOLUTION
     if len(prompt_lens) != len(output_lens) or len(prompt_lens) == 0:

@@ -29,9 +29,9 @@ class CompileWatch:
         watch.num_graph_breaks    # graph breaks met while tracing inside the block
         watch.graph_break_reasons # dynamo's reason for each kind of break met inside the block
 
-    Counters are process-wide and only grow: record them on entry and report the differences on exit.
-    `counters["stats"]["unique_graphs"]` counts compiled graphs; `counters["graph_break"]` maps each
-    break reason to how many times it was met.
+    The counters are process-wide: the watch reports only what happened between entering and leaving
+    its block (nested or repeated watches each see their own block), and the reasons without repeats.
+    It does not swallow an exception raised in the block. Hints: README.md, "Hints".
     """
 
     num_graphs: int = 0
@@ -57,10 +57,10 @@ class CompileWatch:
 def graph_break_reasons(fn: Callable, *args) -> list[str]:
     """Why dynamo would cut `fn(*args)` into several graphs: one reason per break, [] for one graph.
 
-    Use `torch._dynamo.explain(fn)(*args)`: it traces fn (without Inductor), and its `break_reasons` hold
-    each break's `.reason` text (e.g. mentioning `print` or `Tensor.item()`).
+    The reasons are dynamo's own texts (e.g. mentioning `print` or `Tensor.item()`), as
+    `torch._dynamo.explain` reports them; fn is traced (not compiled by Inductor) and its result discarded.
     Note: explain resets dynamo, so every function compiled before recompiles on its next call.
-    Hint: pass the plain function, not a torch.compile'd one.
+    Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     return [str(reason.reason) for reason in torch._dynamo.explain(fn)(*args).break_reasons]
