@@ -23,7 +23,8 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (codes int8 [N, K] in [-127, 127], scales fp16 [N]).
 
     scale = fp16(max |w| of the row / 127) (1.0 for a row of zeros; max|w| / 127 raised to at least
-    2**-24, fp16's smallest step, before the rounding, so that no scale is 0); codes = round(w / scale) with that stored fp16 scale, in float32.
+    2**-24, fp16's smallest step, before the rounding, so that no scale is 0); codes = round(w / scale)
+    with that stored fp16 scale, in float32.
     Raises ValueError unless weight is a 2-D float tensor.
     """
     if weight.dim() != 2 or not weight.is_floating_point():
