@@ -45,7 +45,6 @@ def flash_attention_bytes(batch: int, num_heads: int, q_len: int, kv_len: int, h
 
     Returns the total as an int. ValueError unless every size is a positive int (and q_len <= kv_len
     when causal).
-    Hint: tile t's last row is min((t + 1) * block_m, q_len) - 1.
     """
     _check_sizes(batch=batch, num_heads=num_heads, q_len=q_len, kv_len=kv_len, head_dim=head_dim,
                  block_m=block_m, dtype_bytes=dtype_bytes)

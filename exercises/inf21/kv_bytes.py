@@ -27,7 +27,8 @@ def kv_bytes_per_token(config: ModelConfig, dtype: torch.dtype = torch.bfloat16)
 
     config: the model's shape (num_layers, num_kv_heads, head_dim); dtype: of the cached values.
     Example: Llama-3-8B (32 layers, 8 KV heads of 128) in bf16: 131,072 bytes (128 KiB).
-    Hint: `_element_size(dtype)` gives the bytes of one value (and refuses what is not a dtype).
+    Raises ValueError if dtype is not a torch.dtype (`_element_size` above, given, says so and gives the
+    bytes of one value).
     """
     raise NotStarted("inf21: implement kv_bytes_per_token")
 

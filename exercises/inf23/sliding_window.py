@@ -47,7 +47,8 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     (`window_mask`), and the result is softmax(q k^T / sqrt(head_dim)) v over the keys that both `mask`
     and the window allow. One exception makes a ring buffer work: with T == 1 and S <= window every key is
     in the window, in any order. Returns [batch, num_heads, T, head_dim] in q's dtype.
-    Hint: with no mask needed (T == 1, S <= window) pass none: a fused kernel runs fastest without one.
+    Raises ValueError unless q is 4-D, k and v share one 4-D shape, and num_heads % num_kv_heads == 0.
+    Speed counts on a GPU (a decode step against full attention): see the lesson's hints.
     """
     raise NotStarted("inf23: implement sliding_window_attention")
 
@@ -100,8 +101,10 @@ def sliding_window_decode(model: LlamaModel, prompt: list[int], max_new_tokens: 
                           eos_token_id: int | None = None) -> list[int]:
     """Greedy decoding with sliding-window attention and a RingKVCache of `window` slots: the new token ids.
 
-    model: the lab's LlamaModel (its `attention` is restored afterwards); prompt: token ids, not empty.
-    Prefills the prompt once, then feeds one token per step; stops after `eos_token_id` or
-    `max_new_tokens` tokens (0 gives []). Raises ValueError for an empty prompt or window < 1.
+    model: the lab's LlamaModel (its `attention` is restored afterwards, even on error); prompt: token
+    ids, not empty. Batch 1, the cache in the model's dtype and on its device. Prefills the prompt once,
+    then feeds one token per step; stops after `eos_token_id` (included in the result) or
+    `max_new_tokens` tokens (0 gives []). Raises ValueError for an empty prompt, window < 1 or
+    max_new_tokens < 0.
     """
     raise NotStarted("inf23: implement sliding_window_decode")

@@ -28,8 +28,7 @@ def pack_int4(values: torch.Tensor) -> torch.Tensor:
     """Pack 4-bit values [..., K] (uint8 in 0..15, K even) two per byte -> uint8 [..., K / 2].
 
     byte i = values[..., 2i] | values[..., 2i + 1] << 4 (the even element in the low nibble).
-    Raises ValueError if K is odd, the dtype is not uint8, or a value exceeds 15.
-    Hint: slice the even and odd elements with `[..., 0::2]` and `[..., 1::2]`; `<<` and `|` work on uint8.
+    Raises ValueError if K is odd, the dtype is not uint8, or a value exceeds 15. Returns a new tensor.
     """
     if values.dtype != torch.uint8 or values.dim() < 1 or values.shape[-1] % 2:
         raise ValueError(f"pack_int4 needs uint8 values [..., K] with K even, got {values.dtype} {list(values.shape)}")
@@ -41,8 +40,8 @@ def pack_int4(values: torch.Tensor) -> torch.Tensor:
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """The inverse of pack_int4: uint8 [..., K / 2] -> uint8 [..., K] of values in 0..15.
 
-    Hint: `packed & 0xF` and `packed >> 4`, then interleave them back (`torch.stack(..., dim=-1)` and
-    `flatten(-2)`).
+    Element 2i of the result is byte i's low nibble, element 2i + 1 its high nibble. Raises ValueError
+    unless packed is uint8.
     """
     if packed.dtype != torch.uint8:
         raise ValueError(f"packed must be uint8, got {packed.dtype}")
@@ -54,8 +53,9 @@ def quantize_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Ten
 
     See the module docstring: per group, scale = fp16(max|w| / 7) (1.0 for a group of zeros), codes =
     clamp(round(w / scale), -8, 7) computed with that fp16 scale in float32, stored as code + 8, packed.
-    Raises ValueError unless K is a multiple of group_size (and group_size is even).
-    Hint: view the weight as [N, K / group_size, group_size] to get one absmax per group.
+    max|w| / 7 is raised to at least 2**-24 (fp16's smallest step) before the fp16 rounding, so that no
+    scale is 0. Group g of row n is weight[n, g * group_size:(g + 1) * group_size].
+    Raises ValueError unless weight is a 2-D float tensor and K is a multiple of group_size (even).
     """
     if weight.dim() != 2 or not weight.is_floating_point():
         raise ValueError(f"weight must be a 2-D float tensor [N, K], got {weight.dtype} {list(weight.shape)}")
@@ -67,6 +67,5 @@ def quantize_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Ten
 def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor, group_size: int = 32,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The weight [N, K] that packed codes [N, K / 2] and fp16 scales [N, K / group_size] stand for:
-    (nibble - 8) * scale of its group, computed in float32, returned in `dtype`.
-    Hint: unpack, view as [N, K / group_size, group_size], multiply by scales[..., None]."""
+    (nibble - 8) * scale of its group, computed in float32, returned in `dtype`."""
     raise NotStarted("inf24: implement dequantize_int4")

@@ -44,7 +44,7 @@ def convert_model(model: LlamaModel, fmt: str, group_size: int = 32) -> LlamaMod
     with every projection replaced (`model.replace_linears`) by a `QuantizedLinear` quantized from the
     *original* float32 weight, so that the bf16 cast does not round the weights twice.
     Then `converted.weight_bytes()` equals `formats.model_bytes(model.config, fmt, group_size)`.
-    Hint: `dict(model.named_modules())` finds the original linear by the name replace_linears passes.
+    Raises ValueError for an unknown format.
     """
     check_format(fmt)
     raise NotStarted("inf24: implement convert_model")
@@ -53,8 +53,9 @@ def convert_model(model: LlamaModel, fmt: str, group_size: int = 32) -> LlamaMod
 def window_logits(model: nn.Module, token_ids: list[int], window: int = 512) -> torch.Tensor:
     """Float32 logits [num_predictions, vocab] for the eval text, window by window (no overlap), each
     window's last position dropped: row j predicts the token after it, exactly the positions that
-    `lab.eval.perplexity(model, token_ids, window, stride=window)` scores.
-    Hint: `model(chunk[None])[0, :-1].float()` for each chunk of `window` tokens; `torch.cat` them.
+    `lab.eval.perplexity(model, token_ids, window, stride=window)` scores. Windows start at 0, window,
+    2 * window, ...; a last window of one token contributes nothing. Row j's target is
+    `targets_of(token_ids, window)[j]`. No autograd graph is kept.
     """
     raise NotStarted("inf24: implement window_logits")
 
@@ -78,8 +79,9 @@ def memory_quality_table(model: LlamaModel, token_ids: list[int], formats=FORMAT
 
     The float32 logits are the reference (computed once). For each format: convert_model, its window
     logits, then bytes = converted.weight_bytes(), perplexity from its logits (`perplexity_of`), kl and
-    top1 against the reference (`lab.eval.kl_divergence`, `lab.eval.top1_agreement`).
-    Hint: convert one format at a time and drop it before the next: each copy is a whole model.
+    top1 against the reference (`lab.eval.kl_divergence`, `lab.eval.top1_agreement`). `model` is left
+    unchanged; at most one converted copy should be alive at a time (each is a whole model).
+    Raises ValueError for an unknown format, before any work.
     """
     for fmt in formats:
         check_format(fmt)

@@ -46,9 +46,7 @@ def pack_chunks(chunks: Sequence[ScheduledChunk], device: torch.device | str = "
 
     Example: chunks A (start 2, tokens [a2, a3]) and B (start 0, tokens [b0]): input_ids [[a2, a3, b0]],
     positions [[2, 3, 0]], keys [A0 A1 A2 A3 | B0]; a3 sees A0..A3, b0 sees B0 only.
-    Raises ValueError for an empty plan or an empty chunk.
-    Hint: give every query and every key a (chunk number, position) pair; the mask is one comparison
-    of each.
+    Raises ValueError for an empty plan or an empty chunk. All tensors on `device`.
     """
     raise NotStarted("inf30: implement pack_chunks")
 
@@ -65,10 +63,10 @@ class ModelRunner:
     @torch.inference_mode()
     def step(self, plan: StepPlan) -> dict[int, int]:
         """Run one step: drop the preempted requests' K/V, then ONE forward over all chunks (unless the plan
-        has none). Returns {request_id: greedy next token} for every sampling chunk. Count each forward
-        in `self.num_forwards`.
-        Hint: `self.kv.begin_step(...)`, then `self.model(input_ids, positions=..., cache=self.kv,
-        attention_mask=mask, logits_index=sample_index)`.
+        has none). Returns {request_id: greedy next token} for every sampling chunk (an empty dict for an
+        empty plan). Count each forward in `self.num_forwards`. The model reads and writes K/V through
+        `self.kv`, told the step's chunks (`PackedKV.begin_step`) before the forward; the lesson's hints
+        show the model call.
         """
         raise NotStarted("inf30: implement ModelRunner.step")
 

@@ -42,8 +42,7 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
                       offset s % block_size.
     k, v:             [num_tokens, num_kv_heads, head_dim], any float dtype (stored in the cache's dtype).
     slot_mapping:     [num_tokens] integer; a slot of -1 means "padding, store nothing".
-    Raises ValueError on mismatched shapes or a slot outside [-1, num_blocks * block_size).
-    Hint: a view of the cache as [num_blocks * block_size, num_kv_heads, head_dim] is indexed by slot.
+    Returns None. Raises ValueError on mismatched shapes or a slot outside [-1, num_blocks * block_size).
     """
     _check_cache(k_cache, v_cache)
     num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape
@@ -101,8 +100,8 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     scale:        softmax scale, 1 / sqrt(head_dim) when None.
     Returns [num_seqs, num_heads, head_dim] in q's dtype: softmax(q k^T * scale) v over each
     sequence's first context_lens[i] tokens, computed in float32; query head h reads KV head
-    h // (num_heads // num_kv_heads).
-    Hint: the slot of token t of sequence i is block_tables[i, t // block_size] * block_size + t % block_size.
+    h // (num_heads // num_kv_heads). Token t of sequence i is in block block_tables[i, t // block_size] at
+    offset t % block_size. Raises ValueError (as _check_decode_args) when the arguments do not fit.
     """
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens)
     raise NotStarted("inf31: implement paged_attention")
@@ -117,15 +116,16 @@ def paged_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, conte
                         BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, PARTITION: tl.constexpr):
     """One program: sequence s, KV head h, partition p of the context (tokens [p * PARTITION, (p + 1) * PARTITION)).
 
-    Loads the GROUP query heads that share KV head h (rows padded to GROUP_PAD, at least 16 for tl.dot),
-    then walks its partition BLOCK_N tokens at a time: the slot of token t is
-    block_tables[s, t // BLOCK_SIZE] * BLOCK_SIZE + t % BLOCK_SIZE, so K/V rows are loaded straight from
-    the paged cache (strides: stride_kb per block, stride_kt per token, stride_kh per head; head_dim
-    contiguous); tokens at or past context_lens[s] are masked. Online softmax in float32 (running max m,
-    running sum l, accumulator acc [GROUP_PAD, HEAD_DIM]). Writes the partition's normalized output
-    acc / l to part_out[s, h * GROUP + g, p, :] and its log-sum-exp m + log(l) to part_lse[s, h * GROUP + g, p]
-    (-inf for a partition wholly past the context).
-    Hint: scores = tl.dot(q, tl.trans(k)) * scale; give masked scores -inf, but keep m finite.
+    Serves the GROUP query heads h * GROUP + g (g < GROUP) that share KV head h; GROUP_PAD is GROUP
+    rounded up to a power of two, at least 16 (tl.dot's minimum). q: [num_seqs, num_heads, HEAD_DIM]
+    (strides stride_qs, stride_qh). Token t of sequence s is in block block_tables[s, t // BLOCK_SIZE]
+    (row stride stride_bts) at offset t % BLOCK_SIZE; K/V rows are read in place from the paged caches
+    (strides: stride_kb per block, stride_kt per token, stride_kh per head; head_dim contiguous), never
+    copied. Only tokens t < context_lens[s] count; scores are scale * q . k, in float32.
+    Writes, for each g < GROUP, over the partition's tokens: part_out[s, h * GROUP + g, p, :] = softmax(scores)
+    @ V normalized within the partition (float32), and part_lse[s, h * GROUP + g, p] = the natural
+    log-sum-exp of those scores; a partition with no token of the context writes lse -inf (and no NaN).
+    The lesson's hints for the kernel cover the loop and the masking.
     """
     raise NotStarted("inf31: implement paged_decode_kernel")
 
@@ -134,8 +134,10 @@ def paged_decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, block_tables_ptr, conte
 def merge_partitions_kernel(part_out_ptr, part_lse_ptr, out_ptr, num_parts,
                             stride_po_s, stride_po_h, stride_po_p, stride_pl_s, stride_pl_h, stride_os, stride_oh,
                             HEAD_DIM: tl.constexpr, PARTS_PAD: tl.constexpr):
-    """One program: sequence s, query head h. out[s, h] = sum_p w_p * part_out[s, h, p] with
-    w_p = exp(lse_p - max lse) / sum of those (partitions past the context have lse -inf, weight 0)."""
+    """One program: sequence s, query head h. Combines the num_parts partitions' normalized outputs and
+    log-sum-exps into out[s, h, :] (out's dtype): attention over the whole context, as if computed in one
+    piece. Partitions with lse -inf contribute nothing. PARTS_PAD: num_parts rounded up to a power of two
+    (at least 2); padded entries must not count."""
     raise NotStarted("inf31: implement merge_partitions_kernel")
 
 
@@ -161,8 +163,8 @@ def paged_attention_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     num_heads, num_parts], then `merge_partitions_kernel` on (num_seqs, num_heads) into the output.
     head_dim must be a power of two (16 or more) and the cache's last dimension contiguous. On a CUDA
     device launch `paged_decode_kernel` with **CUDA_TILES; on a CPU (the interpreter) with
-    **INTERPRETER_TILES.
-    Hint: GROUP_PAD = max(16, triton.next_power_of_2(num_heads // num_kv_heads)).
+    **INTERPRETER_TILES. Returns [num_seqs, num_heads, head_dim] in q's dtype. Raises ValueError as
+    paged_attention does, and for a head_dim or cache layout the kernel cannot take.
     """
     _check_decode_args(q, k_cache, v_cache, block_tables, context_lens)
     num_blocks, block_size, num_kv_heads, head_dim = k_cache.shape

@@ -1,16 +1,11 @@
 """inf20 · Online softmax: attention computed block by block, never holding a whole row of scores.
 
 softmax(s) v over a row of scores s_1..s_S needs the row's max (for stability) and the sum of exp before
-any output can be normalized, which seems to need the whole row. It does not: keep three running values
-per query row, the max m, the sum l of exp(s - m) and the unnormalized output acc = sum exp(s - m) v, and
-fold in one block of keys at a time. When a block raises the max from m to m', everything gathered so far
-was scaled by exp(-m) instead of exp(-m'), so rescale it by alpha = exp(m - m') first:
-
-    m' = max(m, max_j s_j)          p_j = exp(s_j - m')
-    l' = alpha * l + sum_j p_j      acc' = alpha * acc + sum_j p_j v_j          (alpha = exp(m - m'))
-
-After the last block, out = acc / l, and m + log(l) is the row's log-sum-exp (FlashAttention saves it for
-the backward pass). Only a [block_q, block_k] tile of scores exists at any time: memory O(N), not O(N^2).
+any output can be normalized, which seems to need the whole row. It does not: a few running values per
+query row, corrected whenever a new block of keys raises the row's max, let the keys be folded in one
+block at a time, and the row's log-sum-exp (which FlashAttention saves for the backward pass) falls out
+at the end. Only a [block_q, block_k] tile of scores exists at any time: memory O(N), not O(N^2).
+The lesson (README.md, "Hints") derives the recurrence step by step.
 """
 from __future__ import annotations
 
@@ -48,8 +43,8 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     Returns (out [batch, num_heads, q_len, head_dim] in q's dtype, lse [batch, num_heads, q_len] float32),
     lse being the natural log of each row's sum of exp(scaled scores). Computes in float32 (float64 for
     float64 inputs). Never builds a [q_len, kv_len] tensor: at most [batch, num_heads, block_size, block_size].
-    ValueError on shapes that do not fit (check_attention_args) or block_size < 1.
-    Hint: keep m, l, acc per query row of the tile, and rescale l and acc whenever m grows.
+    Does not modify q, k or v. ValueError on shapes that do not fit (check_attention_args) or block_size < 1.
+    Stuck? The lesson's hints for tiled_attention go from the idea to the shape of the loop.
     """
     check_attention_args(q, k, v, causal)
     if not isinstance(block_size, int) or block_size < 1:

@@ -4,12 +4,9 @@ With num_heads query heads and num_kv_heads KV heads (G = num_heads // num_kv_he
 head h attends with KV head h // G: the group's query heads are consecutive (Llama, Hugging Face and
 the lab's model all number them so). The textbook way repeats each KV head G times
 (`repeat_interleave`) and runs multi-head attention, which writes, then reads, G copies of the whole
-cache: the very bytes GQA exists to save. Here the G query heads of a group are stacked as extra rows
-of one matrix instead, [G * q_len, head_dim], so one matmul per KV head serves the whole group:
-
-    q [B, H, T, D] -> view [B, Hkv, G*T, D];   scores = q @ k^T: [B, Hkv, G*T, S];   out = p @ v
-
-Decode (T = 1) then reads each KV head's S x D keys and values once for G queries, not G times.
+cache: the very bytes GQA exists to save. Here each KV head is multiplied once for its whole group, and
+decode (q_len = 1) reads each KV head's keys and values once for G queries, not G times. The lesson's
+hints (README.md) show how, without a copy.
 """
 from __future__ import annotations
 
@@ -51,10 +48,11 @@ def gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
              a chunk after a cached prefix: q_len < kv_len; decode: q_len == 1) and query i sees keys
              0 .. kv_len - q_len + i. With causal=False every query sees every key.
     returns: [batch, num_heads, q_len, head_dim] in q's dtype; softmax in float32 (float64 for float64).
-    Never materializes K or V repeated to num_heads heads (no repeat_interleave, no expand + copy):
-    the tests watch every tensor your code allocates. Inputs are not modified.
+    Never materializes K or V repeated to num_heads heads (no repeat_interleave, no expand + copy, no
+    broadcasting matmul that copies inside torch): the tests watch every tensor your code allocates, and
+    none may reach half the size of K or V repeated. Inputs are not modified.
     Raises ValueError for shapes that do not fit (message says which), mixed dtypes, or causal q_len > kv_len.
-    Hint: view q as [batch, num_kv_heads, group * q_len, head_dim]; then k and v need no copy at all.
+    The lesson's hints for gqa_attention show the copy-free layout.
     """
     _check_qkv(q, k, v, causal)
     # BEGIN SOLUTION

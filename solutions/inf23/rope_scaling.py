@@ -168,8 +168,10 @@ def llama3_inv_freq(head_dim: int, rope_theta: float, factor: float, low_freq_fa
 def rope_parameters(config: ModelConfig, seq_len: int | None = None) -> tuple[torch.Tensor, float]:
     """The inverse frequencies and attention factor of a config's RoPE, as a released config.json defines them.
 
-    config.rope_scaling: None (plain RoPE) or a dict with "rope_type" (or the older key "type") in
-    ROPE_TYPES and that type's keys (REQUIRED_KEYS; YaRN may add beta_fast, beta_slow, attention_factor).
+    config.rope_scaling: None (plain RoPE) or a dict with "rope_type" (or the older key "type"; neither
+    means "default") in ROPE_TYPES and that type's keys (REQUIRED_KEYS; YaRN may add beta_fast, beta_slow,
+    attention_factor: absent or None means 32.0, 1.0 and yarn_attention_factor(factor)).
+    "dynamic" uses config.max_position_embeddings as its trained length.
     seq_len: the current sequence length, used only by "dynamic" (None = max_position_embeddings).
     Returns (inv_freq float32 [head_dim // 2], attention_factor): attention_factor is YaRN's (or the
     config's "attention_factor" if given) and 1.0 for every other type.
@@ -208,9 +210,9 @@ def use_scaled_rope(model: LlamaModel, rope_scaling: dict | None, seq_len: int |
     Replaces `model.inv_freq` (float32, on the model's device) by the scaled frequencies of
     `model.config` with this rope_scaling, and, when the attention factor f is not 1, wraps
     `model.attention` so every attention logit is multiplied by f ** 2 (what multiplying cos and sin by f
-    does to q.k). Returns the model. Call it after moving the model (`.to()` recomputes model.inv_freq) and
-    call it once only (each call wraps the attention again).
-    Hint: scaling q by f ** 2 before the attention function scales every logit by f ** 2.
+    does to q.k). Modifies `model` in place and returns it. Call it after moving the model (`.to()`
+    recomputes model.inv_freq) and call it once only (each call wraps the attention again).
+    The lesson's hints say how to rescale the logits without touching the attention function's code.
     """
     # BEGIN SOLUTION
     inv_freq, factor = rope_parameters(model.config.with_(rope_scaling=rope_scaling), seq_len)

@@ -38,8 +38,7 @@ def linear_bytes(out_features: int, in_features: int, fmt: str, group_size: int 
 
     Example: a [1536, 576] projection takes 1,769,472 bytes in bf16, 884,736 + 3,072 in int8 and
     442,368 + 55,296 in int4 with groups of 32. Raises ValueError for an unknown format or (int4) a
-    group size that does not divide in_features.
-    Hint: the table in this module's docstring, one line per format.
+    group size that does not divide in_features (check_format, given, raises both).
     """
     check_format(fmt, in_features, group_size)
     # BEGIN SOLUTION
@@ -58,7 +57,9 @@ def model_bytes(config: ModelConfig, fmt: str, group_size: int = 32) -> int:
     Per layer: q_proj [q_size, hidden], k_proj and v_proj [kv_size, hidden], o_proj [hidden, q_size],
     gate_proj and up_proj [intermediate, hidden], down_proj [hidden, intermediate], two norms [hidden].
     Then the embedding [vocab, hidden], the head (same shape, only if not tied) and the final norm.
-    Hint: `linear_bytes` for the projections; the rest at FLOAT_BYTES of fmt, or of BASE_FORMAT for int8/int4.
+    Projections as `linear_bytes` counts them; everything else at FLOAT_BYTES[fmt], or at
+    FLOAT_BYTES[BASE_FORMAT] when fmt is int8 or int4. Returns an exact int. Raises ValueError as
+    linear_bytes does (an unknown format; int4 groups that do not divide a projection's in_features).
     """
     check_format(fmt)
     # BEGIN SOLUTION

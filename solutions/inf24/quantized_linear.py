@@ -20,9 +20,10 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-channel int8 (as in inf14), scales stored in fp16: weight [N, K] float ->
     (codes int8 [N, K] in [-127, 127], scales fp16 [N]).
 
-    scale = fp16(max |w| of the row / 127) (1.0 for a row of zeros); codes = round(w / scale) with that
-    fp16 scale, in float32.
-    Hint: round the scale to fp16 first, then divide by it (converted back to float32).
+    scale = fp16(max |w| of the row / 127) (1.0 for a row of zeros; max|w| / 127 raised to at least
+    2**-24, fp16's smallest step, before the rounding, so that no scale is 0); codes = round(w / scale)
+    with that stored fp16 scale, in float32.
+    Raises ValueError unless weight is a 2-D float tensor.
     """
     if weight.dim() != 2 or not weight.is_floating_point():
         raise ValueError(f"weight must be a 2-D float tensor [N, K], got {weight.dtype} {list(weight.shape)}")
@@ -54,8 +55,8 @@ class QuantizedLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, fmt: str, group_size: int = 32) -> "QuantizedLinear":
         """Quantize `linear.weight` [N, K] to `fmt` ("int8": quantize_int8; "int4": quantize_int4 with
-        group_size). Raises ValueError for a bias (the lab's projections have none) or another format.
-        Hint: detach the weight first."""
+        group_size). The result holds no reference to `linear` or to autograd. Raises ValueError for a
+        bias (the lab's projections have none) or another format."""
         check_format(fmt, linear.in_features, group_size)
         if linear.bias is not None:
             raise ValueError("QuantizedLinear stores bias-free projections, as the lab model's are")
@@ -69,8 +70,8 @@ class QuantizedLinear(nn.Module):
         # END SOLUTION
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The weight [N, K] the codes stand for, in `dtype` (codes times scales, in float32 first).
-        Hint: int8: codes * scales[:, None]; int4: `dequantize_int4`."""
+        """The weight [N, K] the codes stand for, in `dtype` (codes times scales, in float32 first): int8 as
+        quantize_int8 stored it, int4 as quantize_int4 did (group_size of this layer)."""
         # BEGIN SOLUTION
         if self.fmt == "int8":
             return (self.qweight.float() * self.scales.float()[:, None]).to(dtype)

@@ -141,10 +141,12 @@ class Scheduler:
         2. Then, only if nobody was preempted this step: admit waiting requests from the front (FCFS:
            never skip one that does not fit) while budget is left, fewer than max_num_seqs run, and the
            allocator holds room for their first chunk.
-        A chunk is is_sampling when it reaches the request's last known token. Count every preemption in
-        `self.num_preemptions`.
-        Hint: `remaining = len(seq.all_ids) - seq.num_computed`; the chunk's tokens are
-        `seq.all_ids[seq.num_computed : seq.num_computed + num_new]`.
+        Returns a StepPlan: one chunk per scheduled request, running ones first then the admitted ones,
+        each with the next num_new of its all_ids after its num_computed (start_position = num_computed);
+        is_sampling when the chunk reaches the request's last known token; preempted_ids in the order
+        preempted. Admitted requests move from `waiting` to the end of `running`; `num_computed` is not
+        advanced here (update does that). Count every preemption in `self.num_preemptions`.
+        The lesson's hints for schedule give the loop structure.
         """
         # BEGIN SOLUTION
         budget = self.config.max_num_batched_tokens

@@ -77,9 +77,9 @@ class BlockAllocator:
         return -(-num_tokens // self.block_size)
 
     def blocks_needed_to_append(self, seq_id: Hashable, num_tokens: int) -> int:
-        """Free blocks that `append_slots(seq_id, num_tokens)` would take (new blocks plus a copy-on-write).
-
-        Hint: a shared last block with free room costs one block more (its private copy).
+        """Free blocks that `append_slots(seq_id, num_tokens)` would take: the new blocks the longer sequence
+        needs, plus one when num_tokens > 0 and the last block is partly filled and shared (ref count > 1),
+        for its private copy. Raises ValueError for an unknown seq_id.
         """
         seq_len, table = self.seq_lens[self._known(seq_id)], self.tables[seq_id]
         # BEGIN SOLUTION
@@ -92,7 +92,8 @@ class BlockAllocator:
     def can_allocate(self, num_tokens: int, shared_blocks: Sequence[int] = ()) -> bool:
         """Whether `allocate(seq_id, num_tokens, shared_blocks)` would find enough free blocks now.
 
-        Hint: a shared block that is free (ref count 0, kept by a prefix cache) costs a free block too.
+        The blocks past the shared ones come from the free list; a shared block that is itself free
+        (ref count 0, its contents kept by a prefix cache) leaves the free list too, so it counts as well.
         """
         # BEGIN SOLUTION
         num_revived = sum(self.ref_counts[b] == 0 for b in shared_blocks)
@@ -125,8 +126,8 @@ class BlockAllocator:
         prefix cache's hit); each gains a reference (a free one leaves the free list). The rest comes
         from the free list. Raises ValueError for a known seq_id, num_tokens < 0, or shared blocks that
         are out of range, repeated or more than num_tokens needs; OutOfBlocksError if the free blocks do not
-        suffice. Either error leaves the allocator unchanged.
-        Hint: check everything first, then change the counts.
+        suffice. Either error leaves the allocator unchanged. The table is the shared blocks in order, then
+        the new ones.
         """
         if seq_id in self.tables:
             raise ValueError(f"sequence {seq_id!r} already holds blocks: free it first, or use another id")
@@ -158,8 +159,8 @@ class BlockAllocator:
         copies: (src_block, dst_block) pairs the caller must copy in the KV cache *before* writing the
                 new tokens: the copy-on-write of a shared, partly filled last block (empty if none).
         Raises ValueError for an unknown seq_id or num_tokens < 0; OutOfBlocksError, unchanged, if the
-        free blocks do not suffice (check with can_append).
-        Hint: first replace a shared partial last block by a private copy, then add blocks as needed.
+        free blocks do not suffice (check with can_append). A copy-on-write's private block takes the shared
+        block's place in the table, and the shared block loses one reference.
         """
         if not isinstance(num_tokens, int) or num_tokens < 0:
             raise ValueError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
@@ -203,8 +204,9 @@ class BlockAllocator:
 
     def free(self, seq_id: Hashable) -> list[int]:
         """Drop sequence `seq_id`; return the blocks that became free (in the order they joined the free
-        list). Blocks still shared with other sequences stay held. Raises ValueError for an unknown id.
-        Hint: release from the last block to the first, so a prefix's first block is the last evicted.
+        list). Blocks still shared with other sequences stay held. The sequence's blocks are released from
+        its last to its first, so that a prefix cache, evicting from the front of the free list, evicts a
+        prefix's tail before its head. Raises ValueError for an unknown id.
         """
         self._known(seq_id)
         # BEGIN SOLUTION

@@ -26,7 +26,6 @@ def block_hashes(token_ids: Sequence[int], block_size: int, hash_fn: HashFn = de
     key[0] = hash_fn(None, tokens[0:block_size]); key[i] = hash_fn(key[i - 1], tokens of block i), each
     block's tokens as a tuple of ints. Returns len(token_ids) // block_size keys.
     Raises ValueError if block_size < 1.
-    Hint: one loop over the full blocks, carrying the parent key.
     """
     # BEGIN SOLUTION
     if block_size < 1:

@@ -30,15 +30,18 @@ def generate_with_prefix_cache(model: torch.nn.Module, cache: PrefixCache, kv: B
                                max_new_tokens: int, eos_token_id: int | None = None) -> CachedGeneration:
     """Greedy generation of one request through the prefix cache; the same tokens as without it.
 
-    1. Take the longest cached prefix of prompt_ids[:-1] (`cache.acquire_prefix`): the last prompt token is
-       always computed, its logits give the first new token.
-    2. Allocate blocks for the rest of prompt + max_new_tokens (`cache.allocate`); if the pool is short,
-       release what you took and raise RuntimeError("out of KV blocks ...").
-    3. Prefill only the uncached tokens through `kv.view(block_table, num_cached)` (lab.model's `cache`:
-       positions start at num_cached), `commit` the prompt, decode up to max_new_tokens (stop after the
-       EOS, kept), commit every computed token, and release the table last block first.
+    - Reuses the longest cached prefix of prompt_ids[:-1] (`cache.acquire_prefix`; the last prompt token
+      is always computed, its logits give the first new token) and computes K/V for exactly the other
+      prompt tokens, in one forward; then one forward per new token. num_cached_tokens = the reused tokens.
+    - The request holds blocks for prompt + max_new_tokens tokens throughout (the reused ones, then new ones
+      from `cache.allocate`). If the cache cannot provide them, it gives back what it took and raises
+      RuntimeError("out of KV blocks ...").
+    - K/V are read and written in `kv` through the request's block table: `kv.view(block_table, num_cached)`
+      is a lab.model `cache` whose positions start at num_cached.
+    - Stops after max_new_tokens tokens or the EOS (kept). Before returning, registers the full blocks of
+      every token whose K/V was computed (`cache.commit`: the prompt and all new tokens but the last).
+      Every block it took is released, last block first, whether it returns or raises.
     Raises ValueError for an empty prompt or max_new_tokens < 1.
-    Hint: block_table = the prefix's blocks + the new ones; the view reads it at every step.
     """
     # BEGIN SOLUTION
     if len(prompt_ids) == 0 or max_new_tokens < 1:
