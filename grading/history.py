@@ -1,4 +1,4 @@
-"""The local grading history: one line per run in `<out>/history.jsonl`, and each topic's progress since it was last graded.
+"""The local grading history: one line per run in `<out>/history.jsonl`, and each topic's progress since its last grade.
 
     progress = history.progress(out, doc)   # {"since": ..., "topics": {"inf00": 3.0, "inf10": None}}
     history.append(out, doc)
