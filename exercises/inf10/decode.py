@@ -63,7 +63,8 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     max_len:    the cache's capacity in tokens; default prompt_len + max_new_tokens.
     No forward runs for the last new token: nothing would use its logits.
     Raises ValueError for an empty prompt, a negative max_new_tokens, or a max_len too small to hold
-    the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model.
+    the prompt and every token fed back (prompt_len + max_new_tokens - 1, and never less than prompt_len),
+    before running the model: the check holds for max_new_tokens=0 too, which otherwise returns [].
     Hint: `KVCache(model.config, 1, max_len, dtype, device)`; `int(logits[0].argmax())`.
     """
     raise NotStarted("inf10: implement kv_cache_decode")
