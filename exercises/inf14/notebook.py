@@ -197,8 +197,9 @@ plt.tight_layout(); plt.show()
 # kernels are built around). `wq.t().contiguous()` copies the weight into row-major [K, N]: now the K codes
 # of one column lie N bytes apart, and the library must repack the weight on every call or take a slower
 # path. Below, the copy is made once before timing, so the figure is the layout alone; on the lab's
-# AVX2 CPU the copied layout was 3-12x slower, depending on the shapes and the load. A transpose that looks free can be the slowest line
-# of a kernel: keep the weight in the layout the GEMM wants, once, at load time.
+# AVX2 CPU the copied layout was 3-12x slower, depending on the shapes and the load. A transpose that
+# looks free can be the slowest line of a kernel: keep the weight in the layout the GEMM wants, once, at
+# load time.
 
 # %%
 if not torch.cuda.is_available():
