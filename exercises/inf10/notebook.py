@@ -6,8 +6,6 @@
 # decode step of both as the context grows, and checks your cache's memory against the formula.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import torch
 
