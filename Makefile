@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup grade test stubs topic check lint doctor release clean gpu-check
+.PHONY: setup grade test stubs topic check lint doctor release clean gpu-check notebook
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -39,6 +39,10 @@ check: setup          ## (instructors) fast freshness checks: stubs, notebooks a
 	$(PY) -m grading notebooks --check
 	$(PY) -m grading classroom --check
 	$(PY) -m grading.planted --check
+
+notebook: setup       ## JupyterLab on exercises/ (installs the [notebook] extra if missing); TOPIC=inf10 opens its notebook
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e ".[notebook]"
+	cd exercises && $(abspath $(PY)) -m jupyter lab $(if $(TOPIC),$(TOPIC)/$(TOPIC).ipynb)
 
 lint: setup           ## ruff check (settings in pyproject.toml); installs ruff into the venv if missing
 	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff>=0.6"

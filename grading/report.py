@@ -132,7 +132,8 @@ def terminal(doc: dict, width: int = 100, color: bool = False) -> str:
         lines += details
     lines += [""] + [f"warning: {w}" for w in doc["warnings"]]
     if doc.get("progress"):
-        lines.append(f"since last: points gained per topic since the run of {doc['progress']['since']}")
+        lines.append(f"since last: points gained per topic since that topic's last graded run (the latest: "
+                     f"{doc['progress']['since']})")
     seed = seed_line(doc)
     lines += [seed] if seed else []
     return "\n".join(lines).strip() + "\n"

@@ -129,6 +129,20 @@ def test_history_shows_points_gained_per_topic(tmp_path):
     assert history.progress(tmp_path, dict(_doc({"inf00": 5}), impl="solutions")) is None   # another impl
 
 
+def test_history_compares_each_topic_with_its_own_last_graded_run(tmp_path):
+    for started_at, earned in (("t1", {"inf00": 3, "inf10": 4}), ("t2", {"inf00": 5}), ("t3", {"inf24": 2})):
+        history.append(tmp_path, dict(_doc(earned), started_at=started_at))
+    now = _doc({"inf00": 6, "inf10": 7, "inf24": 2, "inf14": 1})
+    now["topics"][0]["status"] = "void"                 # a void result is not a graded one, now or later
+    progress = history.progress(tmp_path, now)
+    assert progress["topics"] == {"inf00": 1, "inf10": 3, "inf24": 0, "inf14": None}, \
+        "each topic is compared with the last run that graded it (inf10: the first run, not the inf24-only one)"
+    assert progress["runs"] == {"inf00": "t2", "inf10": "t1", "inf24": "t3", "inf14": None}
+    assert progress["since"] == "t3"
+    history.append(tmp_path, dict(now, started_at="t4"))
+    assert history.progress(tmp_path, _doc({"inf00": 6}))["runs"] == {"inf00": "t2"}, "t4's void inf00 is skipped"
+
+
 @needs_solutions
 def test_the_release_leaves_instructors_material_out_and_grades_as_not_started(tmp_path):
     dest = tmp_path / "release"

@@ -7,7 +7,6 @@
 
 # %%
 import os
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,6 +16,7 @@ from lab.cache import DynamicCache
 from lab.config import SHAPES
 from lab.hardware import Peaks, peaks
 from lab.impl import Topic, impl_root
+from lab.timing import median_seconds
 from lab.weights import load_real_model
 
 torch.manual_seed(0)
@@ -61,6 +61,7 @@ plt.tight_layout(); plt.show()
 # ## 2. Chunked prefill: same result, bounded step size
 # The logits of your chunked prefill against one forward, and the time of the whole prefill by chunk size
 # (small chunks pay the per-forward overhead many times; an engine trades that for not stalling decodes).
+# Each time is the median of three prefills into a fresh cache, after one warm-up prefill.
 
 # %%
 prompt = torch.randint(config.vocab_size, (1, 200))
@@ -68,9 +69,9 @@ with torch.inference_mode():
     reference = model(prompt, cache=DynamicCache(config, 1, 200))
 chunk_sizes, seconds = [8, 32, 64, 200], []
 for chunk in chunk_sizes:
-    t0 = time.perf_counter()
     logits = impl.chunked_prefill.chunked_prefill(model, prompt, DynamicCache(config, 1, 200), chunk)
-    seconds.append(time.perf_counter() - t0)
+    seconds.append(median_seconds(lambda cache: impl.chunked_prefill.chunked_prefill(model, prompt, cache, chunk),
+                                  lambda: (DynamicCache(config, 1, 200),), warmup=1, rounds=3))
     print(f"chunk {chunk:4d}: {seconds[-1] * 1e3:7.1f} ms, max |logit diff| vs one shot "
           f"{(logits - reference).abs().max().item():.2e}")
 plt.figure(figsize=(4.5, 3))

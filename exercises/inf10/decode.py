@@ -58,8 +58,8 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     max_len:    the cache's capacity in tokens; default prompt_len + max_new_tokens.
     No forward runs for the last new token: nothing would use its logits.
     Raises ValueError for an empty prompt, a negative max_new_tokens, or a max_len too small to hold
-    the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model
-    (checked even when max_new_tokens is 0, which returns [] without running it).
+    the prompt and every token fed back (prompt_len + max_new_tokens - 1, and never less than prompt_len),
+    before running the model: the check holds for max_new_tokens=0 too, which otherwise returns [].
     Hints: README.md, "Hints".
     """
     raise NotStarted("inf10: implement kv_cache_decode")

@@ -111,6 +111,11 @@ def test_decode_rejects_bad_input(rng):
         impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 4)
     got = impl.decode.kv_cache_decode(model, prompt, 6, max_len=len(prompt) + 5)
     assert got == greedy_alone(model, prompt, 6)[0], "max_len = prompt + new tokens - 1 is enough"
+    with raises(ValueError, because=f"max_len={len(prompt) - 1} cannot hold the {len(prompt)}-token prompt, "
+                                    "even with max_new_tokens=0 (the docstring's check runs first)"):
+        impl.decode.kv_cache_decode(model, prompt, 0, max_len=len(prompt) - 1)
+    assert impl.decode.kv_cache_decode(model, prompt, 0, max_len=len(prompt)) == [], \
+        "max_new_tokens=0 with max_len = prompt_len must give []"
 
 
 # ------------------------------------------------------------------------------------------------ speed

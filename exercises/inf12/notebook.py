@@ -6,13 +6,13 @@
 # them against one-at-a-time generation, measures the throughput of both, and draws the batch's padding.
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import torch
 
 from lab.data import PROMPTS
 from lab.impl import Topic, impl_root
+from lab.readout import speedup_text
+from lab.timing import median_seconds
 from lab.tokenizer import load_tokenizer
 from lab.weights import load_real_model
 
@@ -38,34 +38,40 @@ print("input_ids\n", ids, "\nattention_mask\n", mask, "\npositions\n", positions
 # ## 2. One batch against one prompt at a time
 # Your `batched_greedy_generate` on the eight chat prompts, 24 new tokens at most, stopping on each
 # answer's own end-of-turn token; then the same prompts one at a time (your function with a batch of 1).
+# Each time is the median of three runs after a warm-up run.
 
 # %%
 max_new = 24
-start = time.perf_counter()
-batched = impl.batch_generate.batched_greedy_generate(model, prompts, max_new, eos_token_id=tok.eos_token_id)
-batch_s = time.perf_counter() - start
-start = time.perf_counter()
-alone = [impl.batch_generate.batched_greedy_generate(model, [p], max_new, eos_token_id=tok.eos_token_id)[0]
-         for p in prompts]
-alone_s = time.perf_counter() - start
+def run_batched():
+    return impl.batch_generate.batched_greedy_generate(model, prompts, max_new, eos_token_id=tok.eos_token_id)
+
+
+def run_alone():
+    return [impl.batch_generate.batched_greedy_generate(model, [p], max_new, eos_token_id=tok.eos_token_id)[0]
+            for p in prompts]
+
+
+batched, alone = run_batched(), run_alone()
+batch_s = median_seconds(run_batched, warmup=0, rounds=3)          # the line above was the warm-up
+alone_s = median_seconds(run_alone, warmup=0, rounds=3)
 for text, out, ref in zip(PROMPTS, batched, alone):
     print(f"{'same' if out == ref else 'DIFF'} | {text[:40]:40s} -> {tok.decode(out)!r:.70}")
 num_tokens = sum(len(out) for out in batched)
 print(f"{num_tokens} tokens: batch of {len(prompts)} {num_tokens / batch_s:.1f} tok/s, "
-      f"one at a time {num_tokens / alone_s:.1f} tok/s ({alone_s / batch_s:.1f}x)")
+      f"one at a time {num_tokens / alone_s:.1f} tok/s (the batch is {speedup_text(alone_s / batch_s)})")
 
 # %% [markdown]
 # ## 3. Throughput over batch size
 # The same 16 new tokens (no EOS stop) for batches of 1 to 8 prompts: each step reads the weights once,
-# whatever the batch, so tokens per second climb while each step's time grows slowly.
+# whatever the batch, so tokens per second climb while each step's time grows slowly. Medians of three.
 
 # %%
 sizes, rates = [1, 2, 4, 8], []
 for batch in sizes:
     impl.batch_generate.batched_greedy_generate(model, prompts[:batch], 2)          # warm-up
-    start = time.perf_counter()
-    impl.batch_generate.batched_greedy_generate(model, prompts[:batch], 16)
-    rates.append(batch * 16 / (time.perf_counter() - start))
+    seconds = median_seconds(lambda: impl.batch_generate.batched_greedy_generate(model, prompts[:batch], 16),
+                             warmup=0, rounds=3)
+    rates.append(batch * 16 / seconds)
     print(f"batch {batch}: {rates[-1]:6.1f} tok/s")
 plt.figure(figsize=(5, 3.2))
 plt.plot(sizes, rates, marker="o", label="your batched generate")

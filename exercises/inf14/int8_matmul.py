@@ -84,7 +84,7 @@ def w8a8_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, out_ptr, M, N, K, stride
 
 
 # Tiles for an H100/H200, tried once per shape by the autotuner on the first call. int8 tensor cores
-# want BLOCK_K >= 32; a 128 x 256 x 128 tile stages (128 + 256) * 128 B = 48 KB of operands per pipeline
+# want BLOCK_K >= 32; a 128 x 256 x 128 tile stages (128 + 256) * 128 B = 48 KiB of operands per pipeline
 # stage, so 3-4 stages fit in shared memory.
 W8A8_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 128, "GROUP_M": 8}, num_stages=3, num_warps=8),

@@ -18,6 +18,7 @@ from torch import nn
 from lab.data import eval_token_ids
 from lab.eval import perplexity
 from lab.impl import Topic, impl_root
+from lab.readout import speedup_text
 from lab.timing import median_seconds
 from lab.tokenizer import load_tokenizer
 from lab.weights import load_real_model
@@ -139,8 +140,13 @@ del variants
 # %% [markdown]
 # ## 5. Speed: yours against the baseline
 # On a GPU: your Triton W8A8 GEMM against cuBLAS bf16 at a large M, and your int8 GEMV against bf16 at
-# batch 1 (the graded regimes, smaller here). On a CPU: your PyTorch paths against float32 `F.linear`:
-# `torch._int_mm` uses the CPU's int8 dot-product instructions (VNNI) where it has them.
+# batch 1 (the graded regimes, smaller here). On a CPU: your PyTorch paths against float32 `F.linear`.
+# Each time is the median of several calls after warm-up calls (`lab.timing.median_seconds`); the bars
+# are on a log axis, since the times can differ by 100x.
+#
+# Whether int8 wins on a CPU depends on its instructions: `torch._int_mm` runs oneDNN's int8 GEMM, fast
+# where the CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX), and slower than float32
+# where it has only AVX2 (torch reports the vector level it uses as `get_cpu_capability()`).
 
 # %%
 results = {}
@@ -152,31 +158,63 @@ if torch.cuda.is_available():
     xq = torch.randint(-127, 128, (m_, k_), device="cuda", dtype=torch.int8)
     x_scale = torch.rand(m_, 1, device="cuda")
     x = torch.randn(m_, k_, device="cuda", dtype=torch.bfloat16)
-    results["W8A8 GEMM, M=4096"] = (median_seconds(lambda: impl.int8_matmul.w8a8_matmul_triton(xq, x_scale, wq, w_scale)),
-                                   median_seconds(lambda: F.linear(x, w_bf16)))
+    results["W8A8 GEMM, M=4096"] = (
+        median_seconds(lambda: impl.int8_matmul.w8a8_matmul_triton(xq, x_scale, wq, w_scale)),
+        median_seconds(lambda: F.linear(x, w_bf16)))
     x1 = torch.randn(1, k_, device="cuda", dtype=torch.bfloat16)
     results["GEMV, batch 1"] = (median_seconds(lambda: impl.weight_only.int8_linear_triton(x1, wq, w_scale)),
                                 median_seconds(lambda: F.linear(x1, w_bf16)))
     baseline_name = "bf16 cuBLAS"
 else:
-    k_, n_ = 1536, 4096
+    print("CPU vector level:", torch.backends.cpu.get_cpu_capability())
+    k_, n_ = 1536, 1536
     wq, w_scale = impl.quantize.quantize_per_channel(torch.randn(n_, k_))
     w32 = torch.randn(n_, k_)
-    x = torch.randn(256, k_)
+    x = torch.randn(64, k_)
     xq, x_scale = impl.quantize.quantize_per_token(x)
-    results["W8A8, M=256"] = (median_seconds(lambda: impl.int8_matmul.w8a8_matmul(xq, x_scale, wq, w_scale, torch.float32)),
-                              median_seconds(lambda: F.linear(x, w32)))
+    results["W8A8, M=64"] = (
+        median_seconds(lambda: impl.int8_matmul.w8a8_matmul(xq, x_scale, wq, w_scale, torch.float32)),
+        median_seconds(lambda: F.linear(x, w32)))
     x1 = torch.randn(1, k_)
     results["weight-only, batch 1"] = (median_seconds(lambda: impl.weight_only.int8_linear(x1, wq, w_scale)),
                                        median_seconds(lambda: F.linear(x1, w32)))
     baseline_name = "fp32 F.linear"
 for name, (yours, base) in results.items():
-    print(f"{name:22s} yours {yours * 1e3:8.3f} ms   {baseline_name} {base * 1e3:8.3f} ms   speed-up {base / yours:5.2f}x")
-plt.figure(figsize=(6, 3))
+    print(f"{name:22s} yours {yours * 1e3:9.3f} ms   {baseline_name} {base * 1e3:9.3f} ms   "
+          f"yours is {speedup_text(base / yours)}")
 names = list(results)
+plt.figure(figsize=(6, 3))
 plt.bar([i - 0.2 for i in range(len(names))], [results[n][1] * 1e3 for n in names], 0.4, label=baseline_name)
 plt.bar([i + 0.2 for i in range(len(names))], [results[n][0] * 1e3 for n in names], 0.4, label="yours (int8)")
-plt.xticks(range(len(names)), names); plt.ylabel("ms (median)"); plt.legend(); plt.tight_layout(); plt.show()
+plt.xticks(range(len(names)), names); plt.yscale("log"); plt.ylabel("ms (median, log scale)"); plt.legend()
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 6. The weight's layout matters as much as its dtype
+# `torch._int_mm(a, b)` takes `b` as [K, N]. The weight is stored [N, K], so there are two ways to hand it
+# over. `wq.t()` is a view, no copy: each output column's K codes lie next to each other in memory, as do
+# each row of `a`'s, so the GEMM walks both operands along K in order (the "NT" layout that int8 GEMM
+# kernels are built around). `wq.t().contiguous()` copies the weight into row-major [K, N]: now the K codes
+# of one column lie N bytes apart, and the library must repack the weight on every call or take a slower
+# path. Below, the copy is made once before timing, so the figure is the layout alone; on the lab's
+# AVX2 CPU the copied layout was 3-12x slower, depending on the shapes and the load. A transpose that
+# looks free can be the slowest line of a kernel: keep the weight in the layout the GEMM wants, once, at
+# load time.
+
+# %%
+if not torch.cuda.is_available():
+    wq_t, wq_t_copy = wq.t(), wq.t().contiguous()
+    t_view = median_seconds(lambda: torch._int_mm(xq, wq_t), warmup=1, rounds=5)
+    t_copy = median_seconds(lambda: torch._int_mm(xq, wq_t_copy), warmup=1, rounds=5)
+    print(f"torch._int_mm, M=64, K={k_}, N={n_}: wq.t() (a view) {t_view * 1e3:.3f} ms, "
+          f"wq.t().contiguous() {t_copy * 1e3:.3f} ms: the view is {speedup_text(t_copy / t_view)}")
+    plt.figure(figsize=(5, 2.5))
+    plt.barh(["wq.t().contiguous()\n(row-major [K, N])", "wq.t()\n(a view of [N, K])"], [t_copy * 1e3, t_view * 1e3],
+             color=["C3", "C0"])
+    plt.xscale("log"); plt.xlabel("ms (median, log scale)"); plt.title("the same int8 GEMM, two layouts of b")
+    plt.tight_layout(); plt.show()
+else:
+    print("this cell times torch._int_mm on the CPU; on a GPU, section 5 timed your Triton kernels")
 
 # %% [markdown]
 # On a CPU the weight-only path converts the int8 weight to float32 on every call, so it is *slower*

@@ -52,7 +52,7 @@ print(f"YaRN x{s:g}: attention factor {rs.yarn_attention_factor(s):.4f}, logits 
 # %% [markdown]
 # ## 2. Memory of the ring cache against a full cache
 # The real model's shape, fp32, batch 1, window 256: K/V of random values are fed one token at a time,
-# and the bytes of every tensor your cache object holds are counted. A full cache (inf10's) needs 46 KB
+# and the bytes of every tensor your cache object holds are counted. A full cache (inf10's) needs 45 KiB
 # per token for this model, whatever it has preallocated; your ring must stay at `window` slots.
 
 # %%

@@ -59,7 +59,7 @@ def test_int4_scales_and_codes_are_groupwise_and_symmetric(rng, group_size):
         f"got {scales.dtype} {list(scales.shape)}"
     groups = w.double().reshape(n, -1, group_size)
     amax = groups.abs().amax(-1)
-    want_scale = torch.where(amax > 0, amax / 7, torch.ones_like(amax))
+    want_scale = torch.where(amax > 0, (amax / 7).clamp(min=2**-14), torch.ones_like(amax))
     off = ((scales.double() - want_scale).abs() / want_scale).max().item()
     assert off <= 2**-11, (f"each group's scale must be max |w| of the group / 7, rounded to fp16 (1.0 for a group "
                            f"of zeros); the worst is {off:.1e} off, more than fp16's half step (4.9e-4)")
@@ -71,6 +71,31 @@ def test_int4_scales_and_codes_are_groupwise_and_symmetric(rng, group_size):
     err = (back.double() - w.double()).reshape(n, -1, group_size).abs() / scales.double()[..., None]
     assert back.shape == w.shape and err.max() <= 0.5 + 1e-6, \
         f"dequantize(quantize(w)) is off by {err.max():.2f} steps of its group's stored scale (at most 0.5)"
+
+
+def test_int4_tiny_groups_keep_a_normal_fp16_scale(rng):
+    group_size = 2 * pick(rng, 4, 16)
+    n, k = pick(rng, 3, 9) | 1, group_size * 6
+    w = torch.randn(n, k, generator=rng)
+    # group sizes: 0, underflowing fp16 (max|w| / 7 < 2^-25), subnormal, just under and over 7 * 2^-14, normal
+    sizes = torch.tensor([0.0, 1e-9, 2e-6, 4e-4, 5e-4, 1.0], dtype=torch.float64)
+    w = (w.double() / w.double().reshape(n, 6, group_size).abs().amax(-1).repeat_interleave(group_size, 1)
+         * sizes.repeat_interleave(group_size)).float()
+    groups = w.double().reshape(n, 6, group_size)             # the oracle reads w before quantize_int4 runs
+    amax = groups.abs().amax(-1)
+    want_scale = torch.where(amax > 0, (amax / 7).clamp(min=2**-14), torch.ones_like(amax))
+    packed, scales = impl.int4.quantize_int4(w, group_size)
+    back = impl.int4.dequantize_int4(packed, scales, group_size).double()
+    assert torch.isfinite(scales).all() and (scales > 0).all() and torch.isfinite(back).all(), (
+        f"scales per size {sizes.tolist()}: {scales[0].tolist()}: a scale of 0 (max |w| / 7 underflows fp16) "
+        "makes the codes NaN; the scale is max(max |w| / 7, 2^-14), 1.0 for a group of zeros")
+    off = ((scales.double() - want_scale).abs() / want_scale).max().item()
+    assert off <= 2**-11, (f"scales per group size {sizes.tolist()}: expected {want_scale[0].tolist()} (max(max |w| / "
+                           f"7, 2^-14) in fp16, 1.0 for zeros), got {scales[0].tolist()}")
+    assert (back.reshape(n, 6, group_size)[:, 0] == 0).all(), "a group of zeros must dequantize to zeros"
+    err = (back - w.double()).reshape(n, 6, group_size).abs() / scales.double()[..., None]
+    assert err.max() <= 0.5 + 1e-6, (f"dequantize(quantize(w)) is off by {err.max():.2f} steps of its group's scale "
+                                     f"in the group of size {sizes[err.amax((0, 2)).argmax()].item():g} (at most 0.5)")
 
 
 def test_int4_rejects_groups_that_do_not_tile_k():

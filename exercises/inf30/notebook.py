@@ -15,8 +15,10 @@ import torch
 from lab.data import PROMPTS
 from lab.impl import Topic, impl_root
 from lab.kv_slots import SlotCounter
+from lab.readout import speedup_text
 from lab.static_batch import static_generate
 from lab.testing import random_config, random_lab_model
+from lab.timing import median_seconds
 from lab.tokenizer import load_tokenizer
 from lab.weights import load_real_model
 
@@ -79,20 +81,21 @@ plt.show()
 # %% [markdown]
 # ## 3. Wall time on the real model
 # 16 of those heavy-tailed requests (output lengths capped at 40 to keep this quick), 8 at a time, real
-# SmolLM2 on this CPU: tokens per second of your continuous batching against static batching.
+# SmolLM2 on this CPU: tokens per second of your continuous batching against static batching, each the
+# median of three runs after a warm-up run.
 
 # %%
 few = [Request(r.request_id, prompts[r.request_id % 5][-16:], min(r.max_new_tokens, 40)) for r in heavy[:16]]
 num_tokens = sum(r.max_new_tokens for r in few)
-start = time.perf_counter()
 ours = impl.generate.continuous_generate(model, few, SchedulerConfig(256, 8))
-cont_s = time.perf_counter() - start
-start = time.perf_counter()
 theirs = static_generate(model, few, 8)
-static_s = time.perf_counter() - start
+cont_s = median_seconds(lambda: impl.generate.continuous_generate(model, few, SchedulerConfig(256, 8)),
+                        warmup=0, rounds=3)                     # the two lines above were the warm-up
+static_s = median_seconds(lambda: static_generate(model, few, 8), warmup=0, rounds=3)
 same = sum(ours.outputs[r.request_id] == theirs[r.request_id] for r in few)
 print(f"{num_tokens} tokens, {same}/{len(few)} requests identical: continuous {num_tokens / cont_s:.1f} tok/s "
-      f"({ours.num_forwards} forwards), static {num_tokens / static_s:.1f} tok/s ({static_s / cont_s:.2f}x)")
+      f"({ours.num_forwards} forwards), static {num_tokens / static_s:.1f} tok/s: yours is "
+      f"{speedup_text(static_s / cont_s)}")
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.bar(["static (lab)", "continuous (yours)"], [num_tokens / static_s, num_tokens / cont_s], color=["C0", "C1"])
 ax.set_ylabel("tokens / s"); ax.set_title("SmolLM2-135M fp32, 16 requests, CPU")

@@ -62,8 +62,8 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
     max_len:    the cache's capacity in tokens; default prompt_len + max_new_tokens.
     No forward runs for the last new token: nothing would use its logits.
     Raises ValueError for an empty prompt, a negative max_new_tokens, or a max_len too small to hold
-    the prompt and every token fed back (prompt_len + max_new_tokens - 1), before running the model
-    (checked even when max_new_tokens is 0, which returns [] without running it).
+    the prompt and every token fed back (prompt_len + max_new_tokens - 1, and never less than prompt_len),
+    before running the model: the check holds for max_new_tokens=0 too, which otherwise returns [].
     Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
@@ -73,10 +73,11 @@ def kv_cache_decode(model: torch.nn.Module, prompt_ids: list[int] | torch.Tensor
         raise ValueError(f"prompt_ids must be a non-empty 1-D sequence of token ids, got shape {list(ids.shape)}")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    needed = ids.numel() + max_new_tokens - 1            # the last new token is never fed back
+    fed_back = max(max_new_tokens - 1, 0)                 # the last new token is never fed back
+    needed = ids.numel() + fed_back
     max_len = ids.numel() + max_new_tokens if max_len is None else max_len
     if max_len < needed:
-        raise ValueError(f"max_len={max_len} cannot hold a {ids.numel()}-token prompt and {max_new_tokens - 1} "
+        raise ValueError(f"max_len={max_len} cannot hold a {ids.numel()}-token prompt and {fed_back} "
                          f"tokens fed back: need max_len >= {needed}")
     if max_new_tokens == 0:
         return []

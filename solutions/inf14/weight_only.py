@@ -89,7 +89,7 @@ def int8_gemv_kernel(x_ptr, w_ptr, w_scale_ptr, out_ptr, N, K, stride_xm, stride
     # END SOLUTION
 
 
-# A GEMV is bound by reading w: each SM needs tens of KB of loads in flight, so either many small
+# A GEMV is bound by reading w: each SM needs tens of KiB of loads in flight, so either many small
 # programs (N / BLOCK_N of them: 512 for N = 4096 at BLOCK_N = 8) or wide tiles (BLOCK_K int8 = BLOCK_K
 # bytes a row, 16-byte loads), as many as the registers allow.
 GEMV_CONFIGS = [

@@ -144,7 +144,7 @@ def flash_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
 
 # Tiles for an H100/H200 as (BLOCK_M, BLOCK_N, num_warps, num_stages), a few per head dim; the autotuner
 # times those of the call's head dim once per (q_len, kv_len, head_dim, causal). A 128 x 128 tile of
-# scores is 64 KB of float32 registers across 8 warps; head dim 64 leaves room for deeper pipelines.
+# scores is 64 KiB of float32 registers across 8 warps; head dim 64 leaves room for deeper pipelines.
 FLASH_TILES = {
     16: [(128, 64, 4, 3), (64, 64, 4, 3)],
     32: [(128, 64, 4, 3), (128, 128, 8, 3), (64, 64, 4, 3)],

@@ -2,12 +2,15 @@
 
 Symmetric int4 with groups of `group_size` consecutive weights along K (the input dimension):
 
-    scale = fp16(max |w| over the group / 7)          one per group: [N, K / group_size]
+    scale = fp16(max(max |w| over the group / 7, 2^-14))   one per group: [N, K / group_size]
     code  = clamp(round(w / scale), -8, 7)            signed, 4 bits
     stored nibble = code + 8                          unsigned 0..15 (so -8 -> 0, 0 -> 8, 7 -> 15)
 
 The scale is rounded to fp16 *before* the codes are computed, so that dequantization (code * stored
-scale) errs by at most half a step of the scale actually stored. Nibble layout: element 2i of a row
+scale) errs by at most half a step of the scale actually stored. The floor 2^-14 is fp16's smallest normal
+number: below it fp16 keeps fewer bits (a scale under 2^-25 rounds to 0 and its codes to NaN; a subnormal one
+can round down so far that codes clamp at 7), so a group with max |w| < 7 * 2^-14 gets the scale 2^-14 and
+small codes instead. A group of zeros gets the scale 1.0 and dequantizes to zeros. Nibble layout: element 2i of a row
 goes in the low 4 bits of byte i, element 2i + 1 in the high 4 bits (byte = low | high << 4).
 
 Why symmetric and not asymmetric (a zero point per group, as GGUF's Q4_1)? The lab's real model was
@@ -67,8 +70,8 @@ def quantize_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Ten
     n, k = weight.shape
     groups = weight.float().reshape(n, k // group_size, group_size)
     amax = groups.abs().amax(dim=-1, keepdim=True)
-    # The stored fp16 scale (clamped to fp16's smallest step so that a tiny group never divides by 0)
-    scale = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax)).clamp(min=2**-24).half()
+    # The stored fp16 scale, never below fp16's smallest normal (see the module docstring)
+    scale = torch.where(amax > 0, (amax / QMAX).clamp(min=2**-14), torch.ones_like(amax)).half()
     codes = torch.round(groups / scale.float()).clamp(QMIN, QMAX)
     nibbles = (codes + OFFSET).to(torch.uint8).reshape(n, k)
     return pack_int4(nibbles), scale.squeeze(-1)
