@@ -41,6 +41,7 @@ def _gradescope_test(topic: str, test: dict) -> dict:
     p = test["points"]
     lines = [f"{test['state']}" + (f": {test['message']}" if test["message"] else "")]
     lines += [f"warning: {test['warning']}"] if test["warning"] else []
+    lines += [text for text in (test.get("speed_line"), test.get("tier_line")) if text]    # tiers: no points
     return {"name": f"{topic} {test['name']}", "score": p["earned"], "max_score": p["possible_here"],
             "status": "passed" if test["state"] == PASSED else "failed", "output": "\n".join(lines),
             "output_format": "text", "visibility": HIDDEN_VISIBILITY if is_hidden(test) else "visible",
