@@ -130,7 +130,8 @@ def speed_lines(doc: dict, width: int) -> list[str]:
             if test.get("speed_line") is None:
                 continue
             lines.append(f"  {topic['topic']}  {test['name']}  tier {test.get('tier') or '-'}")
-            lines += ["      " + _shorten(text, width - 6) for text in (test["speed_line"], test.get("tier_line")) if text]
+            said = (test["speed_line"], test.get("tier_line"))
+            lines += ["      " + _shorten(text, width - 6) for text in said if text]
     return lines
 
 
