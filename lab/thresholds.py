@@ -165,6 +165,14 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _seconds(seconds: float) -> str:
+    """0.000012 -> '12 us', 0.544951 -> '545 ms', 7.8457 -> '7.85 s'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e6:.3g} us"
+
+
 def speed_line(row: dict) -> str:
     """The line a person sees for one recorded speed figure (pytest's "speed" section, the scorecard):
     what was measured and the ratio against its threshold, passed or missed."""
@@ -176,7 +184,7 @@ def speed_line(row: dict) -> str:
         return f"{what}: {ratio:.3g}, threshold {threshold:g}, {verdict} (a measured figure, no tiers)"
     cand, base = _number(row.get("candidate_s")), _number(row.get("baseline_s"))
     times = "" if cand is None or base is None else \
-        f" (yours {cand * 1e3:.3f} ms, baseline {base * 1e3:.3f} ms; medians of {row.get('rounds', '?')} paired rounds)"
+        f" (yours {_seconds(cand)}, baseline {_seconds(base)}; medians of {row.get('rounds', '?')} paired rounds)"
     return f"{what}: speed-up {ratio:.2f}x, threshold {threshold:g}x, {verdict}{times}"
 
 

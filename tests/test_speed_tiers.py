@@ -122,9 +122,13 @@ def test_compare_records_the_figure_and_tier_and_labels_the_benchmark(monkeypatc
     assert row["key"] is None                                # a test outside a topic has no profile key
     assert bench.extra_info["tier"] == "silver" and bench.rounds == 5
     assert bench.name == "test_x[4] (one round = yours + the baseline)" and "paired" in bench.group
-    assert thresholds.speed_line(row) == ("fake: speed-up 4.00x, threshold 2x, passed (yours 1.000 ms, baseline "
-                                          "4.000 ms; medians of 5 paired rounds)")
+    assert thresholds.speed_line(row) == ("fake: speed-up 4.00x, threshold 2x, passed (yours 1 ms, baseline "
+                                          "4 ms; medians of 5 paired rounds)")
     assert result.tier_line().startswith("tier silver: 80% of the reference's 5.00x")
+
+
+def test_times_read_in_a_fitting_unit():
+    assert [thresholds._seconds(s) for s in (0.000012, 0.544951, 7.8457)] == ["12 us", "545 ms", "7.85 s"]
 
 
 def test_a_figure_is_shown_without_tiers():
@@ -160,7 +164,7 @@ def test_pytest_shows_a_passing_speed_tests_ratio_and_tier(tmp_path):
     assert done.returncode == 0, out + done.stderr
     section = out.split(" speed ")[-1]
     assert "test_fake_speed.py::test_fast_enough" in section
-    assert "fake cache vs recompute: speed-up 4.00x, threshold 2x, passed (yours 1.000 ms, baseline 4.000 ms" in section
+    assert "fake cache vs recompute: speed-up 4.00x, threshold 2x, passed (yours 1 ms, baseline 4 ms" in section
     assert "tier pass; no reference figure for this card (CPU), so no bonus tier" in section
     assert "test_fast_enough (one round = yours + the baseline)" in out
 
