@@ -198,7 +198,7 @@ def _tier(test: TestScore) -> None:
         return
     if test.gated:
         test.tier, test.tier_line = WITHHELD, f"tier withheld: {test.message}"
-    elif all(c.state == PASSED for c in cases) or tier[0] == BELOW:
+    elif test.state == PASSED or tier[0] == BELOW:
         test.tier, test.tier_line = tier
 
 

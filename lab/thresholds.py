@@ -160,7 +160,6 @@ def tier_line(ratio: float, threshold: float, reference: float | None, card: str
             f"({bonus} of it; bonus only, no points)")
 
 
-
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 

@@ -201,3 +201,30 @@ def test_calibrate_write_reference_keeps_gpu_medians_only(profiles, monkeypatch,
     assert calibrate.write_references(references)[0].startswith("reference ratios: 1 written to ")
     assert thresholds.load_references(CARD) == {KEY: 10.0}
     assert "no reference figure recorded" in calibrate.write_references({})[0]
+
+
+def speed_test(*cases, state="passed", gated=False):
+    from grading.score import SPEED, Case, Tally, TestScore
+    return TestScore("test_x_speed", SPEED, "exercises/inf98/test_x.py", Tally(2, 2, 2), state,
+                     "speed points withheld until test_x passes" if gated else None,
+                     [Case(f"t.py::test_x_speed[{i}]", s, speed=row) for i, (s, row) in enumerate(cases)], gated=gated)
+
+
+def paired(ratio, reference=None):
+    return {"what": "x", "ratio": ratio, "threshold": 2.0, "candidate_s": 1.0, "baseline_s": ratio,
+            "card": "NVIDIA Fake" if reference else None, "reference_ratio": reference}
+
+
+@pytest.mark.parametrize("test, tier", [
+    (speed_test(("passed", paired(9.5, 10.0)), ("passed", paired(7.5, 10.0))), "silver"),  # the worst case's
+    (speed_test(("passed", paired(9.5, 10.0)), ("failed", paired(1.5, 10.0)), state="partial"), "below threshold"),
+    (speed_test(("failed", paired(9.5, 10.0)), state="failed"), None),     # failed for another reason than speed
+    (speed_test(("passed", paired(9.5, 10.0)), state="gated", gated=True), "withheld"),
+    (speed_test(("not graded on this hardware", paired(9.5, 10.0)), state="not graded on this hardware"), None),
+    (speed_test(("passed", {"what": "exponent", "ratio": 1.0, "threshold": 0.5})), None),      # a figure
+])
+def test_a_speed_tests_tier_is_shown_and_changes_no_points(test, tier):
+    from grading.score import _tier
+    _tier(test)
+    assert test.tier == tier
+    assert (test.tally.earned, test.tally.possible_here, test.tally.possible) == (2, 2, 2)
