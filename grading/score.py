@@ -197,7 +197,7 @@ def _tier(test: TestScore) -> None:
     if tier is None:                            # a measured figure: no tiers
         return
     if test.gated:
-        test.tier, test.tier_line = WITHHELD, f"tier withheld: {test.message}"
+        test.tier, test.tier_line = WITHHELD, "tier withheld, as its speed points are, until the tests it requires pass"
     elif test.state == PASSED or tier[0] == BELOW:
         test.tier, test.tier_line = tier
 

@@ -159,7 +159,7 @@ def test_pytest_shows_a_passing_speed_tests_ratio_and_tier(tmp_path):
     (tmp_path / "test_fake_speed.py").write_text(textwrap.dedent(SPEED_TEST))
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q",
                            str(tmp_path / "test_fake_speed.py")], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LAB_IMPL": "solutions"})
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LAB_IMPL": "exercises"})
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     section = out.split(" speed ")[-1]
