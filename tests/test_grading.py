@@ -207,6 +207,7 @@ def test_markdown_and_junit_say_the_same(graded):
     assert suites["inf96"].find("testcase[@name='collection']/error") is not None
     assert suites["inf99"].get("errors") == "1" and suites["inf99"].get("skipped") == "1"
     assert suites["inf98"].get("tests") == "9"                     # 7 tests, one of them with 3 cases
+    assert "tier silver" in suites["inf98"].find("testcase[@name='test_add_speed']/system-out").text
 
 
 def test_a_hang_costs_only_its_topic(tmp_path):
