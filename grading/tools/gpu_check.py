@@ -20,8 +20,8 @@ Three steps per topic, each a progress line:
 (lab/thresholds.py); the calibrated defaults in the test files stay as they are. It also records, for every
 paired speed-up measured (`lab.timing.compare`; not lab.figures' figures), the reference's ratio on this
 card, the median of its measurements, in the profile's `[reference]` table: the bonus tiers (70% and 90%
-of it) are measured against that figure. Exit status: 0 when
-every check holds (with --write: once the profile makes them hold), 1 otherwise, 2 on bad arguments.
+of it) are measured against that figure. Exit status: 0 when every check holds (with --write: once
+the profile makes them hold), 1 otherwise, 2 on bad arguments.
 """
 from __future__ import annotations
 
