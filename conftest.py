@@ -3,6 +3,9 @@
     pytest exercises/inf10                      # your code (exercises/)
     pytest exercises/inf10 --impl solutions     # the reference (or LAB_IMPL=solutions)
     pytest exercises/inf10 --seed 1234          # replay a run (the seed is printed in the header)
+
+Every speed figure a test recorded (`lab.timing.compare`, `lab.figures.record_figure`) is printed after the
+run in a "speed" section, passed or failed: what was timed, the ratio, its threshold and the tier.
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ def pytest_configure(config):
         seed = int(os.environ.get("LAB_SEED") or random.SystemRandom().randrange(2**31))
     config._lab_seed = seed
     os.environ["LAB_SEED"] = str(seed)
+    if not config.pluginmanager.has_plugin("lab-speed-summary"):
+        config.pluginmanager.register(SpeedSummary(), "lab-speed-summary")
 
 
 def pytest_report_header(config):
@@ -98,6 +103,35 @@ class NotStartedReport:
 
     def __str__(self) -> str:
         return self.message
+
+
+class SpeedSummary:
+    """Collects the `speed` properties each test recorded and prints them after the run: a passing speed
+    test shows its ratio, threshold and tier too, not only a failing one."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, dict]] = []
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when == "teardown":       # user_properties accumulate over the phases: read them once
+            self.rows += [(report.nodeid, value) for key, value in report.user_properties
+                          if key == "speed" and isinstance(value, dict)]
+
+    @pytest.hookimpl(trylast=True)          # after pytest-benchmark's table, which it explains
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.rows:
+            return
+        from lab.thresholds import row_tier, speed_line
+        terminalreporter.section("speed")
+        for nodeid, row in self.rows:
+            tier = row_tier(row)
+            terminalreporter.write_line(nodeid)
+            terminalreporter.write_line(f"    {speed_line(row)}")
+            if tier is not None:
+                terminalreporter.write_line(f"    {tier[1]}")
+        if any("candidate_s" in row for _, row in self.rows):
+            terminalreporter.write_line("speed-up = the baseline's median time / yours, measured in the same run; "
+                                        "a pytest-benchmark row times a whole paired round (yours + the baseline)")
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

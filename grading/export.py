@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from grading import report
+from lab.thresholds import speed_line
 from grading.score import (CRASHED, ERROR, FAILED, GATED, MISSING, NOT_HERE, NOT_RUN, NOT_STARTED, PASSED,
                            SKIPPED, TIMED_OUT)
 
@@ -41,6 +42,7 @@ def _gradescope_test(topic: str, test: dict) -> dict:
     p = test["points"]
     lines = [f"{test['state']}" + (f": {test['message']}" if test["message"] else "")]
     lines += [f"warning: {test['warning']}"] if test["warning"] else []
+    lines += [text for text in (test.get("speed_line"), test.get("tier_line")) if text]    # tiers: no points
     return {"name": f"{topic} {test['name']}", "score": p["earned"], "max_score": p["possible_here"],
             "status": "passed" if test["state"] == PASSED else "failed", "output": "\n".join(lines),
             "output_format": "text", "visibility": HIDDEN_VISIBILITY if is_hidden(test) else "visible",
@@ -95,6 +97,9 @@ def _junit_case(parent: ET.Element, topic: str, test: dict, case: dict | None) -
         "skipped" if state in _JUNIT_SKIPPED else None
     if tag:
         ET.SubElement(element, tag, message=f"{state}: {message}"[:1000]).text = f"{state}: {message}"
+    if case is not None and isinstance(case["speed"], dict):     # this case's figure; the test's tier (no points)
+        said = [speed_line(case["speed"])] + ([f"the test's {test['tier_line']}"] if test.get("tier_line") else [])
+        ET.SubElement(element, "system-out").text = "\n".join(said)
     return tag or "passed"
 
 

@@ -119,6 +119,22 @@ def _details(doc: dict, width: int) -> list[str]:
     return lines
 
 
+SPEED_HEADING = "speed tests (ratio against its threshold; tiers are a bonus and carry no points):"
+
+
+def speed_lines(doc: dict, width: int) -> list[str]:
+    """Per speed test that recorded a figure: topic, test and tier, then the figure, then the tier's line."""
+    lines = []
+    for topic in doc["topics"]:
+        for test in topic["tests"]:
+            if test.get("speed_line") is None:
+                continue
+            lines.append(f"  {topic['topic']}  {test['name']}  tier {test.get('tier') or '-'}")
+            said = (test["speed_line"], test.get("tier_line"))
+            lines += ["      " + _shorten(text, width - 6) for text in said if text]
+    return lines
+
+
 def terminal(doc: dict, width: int = 100, color: bool = False) -> str:
     """The scorecard for a terminal: summary table, total, then the tests that fell short."""
     lines = [f"Scorecard: impl {doc['impl']}; {hardware_line(doc['hardware'])}", ""]
@@ -130,6 +146,9 @@ def terminal(doc: dict, width: int = 100, color: bool = False) -> str:
     if details:
         lines += ["", "tests that did not earn their points (topic, test, points, state; then why):"]
         lines += details
+    speed = speed_lines(doc, width)
+    if speed:
+        lines += ["", SPEED_HEADING] + speed
     lines += [""] + [f"warning: {w}" for w in doc["warnings"]]
     if doc.get("progress"):
         lines.append(f"since last: points gained per topic since that topic's last graded run (the latest: "
@@ -154,12 +173,13 @@ def markdown(doc: dict) -> str:
     out += ["", f"**{total_line(doc)}**"]
     for topic in doc["topics"]:
         out += ["", f"## {topic['topic']}: {topic['status']}", "",
-                "| test | category | points | state | message |", "|---|---|---|---|---|"]
+                "| test | category | points | state | tier (no points) | message |", "|---|---|---|---|---|---|"]
         for test in topic["tests"]:
             p = test["points"]
+            said = [text for text in (test["message"], test.get("speed_line"), test.get("tier_line")) if text]
             out.append(f"| {_md(test['name'])} | {test['category']} | {fmt(p['earned'])}/"
                        f"{fmt(p['possible_here'])} (of {fmt(p['possible'])}) | {test['state']} | "
-                       f"{_md(test['message'])} |")
+                       f"{_md(test.get('tier') or '')} | {_md('; '.join(dict.fromkeys(said)))} |")
     if doc["warnings"]:
         out += ["", "## Warnings", ""] + [f"- {_md(w)}" for w in doc["warnings"]]
     return "\n".join(out) + "\n"

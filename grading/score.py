@@ -8,7 +8,10 @@ Invariants:
   ("not graded on this hardware") counts in `possible` but not in `possible_here`, and is never a pass or
   a zero: `earned <= possible_here <= possible` for every test, topic and total;
 - a speed test earns points only when every test it requires passes all its gradable cases (a required
-  test that this hardware cannot run does not block; where it runs, it gates).
+  test that this hardware cannot run does not block; where it runs, it gates);
+- a speed test's tier (lab/thresholds.py: below threshold, pass, or a bonus tier against the reference's
+  calibrated ratio on the card) is shown, never scored: it changes no tally. A test's tier is its worst
+  case's; "withheld" while its points are gated; none when it failed for another reason than its ratio.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 
 from grading.rubric import Entry
 from grading.runner import TopicRun
+from lab.thresholds import BELOW, TIERS, row_tier, speed_line
 
 CORRECTNESS, SPEED = "correctness", "speed"
 PASSED, FAILED, ERROR, NOT_STARTED = "passed", "failed", "error", "not started"
@@ -25,6 +29,7 @@ SKIPPED, NOT_HERE, TIMED_OUT, CRASHED = "skipped", "not graded on this hardware"
 NOT_RUN, MISSING, PARTIAL, GATED = "not run", "missing", "partial", "gated"
 COMPLETE = "complete"
 VOID = "void"                      # the topic's results cannot be trusted (grading.runner.check_records)
+WITHHELD = "withheld"              # a speed test's tier while its points are gated
 
 
 @dataclass
@@ -68,6 +73,9 @@ class TestScore:
     requires: list[str] = field(default_factory=list)
     gated: bool = False
     warning: str | None = None
+    speed_line: str | None = None       # the figure of its slowest case: ratio, threshold, times
+    tier: str | None = None             # lab.thresholds.TIERS or WITHHELD; no points (see the module docstring)
+    tier_line: str | None = None
 
 
 @dataclass
@@ -171,6 +179,29 @@ def _gate(tests: dict[str, TestScore], table: dict[str, Entry]) -> None:
             test.message = f"speed points withheld until {', '.join(blocking)} pass"
 
 
+def _tier(test: TestScore) -> None:
+    """Set the speed line and tier of a speed test from its gradable cases' records (never its points)."""
+    cases = [c for c in test.cases if c.state != NOT_HERE and c.speed]
+    if test.category != SPEED or not cases:
+        return
+    tiers = [(c, row_tier(c.speed)) for c in cases]
+    rank = {name: index for index, name in enumerate(TIERS)}
+
+    def worst(pair) -> tuple[int, float]:
+        case, tier = pair
+        ratio = case.speed.get("ratio")
+        return (rank[tier[0]] if tier else len(TIERS)), ratio if isinstance(ratio, (int, float)) else 0.0
+
+    case, tier = min(tiers, key=worst)
+    test.speed_line = speed_line(case.speed)
+    if tier is None:                            # a measured figure: no tiers
+        return
+    if test.gated:
+        test.tier, test.tier_line = WITHHELD, "tier withheld, as its speed points are, until the tests it requires pass"
+    elif test.state == PASSED or tier[0] == BELOW:
+        test.tier, test.tier_line = tier
+
+
 def _ended_early(run: TopicRun) -> str:
     """Why the topic's process ended before its session did."""
     if run.timed_out:
@@ -245,6 +276,8 @@ def score_topic(run: TopicRun, table: dict[str, Entry], hardware: dict) -> Topic
                 test.message = "not collected: the topic failed before its tests were known"
             tests[name] = test
     _gate(tests, table)
+    for test in tests.values():
+        _tier(test)
     correctness, speed = Tally(), Tally()
     for test in tests.values():
         (speed if test.category == SPEED else correctness).add(test.tally)
@@ -255,6 +288,7 @@ def score_topic(run: TopicRun, table: dict[str, Entry], hardware: dict) -> Topic
     if run.tampering:                   # nothing of a topic whose results were tampered with counts
         for test in tests.values():
             test.tally.earned = 0.0
+            test.tier = test.tier_line = None
         correctness.earned = speed.earned = total.earned = 0.0
         status, message = VOID, f"results void, tampering: {run.tampering[0]}"
     errors = [e["message"] for e in run.collect_errors]

@@ -22,7 +22,8 @@ def tally(t: Tally) -> dict:
 def _test(test: TestScore) -> dict:
     return {"name": test.name, "file": test.file, "category": test.category, "state": test.state,
             "message": test.message, "points": tally(test.tally), "requires": test.requires,
-            "gated": test.gated, "warning": test.warning,
+            "gated": test.gated, "warning": test.warning, "speed_line": test.speed_line, "tier": test.tier,
+            "tier_line": test.tier_line,
             "cases": [{"nodeid": c.nodeid, "state": c.state, "message": c.message,
                        "duration_s": round(c.duration_s, 4), "markers": c.markers, "speed": c.speed}
                       for c in test.cases]}

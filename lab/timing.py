@@ -13,6 +13,9 @@ Rules this module keeps, so that a speed test is fair and hard to fool:
   result cached from a previous call or skipped work fails;
 - a ratio within 5% under the threshold is measured once more with twice the rounds; both figures,
   the rounds and the threshold are reported on failure and recorded for the grader;
+- the record also carries the tier (lab/thresholds.py: pass, or a bonus tier against the reference's
+  calibrated ratio on this card, where one was recorded), which pytest's "speed" section (conftest.py)
+  and the scorecard show on a pass as on a failure;
 - the clocks are bound when this module is imported, before any student module is, so patching
   `time.perf_counter` or `torch.cuda.Event` later changes nothing (and the grader's seal, grading/guard/seal.py, fails the test that does);
   the rounds whose outputs are re-checked are drawn from the OS's randomness, so they cannot be predicted.
@@ -75,6 +78,9 @@ class Comparison:
     rounds: int
     retried: bool = False
     first_ratio: float | None = None          # the first measurement's ratio, when it was measured twice
+    key: str | None = None                    # "infNN::test[params]", the test that measured it
+    card: str | None = None                   # the GPU's name; None on a CPU
+    reference_ratio: float | None = None      # the reference's calibrated ratio on this card, if recorded
 
     @property
     def ratio(self) -> float:
@@ -83,6 +89,11 @@ class Comparison:
     @property
     def passed(self) -> bool:
         return self.ratio >= self.threshold
+
+    @property
+    def tier(self) -> str:
+        """below threshold, pass, or a bonus tier (lab.thresholds.tier); bonus tiers carry no points."""
+        return thresholds.tier(self.ratio, self.threshold, self.reference_ratio)
 
     def message(self) -> str:
         again = f"; measured twice, the first time {self.first_ratio:.2f}x" if self.retried else ""
@@ -94,13 +105,30 @@ class Comparison:
         assert self.passed, self.message()
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio, "passed": self.passed}
+        return {**asdict(self), "ratio": self.ratio, "passed": self.passed, "tier": self.tier}
+
+    def tier_line(self) -> str:
+        """"tier pass; no reference figure for this card (CPU), so no bonus tier", or the bonus tier reached."""
+        return thresholds.tier_line(self.ratio, self.threshold, self.reference_ratio, self.card)
 
 
 def _checked_rounds(rounds: int) -> set[int]:
     """1-based candidate calls whose outputs are re-checked: the first, the last and a few unpredictable."""
     middle = range(2, rounds)
     return {1, rounds, *_system_random.sample(middle, min(NUM_RANDOM_CHECKS, len(middle)))}
+
+
+PAIRED_ROUND = "one round = yours + the baseline"
+
+
+def _label_paired(benchmark) -> None:
+    """Say in pytest-benchmark's table (and --benchmark-json's "name" and "group") that a row times a whole
+    paired round, the candidate and the baseline together, so its median is not read as the candidate's
+    time; the speed-up itself is in pytest's "speed" section and in "extra_info"."""
+    name = str(getattr(benchmark, "name", "") or "")
+    if PAIRED_ROUND not in name:
+        benchmark.name = f"{name} ({PAIRED_ROUND})"
+    benchmark.group = f"paired rounds: {PAIRED_ROUND}"
 
 
 def _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type, benchmark):
@@ -119,6 +147,7 @@ def _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type,
                 check(out, args)
 
     if benchmark is not None and not getattr(benchmark, "disabled", False):
+        _label_paired(benchmark)
         benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
     else:
         for _ in range(rounds):
@@ -137,6 +166,8 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
     """
     device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
     threshold = thresholds.effective(threshold, device_type)    # a card's recorded profile, if it has one
+    reference, card = thresholds.reference_ratio(device_type)   # the bonus tiers' yardstick, if recorded
+    mark = {"key": thresholds.current_test_key(), "card": card, "reference_ratio": reference}
     for _ in range(warmup):
         for fn in (baseline, candidate):
             time_call(fn, make_inputs(), device_type)
@@ -144,10 +175,11 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
     for repeat in range(max(1, int(os.environ.get("LAB_SPEED_REPEAT") or 1))):
         cand, base = _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type,
                                     benchmark if repeat == 0 else None)
-        result = Comparison(what, cand, base, threshold, rounds)
+        result = Comparison(what, cand, base, threshold, rounds, **mark)
         if not result.passed and result.ratio >= threshold * (1 - RETRY_BAND):
             cand, base = _paired_rounds(candidate, baseline, make_inputs, check, 2 * rounds, device_type, None)
-            result = Comparison(what, cand, base, threshold, 2 * rounds, retried=True, first_ratio=result.ratio)
+            result = Comparison(what, cand, base, threshold, 2 * rounds, retried=True, first_ratio=result.ratio,
+                                **mark)
         results.append(result)
     result = results[0]
     if benchmark is not None:

@@ -91,7 +91,7 @@ def test_messages_say_why(graded):
         "speed points withheld until test_mul_matches_python, test_sub_matches_python, " \
         "test_wait_ready_returns pass"
     case = find_test(doc, "inf98", "test_add_speed")["cases"][0]
-    assert case["speed"] == {"ratio": 3.5, "threshold": 2.0, "solution_s": 1.0, "baseline_s": 3.5}
+    assert (case["speed"]["ratio"], case["speed"]["threshold"], case["speed"]["reference_ratio"]) == (3.5, 2.0, 4.5)
     shift = find_test(doc, "inf97", "test_shift_moves")     # a RuntimeError raised from the stub's error
     assert (shift["state"], shift["message"]) == ("not started", "RuntimeError: shift could not run")
 
@@ -154,6 +154,25 @@ def test_terminal_scorecard_fits_has_no_colors_and_shows_the_seed(graded):
     assert "inf97  test_scale_doubles" not in details and "inf98  test_mul_matches_python" in details
 
 
+def test_speed_tests_show_their_figure_and_tier_without_points(graded):
+    """Tiers (lab/thresholds.py) are shown, never scored: inf98's add reaches 3.5x, 78% of the reference's
+    4.5x on its card (silver, >= 70%); sub's points are gated, so its tier is withheld; inf97's figure is not
+    a paired speed-up (no tiers); the points above are the same as without tiers."""
+    doc = graded[1]
+    add, sub = find_test(doc, "inf98", "test_add_speed"), find_test(doc, "inf98", "test_sub_speed")
+    assert add["tier"] == "silver" and pts(add) == (2, 2, 2)
+    assert add["speed_line"].startswith("add vs a slow add: speed-up 3.50x, threshold 2x, passed")
+    assert add["tier_line"].startswith("tier silver: 78% of the reference's 4.50x on Fake GPU")
+    assert sub["tier"] == "withheld" and sub["tier_line"].startswith("tier withheld, as its speed points are")
+    scale = find_test(doc, "inf97", "test_scale_speed")
+    assert scale["tier"] is None and scale["tier_line"] is None
+    assert all(t["tier"] is None for topic in doc["topics"] for t in topic["tests"] if t["category"] == "correctness")
+    text = report.terminal(doc, width=200)
+    section = text.split(report.SPEED_HEADING)[1]
+    assert "  inf98  test_add_speed  tier silver\n      add vs a slow add: speed-up 3.50x" in section
+    assert "78% of the reference's 4.50x on Fake GPU" in section
+
+
 def test_json_scorecard_matches_its_schema(graded):
     schema = json.loads((GRADING / "scorecard_schema.json").read_text())
     jsonschema.validate(graded[1], schema)
@@ -172,6 +191,8 @@ def test_gradescope_results_match_gradescopes_format(graded):
     board = {entry["name"]: entry for entry in results["leaderboard"]}
     assert board["inf98 test_add_speed speed-up"] == {"name": "inf98 test_add_speed speed-up", "value": 3.5,
                                                        "order": "desc"}
+    output = next(t["output"] for t in results["tests"] if t["name"] == "inf98 test_add_speed")
+    assert "speed-up 3.50x, threshold 2x, passed" in output and "tier silver" in output
     with pytest.raises(jsonschema.ValidationError):               # the schema has teeth
         jsonschema.validate({**results, "tests": [{"score": 1, "status": "ok"}]}, schema)
 
@@ -180,11 +201,13 @@ def test_markdown_and_junit_say_the_same(graded):
     root, doc = graded
     markdown = (root / "out" / "card.md").read_text()
     assert "| inf99 | 1/4 | - | crashed |" in markdown
+    assert "| test_add_speed | speed | 2/2 (of 2) | passed | silver | add vs a slow add: speed-up 3.50x" in markdown
     assert "**total: 7 / 28 points on this hardware (30 in full)" in markdown
     suites = {s.get("name"): s for s in ET.parse(root / "out" / "junit.xml").getroot()}
     assert suites["inf96"].find("testcase[@name='collection']/error") is not None
     assert suites["inf99"].get("errors") == "1" and suites["inf99"].get("skipped") == "1"
     assert suites["inf98"].get("tests") == "9"                     # 7 tests, one of them with 3 cases
+    assert "tier silver" in suites["inf98"].find("testcase[@name='test_add_speed']/system-out").text
 
 
 def test_a_hang_costs_only_its_topic(tmp_path):

@@ -17,14 +17,18 @@ Three steps per topic, each a progress line:
 
 `--write`: for each threshold that fails on this card but can be set so that the reference clears it by
 20% while every naive measurement misses it, record that threshold in `lab/profiles/<card>.toml`
-(lab/thresholds.py); the calibrated defaults in the test files stay as they are. Exit status: 0 when
-every check holds (with --write: once the profile makes them hold), 1 otherwise, 2 on bad arguments.
+(lab/thresholds.py); the calibrated defaults in the test files stay as they are. It also records, for every
+paired speed-up measured (`lab.timing.compare`; not lab.figures' figures), the reference's ratio on this
+card, the median of its measurements, in the profile's `[reference]` table: the bonus tiers (70% and 90%
+of it) are measured against that figure. Exit status: 0 when every check holds (with --write: once
+the profile makes them hold), 1 otherwise, 2 on bad arguments.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import statistics
 import sys
 import tempfile
 import time
@@ -81,6 +85,7 @@ def calibrate_topic(topic: str, runs: int, repeat: int, out: Path, began: float)
                     print(f"    {key.split('::', 1)[1]}: {row['ratio']:.2f}x (threshold {row['threshold']:g})",
                           flush=True)
                     entry = table.setdefault(key, {"what": row["what"], "threshold": row["threshold"],
+                                                   "paired": "candidate_s" in row and bool(row.get("card")),
                                                    "solution": [], "naive": {}})
                     if label == "solution":
                         entry["solution"].append(row["ratio"])
@@ -115,19 +120,21 @@ def judge(entry: dict) -> dict:
         workable = None                     # no threshold separates the two on this card
     return {"ok": not problems, "problems": problems, "flips": total_flips,
             "solution_min": min(sol) if sol else None, "naive_max": max(naive) if naive else None,
-            "workable_threshold": workable}
+            "workable_threshold": workable, "reference_median": statistics.median(sol) if sol else None}
 
 
-def write_profile(card: str, proposals: dict[str, float]) -> Path:
-    from lab.thresholds import load_profile, profile_path
-    path = profile_path(card)
-    merged = {**(load_profile(card) if path.is_file() else {}), **proposals}
-    lines = [f'gpu = "{card}"', f'written = "{time.strftime("%Y-%m-%d")} python -m grading gpu_check --write"',
-             "", "[thresholds]"] + [f'"{key}" = {value:g}' for key, value in sorted(merged.items())]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    load_profile.cache_clear()
-    return path
+def reference_figures(report: dict) -> dict[str, float]:
+    """{test key: the reference's median ratio} for every paired speed-up the reference measured on the GPU
+    (a measured figure of lab.figures is not a speed-up and gets no tiers, so no reference figure)."""
+    return {key: row["reference_median"] for t in report["topics"].values()
+            for key, row in t.get("thresholds", {}).items()
+            if row.get("paired") and row.get("reference_median") and row["reference_median"] > 0}
+
+
+def write_profile(card: str, proposals: dict[str, float], references: dict[str, float] | None = None) -> Path:
+    """Merge workable thresholds and the reference's ratios into this card's profile (lab/thresholds.py)."""
+    from lab.thresholds import write_profile as write
+    return write(card, thresholds=proposals, references=references, written_by="python -m grading gpu_check --write")
 
 
 def gpu_topics() -> list[str]:
@@ -143,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=4, help="measurements per process (default 4)")
     parser.add_argument("--skip-correctness", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--write", action="store_true", help="record this card's profile where a default fails")
+    parser.add_argument("--write", action="store_true",
+                        help="record this card's profile: thresholds where a default fails, and the reference's "
+                             "ratios (the bonus tiers' yardstick)")
     parser.add_argument("--json", type=Path, default=Path("grading-out/gpu-check.json"))
     args = parser.parse_args(argv)
     import torch
@@ -176,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         proposals = {key: row["workable_threshold"] for t in report["topics"].values()
                      for key, row in t.get("thresholds", {}).items()
                      if not row["ok"] and row["workable_threshold"] and not row["flips"]}
-        if proposals:
-            print(f"profile written: {write_profile(card, proposals)} ({len(proposals)} threshold(s))")
+        references = reference_figures(report)
+        if proposals or references:
+            path = write_profile(card, proposals, references)
+            print(f"profile written: {path} ({len(proposals)} threshold(s), {len(references)} reference ratio(s) "
+                  "for the bonus tiers)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"JSON: {args.json}; {time.monotonic() - began:.0f} s in all")
@@ -188,7 +200,7 @@ def print_table(report: dict) -> bool:
     """The closing table; True when every check held."""
     ok = True
     print(f"\n{report['card']}: {report['runs']} processes x {report['repeat']} measurements per implementation\n")
-    print("| topic | test | threshold | reference (min-max) | naive (max) | flips | verdict |")
+    print("| topic | test | threshold | reference (min-max, median) | naive (max) | flips | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for topic, entry in report["topics"].items():
         c = entry.get("correctness")
@@ -198,7 +210,8 @@ def print_table(report: dict) -> bool:
             print(f"| {topic} | GPU correctness ({c['passed']} passed, {c['skipped']} skipped) | | | | | {verdict} |")
         for key, row in entry.get("thresholds", {}).items():
             ok &= row["ok"]
-            sol = f"{min(row['solution']):.2f}-{max(row['solution']):.2f}" if row["solution"] else "none"
+            sol = f"{min(row['solution']):.2f}-{max(row['solution']):.2f}, {row['reference_median']:.2f}" \
+                if row["solution"] else "none"
             naive = f"{row['naive_max']:.2f}" if row["naive_max"] is not None else "none"
             verdict = "ok" if row["ok"] else "; ".join(row["problems"]) + (
                 f" (a workable threshold here: {row['workable_threshold']:g})" if row["workable_threshold"] else "")

@@ -33,11 +33,14 @@ def test_add_on_gpu():
 def test_add_speed(record_property):
     assert toy.add(40, 2) == 42
     ratio, threshold = 3.5, 2.0
-    record_property("speed", {"ratio": ratio, "threshold": threshold, "solution_s": 1.0, "baseline_s": 3.5})
+    record_property("speed", {"what": "add vs a slow add", "ratio": ratio, "threshold": threshold, "candidate_s": 1.0,
+                              "baseline_s": 3.5, "rounds": 15, "passed": True, "card": "Fake GPU",
+                              "reference_ratio": 4.5})        # as lab.timing.compare records: 78% of 4.5x, silver
     assert ratio >= threshold, f"speed-up {ratio}x, required >= {threshold}x"
 
 
 @pytest.mark.speed
 def test_sub_speed(record_property):
     assert toy.sub(5, 3) == 2
-    record_property("speed", {"ratio": 2.5, "threshold": 2.0, "solution_s": 1.0, "baseline_s": 2.5})
+    record_property("speed", {"what": "sub vs a slow sub", "ratio": 2.5, "threshold": 2.0, "candidate_s": 1.0,
+                              "baseline_s": 2.5, "rounds": 15, "passed": True, "card": None, "reference_ratio": None})

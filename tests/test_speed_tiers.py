@@ -1,0 +1,230 @@
+"""Speed feedback and tiers: what `lab.timing.compare` records, the tiers of lab/thresholds.py, the cards'
+reference figures in lab/profiles/, pytest's "speed" section and pytest-benchmark's label. Every timing
+here runs on a fake clock (lab/fake_clock.py), so the figures are exact on any machine."""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import lab.timing as timing
+from lab import thresholds
+from lab.fake_clock import FakeDevice
+from lab.paths import REPO_ROOT
+
+KEY = "inf12::test_batch_of_16_has_6x_the_throughput"
+CARD = "NVIDIA Fake 80GB"
+
+
+@pytest.mark.parametrize("ratio, threshold, reference, expected", [
+    (1.9, 2.0, 10.0, "below threshold"),
+    (math.nan, 2.0, 10.0, "below threshold"),
+    (2.0, 2.0, 10.0, "pass"),                 # the threshold is the pass, as before: the test's points
+    (6.99, 2.0, 10.0, "pass"),
+    (7.0, 2.0, 10.0, "silver"),               # 70% of the reference's ratio on the same card
+    (9.0, 2.0, 10.0, "gold"),                 # 90%
+    (12.0, 2.0, 10.0, "gold"),
+    (50.0, 2.0, None, "pass"),                # no reference figure for this card: no bonus tier is invented
+    (1.5, 2.0, 2.0, "below threshold"),       # a bonus tier never comes without the pass
+])
+def test_tiers(ratio, threshold, reference, expected):
+    assert thresholds.tier(ratio, threshold, reference) == expected
+
+
+def test_tier_lines_say_what_they_were_measured_against():
+    assert thresholds.tier_line(7.5, 2.0, 10.0, CARD) == (f"tier silver: 75% of the reference's 10.00x on {CARD} "
+                                                          "(silver >= 70%, gold >= 90% of it; bonus only, no points)")
+    assert thresholds.tier_line(7.5, 2.0, None, CARD) == \
+        f"tier pass; no reference figure for this card ({CARD}), so no bonus tier"
+    assert "no reference figure for this card (CPU)" in thresholds.tier_line(3.0, 2.0, None, None)
+
+
+@pytest.fixture
+def profiles(tmp_path, monkeypatch):
+    monkeypatch.setattr(thresholds, "PROFILES", tmp_path)
+    thresholds._read_profile.cache_clear()
+    yield tmp_path
+    thresholds._read_profile.cache_clear()
+
+
+def test_a_profile_keeps_thresholds_and_reference_ratios(profiles):
+    path = thresholds.write_profile(CARD, thresholds={KEY: 5.5}, references={KEY: 14.8}, written_by="a test")
+    assert path == profiles / "nvidia-fake-80gb.toml"
+    assert thresholds.load_profile(CARD) == {KEY: 5.5}
+    assert thresholds.load_references(CARD) == {KEY: 14.8}
+    other = "inf20::test_flash_kernel_beats_naive_attention_at_4k"
+    thresholds.write_profile(CARD, references={other: 19.17}, written_by="a test")      # merged, not replaced
+    assert thresholds.load_profile(CARD) == {KEY: 5.5}
+    assert thresholds.load_references(CARD) == {KEY: 14.8, other: 19.17}
+    assert thresholds.load_references("NVIDIA Other") == {}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('gpu = "NVIDIA Other"\n', "not this card"),
+    (f'gpu = "{CARD}"\n[reference]\n"{KEY}" = -1\n', "[reference] values must be positive numbers"),
+    (f'gpu = "{CARD}"\n[references]\n"{KEY}" = 3\n', "unknown table(s) ['references']"),
+    (f'gpu = "{CARD}"\n[reference\n', "is not valid TOML"),
+])
+def test_a_bad_profile_is_refused_with_a_message(profiles, text, problem):
+    (profiles / "nvidia-fake-80gb.toml").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        thresholds.load_references(CARD)
+
+
+def test_the_reference_figure_is_the_running_tests_on_this_card(profiles, monkeypatch):
+    import torch
+    thresholds.write_profile(CARD, references={f"{KEY}": 14.8}, written_by="a test")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: CARD)
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", f"exercises/inf12/test_batch_generate.py::{KEY.split('::')[1]} (call)")
+    assert thresholds.reference_ratio("cuda") == (14.8, CARD)
+    assert thresholds.reference_ratio("cpu") == (None, None)          # a CPU test on a GPU machine
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "exercises/inf12/test_batch_generate.py::test_other (call)")
+    assert thresholds.reference_ratio("cuda") == (None, CARD)
+
+
+def fake_work(dev: FakeDevice, seconds: float):
+    def run(*args):
+        dev.host(seconds)
+        return seconds
+    return run
+
+
+class FakeBenchmark:
+    """What compare uses of pytest-benchmark's fixture."""
+
+    def __init__(self):
+        self.name, self.group, self.extra_info, self.disabled, self.rounds = "test_x[4]", None, {}, False, None
+
+    def pedantic(self, fn, rounds, iterations, warmup_rounds):
+        self.rounds = rounds
+        for _ in range(rounds):
+            fn()
+
+
+def test_compare_records_the_figure_and_tier_and_labels_the_benchmark(monkeypatch):
+    """A fake clock: the baseline takes 4 ms, yours 1 ms, so 4.00x; the reference reached 5x on this card
+    (80%: silver). The record carries the tier; pytest-benchmark's row says it times a whole round."""
+    dev = FakeDevice()
+    monkeypatch.setattr(timing, "_perf_counter", dev.clock)
+    monkeypatch.setattr(thresholds, "reference_ratio", lambda device_type: (5.0, CARD))
+    records, bench = [], FakeBenchmark()
+    result = timing.compare(fake_work(dev, 0.001), fake_work(dev, 0.004), threshold=2.0, what="fake", rounds=5,
+                            warmup=1, device_type="cpu", benchmark=bench, record=lambda *kv: records.append(kv))
+    assert result.ratio == pytest.approx(4.0) and result.tier == "silver"
+    (name, row), = records
+    assert name == "speed" and (row["tier"], row["reference_ratio"], row["card"]) == ("silver", 5.0, CARD)
+    assert row["key"] is None                                # a test outside a topic has no profile key
+    assert bench.extra_info["tier"] == "silver" and bench.rounds == 5
+    assert bench.name == "test_x[4] (one round = yours + the baseline)" and "paired" in bench.group
+    assert thresholds.speed_line(row) == ("fake: speed-up 4.00x, threshold 2x, passed (yours 1 ms, baseline "
+                                          "4 ms; medians of 5 paired rounds)")
+    assert result.tier_line().startswith("tier silver: 80% of the reference's 5.00x")
+
+
+def test_times_read_in_a_fitting_unit():
+    assert [thresholds._seconds(s) for s in (0.000012, 0.544951, 7.8457)] == ["12 us", "545 ms", "7.85 s"]
+
+
+def test_a_figure_is_shown_without_tiers():
+    row = {"what": "TTFT exponent", "ratio": 1.02, "threshold": 0.5, "passed": True}       # lab.figures
+    assert thresholds.speed_line(row) == "TTFT exponent: 1.02, threshold 0.5, passed (a measured figure, no tiers)"
+    assert thresholds.row_tier(row) is None
+    assert thresholds.speed_line({"what": "x", "ratio": "fast"}) == "x: no ratio recorded"
+
+
+SPEED_TEST = '''
+import pytest
+import lab.timing as timing
+from lab.fake_clock import FakeDevice
+
+
+@pytest.mark.speed
+def test_fast_enough(benchmark, record_property, monkeypatch):
+    dev = FakeDevice()
+    monkeypatch.setattr(timing, "_perf_counter", dev.clock)
+    timing.compare(lambda: dev.host(0.001), lambda: dev.host(0.004), threshold=2.0, what="fake cache vs recompute",
+                   rounds=3, warmup=1, device_type="cpu", benchmark=benchmark, record=record_property).assert_passes()
+'''
+
+
+def test_pytest_shows_a_passing_speed_tests_ratio_and_tier(tmp_path):
+    """The lab's conftest (loaded as a plugin, the test file being outside the repo) prints a "speed"
+    section on a pass, and pytest-benchmark's table says that a row is a whole paired round."""
+    (tmp_path / "test_fake_speed.py").write_text(textwrap.dedent(SPEED_TEST))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q",
+                           str(tmp_path / "test_fake_speed.py")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "LAB_IMPL": "exercises"})
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    section = out.split(" speed ")[-1]
+    assert "test_fake_speed.py::test_fast_enough" in section
+    assert "fake cache vs recompute: speed-up 4.00x, threshold 2x, passed (yours 1 ms, baseline 4 ms" in section
+    assert "tier pass; no reference figure for this card (CPU), so no bonus tier" in section
+    assert "test_fast_enough (one round = yours + the baseline)" in out
+
+
+
+def test_gpu_check_write_records_the_references_median_ratio(profiles):
+    """gpu_check's table of one card: a paired speed-up (its reference's median goes into [reference]) and a
+    measured figure (lab.figures: no tiers, so no reference figure); a failing default gets a threshold."""
+    from grading.tools import gpu_check
+    speedup = {"what": "batch 16", "threshold": 6.0, "paired": True, "solution": [7.0, 14.0, 15.0, 14.5],
+               "naive": {"one-at-a-time": [0.9, 0.9]}}
+    figure = {"what": "TTFT exponent", "threshold": 0.5, "paired": False, "solution": [1.2, 1.1], "naive": {}}
+    report = {"topics": {"inf12": {"thresholds": {KEY: {**speedup, **gpu_check.judge(speedup)}}},
+                         "inf02": {"thresholds": {"inf02::test_ttft": {**figure, **gpu_check.judge(figure)}}}}}
+    row = report["topics"]["inf12"]["thresholds"][KEY]
+    assert row["reference_median"] == 14.25 and not row["ok"] and row["workable_threshold"] == 5.83
+    assert gpu_check.reference_figures(report) == {KEY: 14.25}
+    gpu_check.write_profile(CARD, {KEY: row["workable_threshold"]}, gpu_check.reference_figures(report))
+    assert thresholds.load_profile(CARD) == {KEY: 5.83} and thresholds.load_references(CARD) == {KEY: 14.25}
+
+
+def test_calibrate_write_reference_keeps_gpu_medians_only(profiles, monkeypatch, capsys):
+    from grading.tools import calibrate
+    gpu = {"what": "batch 16", "threshold": 6.0, "candidate_s": 1.0, "baseline_s": 9.0, "passed": True,
+           "card": CARD, "key": KEY}
+    cpu = {**gpu, "what": "cached decode on CPU", "card": None,
+           "key": "inf10::test_cached_decode_beats_recompute_on_cpu"}
+    ratios = iter([9.0, 11.0, 10.0])
+    monkeypatch.setattr(calibrate, "run_speed_tests",
+                        lambda *a, **k: [{**gpu, "ratio": next(ratios)}, {**cpu, "ratio": 3.0}])
+    references: dict = {}
+    calibrate._measure("inf12", 3, [], 1, None, {}, [("solution", "solutions", [])], references)
+    assert references == {(CARD, KEY): [9.0, 11.0, 10.0]}
+    assert calibrate.write_references(references)[0].startswith("reference ratios: 1 written to ")
+    assert thresholds.load_references(CARD) == {KEY: 10.0}
+    assert "no reference figure recorded" in calibrate.write_references({})[0]
+
+
+def speed_test(*cases, state="passed", gated=False):
+    from grading.score import SPEED, Case, Tally, TestScore
+    return TestScore("test_x_speed", SPEED, "exercises/inf98/test_x.py", Tally(2, 2, 2), state,
+                     "speed points withheld until test_x passes" if gated else None,
+                     [Case(f"t.py::test_x_speed[{i}]", s, speed=row) for i, (s, row) in enumerate(cases)], gated=gated)
+
+
+def paired(ratio, reference=None):
+    return {"what": "x", "ratio": ratio, "threshold": 2.0, "candidate_s": 1.0, "baseline_s": ratio,
+            "card": "NVIDIA Fake" if reference else None, "reference_ratio": reference}
+
+
+@pytest.mark.parametrize("test, tier", [
+    (speed_test(("passed", paired(9.5, 10.0)), ("passed", paired(7.5, 10.0))), "silver"),  # the worst case's
+    (speed_test(("passed", paired(9.5, 10.0)), ("failed", paired(1.5, 10.0)), state="partial"), "below threshold"),
+    (speed_test(("failed", paired(9.5, 10.0)), state="failed"), None),     # failed for another reason than speed
+    (speed_test(("passed", paired(9.5, 10.0)), state="gated", gated=True), "withheld"),
+    (speed_test(("not graded on this hardware", paired(9.5, 10.0)), state="not graded on this hardware"), None),
+    (speed_test(("passed", {"what": "exponent", "ratio": 1.0, "threshold": 0.5})), None),      # a figure
+])
+def test_a_speed_tests_tier_is_shown_and_changes_no_points(test, tier):
+    from grading.score import _tier
+    _tier(test)
+    assert test.tier == tier
+    assert (test.tally.earned, test.tally.possible_here, test.tally.possible) == (2, 2, 2)
