@@ -1,6 +1,5 @@
 """inf33 hidden tests: block size 1, a pool of exactly one request, a prompt entirely cached, a prompt shorter
 than a block, and all-colliding keys."""
-import pytest
 import torch
 
 from exercises.inf33.test_cached_generate import TokenCounter, assert_same_tokens, one_thread  # noqa: F401
