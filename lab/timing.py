@@ -14,7 +14,8 @@ Rules this module keeps, so that a speed test is fair and hard to fool:
 - a ratio within 5% under the threshold is measured once more with twice the rounds; both figures,
   the rounds and the threshold are reported on failure and recorded for the grader;
 - the clocks are bound when this module is imported, before any student module is, so patching
-  `time.perf_counter` or `torch.cuda.Event` later changes nothing (and the grader's seal, grading/guard/seal.py, fails the test that does);
+  `time.perf_counter` or `torch.cuda.Event` later changes nothing (and the grader's seal,
+  grading/guard/seal.py, fails the test that does);
   the rounds whose outputs are re-checked are drawn from the OS's randomness, so they cannot be predicted.
 
 `LAB_SPEED_REPEAT=N` (set by `python -m grading.tools.calibrate --repeat N`) measures each comparison N times in

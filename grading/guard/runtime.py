@@ -107,7 +107,8 @@ def _violation(text: str, error: type[BannedError] = BannedError) -> BannedError
 # ----------------------------------------------------------------------------------- banned callables
 def _check_call(target: str) -> None:
     __tracebackhide__ = True
-    frame, tested = sys._getframe(2), False
+    frame: types.FrameType | None = sys._getframe(2)
+    tested = False
     while frame is not None:
         kind = code_kind(frame.f_code.co_filename)
         if kind == STUDENT:
@@ -169,7 +170,10 @@ def install(targets) -> None:
     for target in expand(targets):
         if target in _installed or is_module_target(target):
             continue
-        owner, attr, original = resolve(target)
+        found = resolve(target)
+        if found is None:
+            raise ValueError(f"cannot ban {target!r}: it names neither a module nor a callable")
+        owner, attr, original = found
         wrapper = _wrapper(target, original)
         setattr(owner, attr, wrapper)
         _installed[target] = (owner, attr, original, wrapper)
