@@ -231,6 +231,8 @@ def _self_slots(num_tokens: int, seq_len: int, device) -> torch.Tensor:
 class LlamaModel(nn.Module):
     """The whole decoder. Parameter names follow Hugging Face's LlamaForCausalLM, minus the `model.` prefix."""
 
+    inv_freq: torch.Tensor               # a non-persistent buffer (register_buffer below)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config

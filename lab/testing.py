@@ -110,7 +110,8 @@ class LargestTensor:
     """What `largest_new_tensor` saw: `numel` and `shape` of the largest tensor an op created in the block."""
 
     def __init__(self):
-        self.numel, self.shape = 0, ()
+        self.numel: int = 0
+        self.shape: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
@@ -179,7 +180,7 @@ def count_triton_launches():
             if not kwargs.get("warmup", False):
                 seen.count += 1
                 fn = getattr(self, "fn", None)
-                seen.kernels.append(getattr(fn, "__name__", None) or getattr(self, "__name__", "kernel"))
+                seen.kernels.append(str(getattr(fn, "__name__", None) or getattr(self, "__name__", "kernel")))
             return original(self, *args, **kwargs)
         return run
 

@@ -105,7 +105,8 @@ def _checked_rounds(rounds: int) -> set[int]:
 
 
 def _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type, benchmark):
-    cand_times, base_times = [], []
+    cand_times: list[float] = []
+    base_times: list[float] = []
     checked = _checked_rounds(rounds)
 
     def one_round() -> None:

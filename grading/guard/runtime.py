@@ -151,7 +151,7 @@ class BanFinder:
         banned = _module_banned(fullname)
         if banned is None:
             return None
-        frame = sys._getframe(1)          # the importing frame: the first outside the import machinery
+        frame: types.FrameType | None = sys._getframe(1)   # the importing frame: the first outside imports
         while frame is not None and frame.f_code.co_filename.startswith(_roots.skip):
             frame = frame.f_back
         if frame is not None and code_kind(frame.f_code.co_filename) == STUDENT:
