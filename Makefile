@@ -44,9 +44,11 @@ notebook: setup       ## JupyterLab on exercises/ (installs the [notebook] extra
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e ".[notebook]"
 	cd exercises && $(abspath $(PY)) -m jupyter lab $(if $(TOPIC),$(TOPIC)/$(TOPIC).ipynb)
 
-lint: setup           ## ruff check (settings in pyproject.toml); installs ruff into the venv if missing
-	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff>=0.6"
+lint: setup           ## ruff check . and mypy (lab/, grading/; settings in pyproject.toml); installs the dev extra's tools if missing
+	$(PY) -m ruff --version >/dev/null 2>&1 && $(PY) -m mypy --version >/dev/null 2>&1 || \
+		$(PY) -m pip install -q $$($(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dev'])")
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 doctor: setup         ## check this machine: versions, device, Triton's interpreter, the real model, peaks
 	$(PY) -m grading doctor

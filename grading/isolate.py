@@ -99,17 +99,18 @@ def _candidates(base: Path, topics: list[str], root: Path) -> tuple[dict, list[d
     folders = _topic_folders(base)
     allowed = {topic: stub_modules(root, topic) for topic in topics}
     owners: dict[str, list[str]] = {}
-    for topic, names in allowed.items():
+    for owner, names in allowed.items():
         for name in names:
-            owners.setdefault(name, []).append(topic)
+            owners.setdefault(name, []).append(owner)
     files = sorted(p for p in (folders or base).rglob("*") if p.is_file() or p.is_symlink())
     for path in files:
         rel = path.relative_to(base).as_posix()
         parts = path.relative_to(folders or base).parts
         if any(tree._never(part) for part in parts):
             continue
-        topic = parts[0] if folders is not None and len(parts) == 2 else None
+        topic: str | None = parts[0] if folders is not None and len(parts) == 2 else None
         name = parts[-1]
+        reason: str | None
         if folders is None:                           # a flat upload: the name says the topic
             mine = [t for t in owners.get(name, []) if len(parts) == 1]
             topic = mine[0] if len(mine) == 1 else None

@@ -82,9 +82,10 @@ def parse_diff(text: str) -> list[FilePatch]:
         line = lines[i]
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
             old, new = _strip_prefix(line[4:]), _strip_prefix(lines[i + 1][4:])
-            if old is None and new is None:
+            path = new or old
+            if path is None:
                 raise PlantedDiffError(f"line {i + 1}: both sides are /dev/null")
-            patches.append(FilePatch(new or old, deleted=new is None))
+            patches.append(FilePatch(path, deleted=new is None))
             i += 2
             continue
         match = _HUNK.match(line)

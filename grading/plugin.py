@@ -36,6 +36,7 @@ import re
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,9 @@ _NO_FAILURE = {"message": None, "not_implemented": False, "import_error": False,
 
 def exception_chain(exc: BaseException) -> list[BaseException]:
     """`exc`, then its causes, contexts and exception-group members, each once (cycles are cut)."""
-    chain, seen, todo = [], set(), [exc]
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
     while todo:
         current = todo.pop(0)
         if current is None or id(current) in seen:
@@ -224,9 +227,9 @@ class Recorder:
     def _finish(self, nodeid: str, state: dict) -> None:
         info = self._items.get(nodeid) or {"nodeid": nodeid, "name": nodeid.split("::")[-1].split("[")[0],
                                            "file": nodeid.split("::")[0], "markers": []}
-        failure = dict(_NO_FAILURE)
+        failure: dict[str, Any] = dict(_NO_FAILURE)
         if state["outcome"] in ("failed", "error"):
-            failure = self._failures.pop(nodeid, None) or dict(
+            failure = self._failures.pop(nodeid, {}) or dict(
                 _NO_FAILURE, message=state.get("fallback") or state.get("xfail"))
         self.write({"kind": "test", **info, "outcome": state["outcome"], **failure,
                     "skip_reason": state["skip_reason"], "not_graded": state["outcome"] == "skipped" and

@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from grading import hardware
 from grading.plugin import RESULTS_ENV
@@ -102,8 +103,8 @@ def pytest_command(topic: str, impl: str, limits: Limits, root: Path, collect_on
                    pytest_args: tuple[str, ...] | list[str] = (), hidden: bool = True) -> list[str]:
     """The pytest command line for one topic (run with cwd=root); `pytest_args` (e.g. `-k`, `-m`) go last."""
     hidden_dir = root / HIDDEN_TESTS / topic
-    hidden = [f"{HIDDEN_TESTS.as_posix()}/{topic}"] if hidden and hidden_dir.is_dir() else []
-    cmd = [sys.executable, "-m", "pytest", f"exercises/{topic}", *hidden, "--impl", impl, "-p", "grading.plugin",
+    hidden_tests = [f"{HIDDEN_TESTS.as_posix()}/{topic}"] if hidden and hidden_dir.is_dir() else []
+    cmd = [sys.executable, "-m", "pytest", f"exercises/{topic}", *hidden_tests, "--impl", impl, "-p", "grading.plugin",
            "-p", "no:cacheprovider", "-q", "--continue-on-collection-errors",
            f"--rootdir={root}", f"--confcutdir={root}"]
     if importlib.util.find_spec("pytest_timeout") is not None:
@@ -200,7 +201,8 @@ class _Channel(threading.Thread):
         super().__init__(daemon=True)
         self.lines: list[bytes] = []
         self.file = fallback_file
-        self.read_fd = self.write_fd = None
+        self.read_fd: int | None = None
+        self.write_fd: int | None = None
         if os.name == "posix":
             self.read_fd, self.write_fd = os.pipe()
 
@@ -215,6 +217,8 @@ class _Channel(threading.Thread):
             self.start()
 
     def run(self) -> None:
+        if self.read_fd is None:                # no pipe (not POSIX): the child appends to self.file
+            return
         pending = b""
         with open(self.read_fd, "rb", buffering=0) as pipe:
             for chunk in iter(lambda: pipe.read(65536), b""):
@@ -245,8 +249,11 @@ class _Channel(threading.Thread):
 def _execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: float,
              memory_bytes: int | None = None, channel: _Channel | None = None):
     """Run `cmd`; returns (exit_code, timed_out, seconds, output text)."""
-    group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else \
-        {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
+    group: dict[str, Any]
+    if sys.platform == "win32":
+        group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    else:
+        group = {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
     if channel is not None and channel.write_fd is not None:
         group["pass_fds"] = (channel.write_fd,)
     start = time.monotonic()
@@ -281,9 +288,9 @@ def check_records(lines: list[bytes]) -> tuple[list[dict], list[str]]:
     Only the last line may be damaged (a kill mid-write); it is dropped. Any other breach of the
     protocol (see the module docstring) is tampering: the records up to it are returned, and the reason."""
     records: list[dict] = []
-    collected: set[str] | None = None
-    started: set[str] = set()
-    finished: set[str] = set()
+    collected: set[str | None] | None = None       # node ids as the records give them (None if absent)
+    started: set[str | None] = set()
+    finished: set[str | None] = set()
     running: str | None = None
     session = False
     for index, line in enumerate(lines):

@@ -246,7 +246,7 @@ def _status(run: TopicRun, tests: list[TestScore], total: Tally) -> tuple[str, s
         where = f" in {run.running.split('::')[-1]}" if run.running else ""
         return state, f"{state}{where}: {_ended_early(run)}"
     if graded and all(c.import_error for c in graded):
-        return ERROR, next(c.message for c in graded)
+        return ERROR, next(c.message or "" for c in graded)
     if total.possible_here == 0 and total.possible > 0:
         return NOT_HERE, ""
     correctness = [c for t in tests if t.category == CORRECTNESS for c in t.cases if c.state != NOT_HERE]

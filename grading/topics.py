@@ -220,5 +220,5 @@ def check_targets(found: TopicFile) -> None:
 def all_topics(root: Path = REPO_ROOT) -> dict[str, TopicFile]:
     """Every exercises/infNN/topic.toml under `root`, by topic."""
     base = Path(root) / "exercises"
-    return {p.parent.name: topic(root, p.parent.name)
-            for p in sorted(base.glob(f"inf*/{TOPIC_FILE}")) if TOPIC_NAME.match(p.parent.name)}
+    return {p.parent.name: found for p in sorted(base.glob(f"inf*/{TOPIC_FILE}"))
+            if TOPIC_NAME.match(p.parent.name) and (found := topic(root, p.parent.name)) is not None}

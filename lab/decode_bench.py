@@ -23,6 +23,7 @@ import argparse
 import os
 import statistics
 import time
+from typing import Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from torch import nn
 from lab.cache import StaticCache
 from lab.hardware import measure_copy_bandwidth, synchronize
 from lab.impl import Topic, impl_root
+from lab.model import StaticCacheProtocol
 from lab.weights import random_model
 
 VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "lab-fused", "hf-eager", "hf-compiled")
@@ -74,9 +76,12 @@ def step_bytes(model, context_len: int) -> int:
     return weights + kv
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
     """Median seconds of `repeats` synchronized calls of fn(), and the last result."""
-    times, out = [], None
+    times: list[float] = []
     for _ in range(repeats):
         synchronize()
         start = time.perf_counter()
@@ -90,6 +95,7 @@ def lab_variant(model, prompt, new_tokens: int, mode: str | None, repeats: int) 
     """Prefill eagerly, then greedy-decode `new_tokens` with the (compiled) step; time the decode."""
     inf10, inf13 = Topic("inf10"), Topic("inf13")
     weight, max_len = model.embed_tokens.weight, prompt.shape[1] + new_tokens + 1
+    cache: StaticCacheProtocol
     try:
         cache = StaticModeCache(inf10.kv_cache.KVCache(model.config, 1, max_len, weight.dtype, weight.device))
     except NotImplementedError:                   # inf10 not written yet: the lab's cache, same buffers
@@ -192,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
     for name in variants:
         spent = time.perf_counter() - began
-        if name in ("lab-compiled", "lab-gemv", "lab-fused", "hf-compiled") and spent + 1.5 * compile_guess_s > args.budget_s:
+        compiles = name in ("lab-compiled", "lab-gemv", "lab-fused", "hf-compiled")
+        if compiles and spent + 1.5 * compile_guess_s > args.budget_s:
             print(f"| {name:12s} | skipped: {spent:.0f} s spent, a compile may take {1.5 * compile_guess_s:.0f} s "
                   f"more, --budget-s {args.budget_s:.0f} |", flush=True)
             continue

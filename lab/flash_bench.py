@@ -55,17 +55,17 @@ def measure(name: str, batch: int, heads: int, seq_len: int, head_dim: int, caus
             device: str) -> str:
     """One table cell: TFLOP/s, or why not."""
     gen = torch.Generator(device=device).manual_seed(0)
-    q, k, v = (torch.randn(batch, heads, seq_len, head_dim, generator=gen, device=device, dtype=torch.bfloat16)
-               for _ in range(3))
+    qkv = [torch.randn(batch, heads, seq_len, head_dim, generator=gen, device=device, dtype=torch.bfloat16)
+           for _ in range(3)]
     try:
         fn = variant_fn(name, causal, seq_len, device)
-        seconds = median_seconds(fn, lambda: (q, k, v), warmup=3, rounds=repeats)
+        seconds = median_seconds(fn, lambda: tuple(qkv), warmup=3, rounds=repeats)
     except NotImplementedError as e:
         return f"not started ({e})"
     except Exception as e:                # a backend this card or build lacks, or out of memory
         return f"{type(e).__name__}: {str(e).splitlines()[0][:60] if str(e) else ''}"
     finally:
-        del q, k, v
+        qkv.clear()                       # free q, k, v before the next cell allocates its own
         if device == "cuda":
             torch.cuda.empty_cache()
     return f"{attention_flops(batch, heads, seq_len, seq_len, head_dim, causal) / seconds / 1e12:.0f}"

@@ -49,8 +49,16 @@ def cuda_graph_replay(fn: Callable[..., Any], inputs: tuple = (), device: str = 
     with torch.cuda.graph(graph):
         outputs = fn(*inputs)
 
-    def run():
-        graph.replay()
-        return outputs
-    run.captured = (graph, fn, inputs, outputs, keep)     # keep what the graph reads and writes alive
-    return run
+    return _Replay(graph, outputs, captured=(graph, fn, inputs, outputs, keep))
+
+
+class _Replay:
+    """`run()` of cuda_graph_replay on a GPU: replays the graph, returns its outputs."""
+
+    def __init__(self, graph, outputs, captured: tuple):
+        self.graph, self.outputs = graph, outputs
+        self.captured = captured              # keep what the graph reads and writes alive
+
+    def __call__(self):
+        self.graph.replay()
+        return self.outputs

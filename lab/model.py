@@ -26,7 +26,7 @@ Three seams let later topics plug in a student's parts without touching this fil
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +119,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
+    qkv_proj: nn.Module                  # only after LlamaModel.fuse_projections (which removes q/k/v_proj)
+
     def __init__(self, config: ModelConfig, layer_idx: int):
         super().__init__()
         self.config, self.layer_idx = config, layer_idx
@@ -128,7 +130,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, config.kv_size, bias=False)
         self.o_proj = nn.Linear(config.q_size, h, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: Cache | None, attention: AttentionFn,
+    def forward(self, x, cos, sin, mask, cache: Cache | StaticCacheProtocol | None, attention: AttentionFn,
                 cache_position: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         c = self.config
@@ -140,15 +142,18 @@ class Attention(nn.Module):
         k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)                 # [B, Hkv, T, D]
         v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache_position is not None:
-            k, v = cache.update(self.layer_idx, k, v, cache_position)                 # [B, Hkv, max_len, D]
+        if cache_position is not None:                # the static mode (LlamaModel.forward checked the cache)
+            static = cast(StaticCacheProtocol, cache)
+            k, v = static.update(self.layer_idx, k, v, cache_position)                # [B, Hkv, max_len, D]
         elif cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)                                 # [B, Hkv, S, D]
+            k, v = cast(Cache, cache).update(self.layer_idx, k, v)                    # [B, Hkv, S, D]
         out = attention(q, k, v, mask)                                                # [B, H, T, D]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, c.q_size))
 
 
 class MLP(nn.Module):
+    gate_up_proj: nn.Module              # only after LlamaModel.fuse_projections (which removes gate/up_proj)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         h, f = config.hidden_size, config.intermediate_size
@@ -229,6 +234,8 @@ def _self_slots(num_tokens: int, seq_len: int, device) -> torch.Tensor:
 class LlamaModel(nn.Module):
     """The whole decoder. Parameter names follow Hugging Face's LlamaForCausalLM, minus the `model.` prefix."""
 
+    inv_freq: torch.Tensor               # a non-persistent buffer (register_buffer below)
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -265,14 +272,15 @@ class LlamaModel(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, num_tokens], got shape {list(input_ids.shape)}")
         batch, num_tokens = input_ids.shape
+        mask: torch.Tensor | None
         if cache_position is not None:
             if cache is None:
                 raise ValueError("cache_position needs a static cache to write into")
             if positions is None:
                 positions = cache_position.expand(batch, -1)
-            mask = build_static_mask(cache_position, cache.max_len, attention_mask)
+            mask = build_static_mask(cache_position, cast(StaticCacheProtocol, cache).max_len, attention_mask)
         else:
-            past_len = cache.seq_len if cache is not None else 0
+            past_len = cast(Cache, cache).seq_len if cache is not None else 0
             if positions is None:
                 positions = (past_len + torch.arange(num_tokens, device=input_ids.device)).expand(batch, -1)
             mask = build_mask(batch, num_tokens, past_len, attention_mask, input_ids.device)
@@ -294,7 +302,7 @@ class LlamaModel(nn.Module):
         at 3 TB/s), so engines (vLLM, gpt-fast) store them fused. The originals are removed, so the
         weights are held once; `replace_linears` then sees the fused linears.
         """
-        for layer in self.layers:
+        for layer in cast(Iterable[DecoderLayer], self.layers):
             attn, mlp = layer.self_attn, layer.mlp
             attn.qkv_proj = _concat_linears(attn.q_proj, attn.k_proj, attn.v_proj)
             mlp.gate_up_proj = _concat_linears(mlp.gate_proj, mlp.up_proj)

@@ -64,7 +64,7 @@ class PackedKV:
                                  f"{self.num_stored(request_id)} tokens (a recomputed request must be dropped "
                                  f"first and restart at 0)")
             self._reserve(request_id, start + num_new)
-        self._step = [tuple(c) for c in chunks]
+        self._step = [(request_id, start, num_new) for request_id, start, num_new in chunks]
 
     @property
     def seq_len(self) -> int:

@@ -66,32 +66,35 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':>5} {'context':>7} {'variant':>13} {'ms':>8} {'GB/s':>7} {'of copy':>7} {'vs sdpa':>7}")
     for batch in map(int, args.batch.split(",")):
         for context in map(int, args.context.split(",")):
-            k_cache, v_cache, tables, lens, k, v = paged_inputs(batch, context, args.block_size)
-            nbytes = 2 * k.numel() * k.element_size()
-            gen = torch.Generator(device="cuda").manual_seed(1)
+            print_rows(impl, batch, context, args.block_size, args.rounds, copy_bw)
+            torch.cuda.empty_cache()                  # the inputs of print_rows are gone with its frame
 
-            def make_q():
-                return (torch.randn(batch, NUM_HEADS, HEAD_DIM, generator=gen, device="cuda", dtype=torch.bfloat16),)
 
-            variants = {
-                "sdpa": lambda q: F.scaled_dot_product_attention(q[:, :, None], k, v, enable_gqa=True),
-                "paged-triton": lambda q: impl.paged_attention.paged_attention_triton(q, k_cache, v_cache, tables,
-                                                                                      lens),
-                "paged-torch": lambda q: impl.paged_attention.paged_attention(q, k_cache, v_cache, tables, lens),
-            }
-            sdpa_s = None
-            for name, fn in variants.items():
-                try:
-                    seconds = median_seconds(fn, make_q, rounds=args.rounds)
-                except (NotImplementedError, torch.OutOfMemoryError) as error:
-                    print(f"{batch:>5} {context:>7} {name:>13}   skipped: {str(error).splitlines()[0]}")
-                    continue
-                sdpa_s = seconds if name == "sdpa" else sdpa_s
-                vs = f"{sdpa_s / seconds:6.2f}x" if sdpa_s else "      -"
-                print(f"{batch:>5} {context:>7} {name:>13} {seconds * 1e3:8.3f} {nbytes / seconds / 1e9:7,.0f} "
-                      f"{nbytes / seconds / copy_bw:6.0%} {vs:>7}", flush=True)
-            del k_cache, v_cache, k, v
-            torch.cuda.empty_cache()
+def print_rows(impl: Topic, batch: int, context: int, block_size: int, rounds: int, copy_bw: float) -> None:
+    """One table row per variant at one batch and context."""
+    k_cache, v_cache, tables, lens, k, v = paged_inputs(batch, context, block_size)
+    nbytes = 2 * k.numel() * k.element_size()
+    gen = torch.Generator(device="cuda").manual_seed(1)
+
+    def make_q():
+        return (torch.randn(batch, NUM_HEADS, HEAD_DIM, generator=gen, device="cuda", dtype=torch.bfloat16),)
+
+    variants = {
+        "sdpa": lambda q: F.scaled_dot_product_attention(q[:, :, None], k, v, enable_gqa=True),
+        "paged-triton": lambda q: impl.paged_attention.paged_attention_triton(q, k_cache, v_cache, tables, lens),
+        "paged-torch": lambda q: impl.paged_attention.paged_attention(q, k_cache, v_cache, tables, lens),
+    }
+    sdpa_s = None
+    for name, fn in variants.items():
+        try:
+            seconds = median_seconds(fn, make_q, rounds=rounds)
+        except (NotImplementedError, torch.OutOfMemoryError) as error:
+            print(f"{batch:>5} {context:>7} {name:>13}   skipped: {str(error).splitlines()[0]}")
+            continue
+        sdpa_s = seconds if name == "sdpa" else sdpa_s
+        vs = f"{sdpa_s / seconds:6.2f}x" if sdpa_s else "      -"
+        print(f"{batch:>5} {context:>7} {name:>13} {seconds * 1e3:8.3f} {nbytes / seconds / 1e9:7,.0f} "
+              f"{nbytes / seconds / copy_bw:6.0%} {vs:>7}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,19 @@ is read at each row's own last prompt position. The same forwards and the same t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from lab.cache import DynamicCache
 
+if TYPE_CHECKING:
+    from lab.model import LlamaModel
+
 
 @torch.inference_mode()
-def static_generate(model: torch.nn.Module, requests: Sequence, batch_size: int, eos_token_id: int | None = None,
+def static_generate(model: LlamaModel, requests: Sequence, batch_size: int, eos_token_id: int | None = None,
                     pad_id: int = 0) -> dict[int, list[int]]:
     """Greedy tokens of every request, by static batches of `batch_size`: {request_id: new token ids}."""
     if batch_size < 1:

@@ -15,26 +15,30 @@ a client of a non-streaming API waits for, and the benchmark reports it honestly
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, SupportsInt, TypeVar
 
 import torch
 
 from lab.cache import DynamicCache
 from lab.impl import Topic
 
+if TYPE_CHECKING:
+    from lab.model import LlamaModel
+
 TokenStream = Callable[[list[int], int], Iterable[object]]
+Token = TypeVar("Token", bound=SupportsInt)      # an int, or a 0-d tensor
 
 
-class PrefillDecodeEngine(Protocol):
+class PrefillDecodeEngine(Protocol[Token]):
     """An engine driven one step at a time: `prefill` consumes a prompt and returns its first new token;
     `decode` takes the last token and returns the next. One request at a time."""
 
-    def prefill(self, prompt_ids: list[int]) -> object: ...
+    def prefill(self, prompt_ids: list[int]) -> Token: ...
 
-    def decode(self, token: object) -> object: ...
+    def decode(self, token: Token) -> Token: ...
 
 
-def _is_eos(token: object, eos_token_id: int | None) -> bool:
+def _is_eos(token: SupportsInt, eos_token_id: int | None) -> bool:
     return eos_token_id is not None and int(token) == eos_token_id
 
 
@@ -46,7 +50,7 @@ def from_generate(generate: Callable[[list[int], int], Iterable[object]]) -> Tok
     return stream
 
 
-def from_hooks(engine: PrefillDecodeEngine, eos_token_id: int | None = None) -> TokenStream:
+def from_hooks(engine: PrefillDecodeEngine[Token], eos_token_id: int | None = None) -> TokenStream:
     """A stream from an engine with `prefill` and `decode` hooks; stops after `eos_token_id` (included)."""
     def stream(prompt_ids: list[int], max_new_tokens: int) -> Iterator[object]:
         token = engine.prefill(prompt_ids)
@@ -62,8 +66,9 @@ def from_hooks(engine: PrefillDecodeEngine, eos_token_id: int | None = None) -> 
 class _GreedyEngine:
     """Greedy decoding of a `lab.model.LlamaModel` with `lab.cache.DynamicCache`, tokens kept on the device."""
 
-    def __init__(self, model: torch.nn.Module, max_len: int):
-        self.model, self.max_len, self.cache = model, max_len, None
+    def __init__(self, model: LlamaModel, max_len: int):
+        self.model, self.max_len = model, max_len
+        self.cache: StaticCache | None = None
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
 
@@ -78,7 +83,7 @@ class _GreedyEngine:
         return self.model(token.view(1, 1), cache=self.cache, last_only=True)[0, -1].argmax()
 
 
-def greedy_stream(model: torch.nn.Module, max_len: int | None = None, eos_token_id: int | None = None) -> TokenStream:
+def greedy_stream(model: LlamaModel, max_len: int | None = None, eos_token_id: int | None = None) -> TokenStream:
     """KV-cached greedy decoding of the lab model, one request at a time; each token is yielded as a 0-d
     tensor on the model's device without waiting for it. `max_len` bounds prompt + output (default: the
     model's max_position_embeddings, capped at 4,096)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -38,7 +39,7 @@ def random_config(gen: torch.Generator, **overrides) -> ModelConfig:
         return int(torch.randint(lo, hi + 1, (1,), generator=gen))
     num_kv_heads = pick(1, 3)
     head_dim = 2 * pick(4, 12)
-    fields = dict(name="random", vocab_size=2 * pick(50, 150) + 1, hidden_size=pick(24, 72) | 1,
+    fields: dict[str, Any] = dict(name="random", vocab_size=2 * pick(50, 150) + 1, hidden_size=pick(24, 72) | 1,
                   intermediate_size=pick(40, 120) | 1, num_layers=pick(1, 3), num_heads=num_kv_heads * pick(1, 3),
                   num_kv_heads=num_kv_heads, head_dim=head_dim, rope_theta=10_000.0,
                   max_position_embeddings=512, tie_word_embeddings=bool(pick(0, 1)))
@@ -84,7 +85,8 @@ def greedy_alone(model, prompt, max_new_tokens, eos_token_id=None):
     """The oracle of the serving topics: one prompt alone, no padding, packing or mask, through a ConcatCache.
     Greedy until `max_new_tokens` or right after `eos_token_id`. Returns (tokens, logits [steps, vocab])."""
     device = next(model.parameters()).device
-    cache, ids, tokens, logits = ConcatCache(model.config.num_layers), torch.tensor([list(prompt)], device=device), [], []
+    cache, ids = ConcatCache(model.config.num_layers), torch.tensor([list(prompt)], device=device)
+    tokens, logits = [], []
     for _ in range(max_new_tokens):
         logits.append(model(ids, cache=cache, last_only=True)[0, -1])
         tokens.append(int(logits[-1].argmax()))
@@ -108,7 +110,8 @@ class LargestTensor:
     """What `largest_new_tensor` saw: `numel` and `shape` of the largest tensor an op created in the block."""
 
     def __init__(self):
-        self.numel, self.shape = 0, ()
+        self.numel: int = 0
+        self.shape: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
@@ -177,7 +180,7 @@ def count_triton_launches():
             if not kwargs.get("warmup", False):
                 seen.count += 1
                 fn = getattr(self, "fn", None)
-                seen.kernels.append(getattr(fn, "__name__", None) or getattr(self, "__name__", "kernel"))
+                seen.kernels.append(str(getattr(fn, "__name__", None) or getattr(self, "__name__", "kernel")))
             return original(self, *args, **kwargs)
         return run
 

@@ -17,7 +17,8 @@ Rules this module keeps, so that a speed test is fair and hard to fool:
   calibrated ratio on this card, where one was recorded), which pytest's "speed" section (conftest.py)
   and the scorecard show on a pass as on a failure;
 - the clocks are bound when this module is imported, before any student module is, so patching
-  `time.perf_counter` or `torch.cuda.Event` later changes nothing (and the grader's seal, grading/guard/seal.py, fails the test that does);
+  `time.perf_counter` or `torch.cuda.Event` later changes nothing (and the grader's seal,
+  grading/guard/seal.py, fails the test that does);
   the rounds whose outputs are re-checked are drawn from the OS's randomness, so they cannot be predicted.
 
 `LAB_SPEED_REPEAT=N` (set by `python -m grading.tools.calibrate --repeat N`) measures each comparison N times in
@@ -132,7 +133,8 @@ def _label_paired(benchmark) -> None:
 
 
 def _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type, benchmark):
-    cand_times, base_times = [], []
+    cand_times: list[float] = []
+    base_times: list[float] = []
     checked = _checked_rounds(rounds)
 
     def one_round() -> None:

@@ -69,7 +69,10 @@ class Tokenizer:
 
     def token(self, token_id: int) -> str:
         """The vocabulary entry of one id, in byte-level form ('Ġthe' for ' the')."""
-        return self.backend.id_to_token(token_id)
+        entry = self.backend.id_to_token(token_id)
+        if entry is None:
+            raise ValueError(f"token id must be in [0, {self.vocab_size}); got {token_id!r}")
+        return entry
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         """The conversation as the model's chat template (ChatML) renders it, as text.
@@ -100,7 +103,7 @@ def _compiled_template(source: str):
 def build_backend(tokens: list[str], merges: list[str], token_types: list[int]) -> tokenizers.Tokenizer:
     """A byte-level BPE `tokenizers.Tokenizer` from the GGUF vocabulary, with the digit-splitting pre-tokenizer."""
     vocab = {token: token_id for token_id, token in enumerate(tokens)}
-    merge_pairs = [tuple(m.split(" ", 1)) for m in merges]   # "Ġ t" -> ("Ġ", "t")
+    merge_pairs = [(left, right) for left, right in (m.split(" ", 1) for m in merges)]   # "Ġ t" -> ("Ġ", "t")
     backend = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merge_pairs, fuse_unk=False))
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),                     # llama.cpp's `smollm`: "\p{N}"

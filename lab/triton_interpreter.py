@@ -85,7 +85,7 @@ def _fix_bfloat16_dot() -> None:
     def fixed(self, a, b, d, input_precision, max_num_imprecise_acc):
         return create_dot(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
 
-    fixed._lab_bf16 = True
+    setattr(fixed, "_lab_bf16", True)                      # patched once per process (checked above)
     interpreter.InterpreterBuilder.create_dot = fixed
 
 
@@ -120,6 +120,8 @@ def _run_check(test_file: str, function: str, seed: int) -> None:
     runtime.install_from_env()          # the bans of the test that started this child
     try:
         spec = importlib.util.spec_from_file_location(f"_interpreted_{Path(test_file).stem}", test_file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load the test file {test_file}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         getattr(module, function)(seed)

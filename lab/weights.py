@@ -85,7 +85,7 @@ def cache_path(kind: str, suffix: str) -> Path:
     return cache_dir() / f"{REAL_SHAPE}-{kind}-{stat.st_size}-{stat.st_mtime_ns}-v{CONVERSION_VERSION}{suffix}"
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> bool:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> bool:
     """Run `write(tmp_path)` and rename the result onto `path`, so no reader ever sees a partial file.
 
     Processes that race write their own temporary files; the last rename wins, with equal content.

@@ -63,7 +63,8 @@ def test_planted_implementation_loses_points(planted, planted_runs):
         pytest.skip("a GPU speed baseline only: its speed tests are checked by grading.tools.calibrate on a GPU")
     points = load_points()[planted.topic]
     unknown = [t for t in expect if t not in points]
-    assert not unknown, f"{planted.label}: expect_fail names tests not in [{planted.topic}] of exercises/{planted.topic}/topic.toml: {unknown}"
+    assert not unknown, (f"{planted.label}: expect_fail names tests not in [{planted.topic}] of "
+                         f"exercises/{planted.topic}/topic.toml: {unknown}")
     run = planted_runs[planted.label].result()
     assert run.items, f"{planted.label}: pytest collected nothing:\n{run.log_text[-2000:]}"
     outcomes: dict[str, list[str]] = {}

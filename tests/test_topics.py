@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
-import os
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -90,9 +92,6 @@ def test_inf00_notebook_runs_end_to_end(monkeypatch):
 
 
 # ------------------------------------------------------------------ every topic, through the grader
-import json
-import subprocess
-import sys
 
 
 def _grade(impl: str, out: Path) -> dict:

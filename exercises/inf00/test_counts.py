@@ -89,7 +89,8 @@ def test_arithmetic_intensity_tells_decode_from_prefill():
     prefill = counts.arithmetic_intensity(counts.forward_flops(c, 2048), counts.prefill_bytes(c, 2048))
     assert 0.9 < decode < 1.1, f"decode intensity at batch 1 should be ~1 FLOP/byte, got {decode:.2f}"
     assert 1000 < prefill < 2500, f"a 2,048-token prefill should do ~1,500-2,000 FLOP/byte, got {prefill:.0f}"
-    batch64 = counts.arithmetic_intensity(counts.forward_flops(c, 1, 2047, batch=64), counts.decode_step_bytes(c, 2047, 64))
+    batch64 = counts.arithmetic_intensity(counts.forward_flops(c, 1, 2047, batch=64),
+                                          counts.decode_step_bytes(c, 2047, 64))
     assert 25 < batch64 < 64, f"batching 64 decodes shares the weights: expected 25-64 FLOP/byte, got {batch64:.1f}"
     with raises(ValueError, because="arithmetic_intensity(1, 0): no bytes moved, the intensity is undefined"):
         counts.arithmetic_intensity(1, 0)

@@ -23,9 +23,9 @@ def test_greedy_matches_transformers(real_model, tokenizer, rng):
         expected = hf_greedy(prompt, max_new_tokens=12)
         assert isinstance(got, list) and all(isinstance(t, int) for t in got), \
             f"greedy_generate must return a list of ints, got {type(got).__name__} of {got[:3]!r}..."
+        step = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
         assert got == expected, (f"prompt {prompt[:8]}... ({len(prompt)} tokens): tokens differ from transformers "
-                                 f"at step {next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))}: "
-                                 f"expected {expected}, got {got}")
+                                 f"at step {step}: expected {expected}, got {got}")
 
 
 def test_greedy_feeds_the_whole_sequence_each_step(rng):

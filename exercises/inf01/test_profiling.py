@@ -61,7 +61,8 @@ def test_profile_ops_counts_a_known_workload(rng, tmp_path):
     assert all("prefill" != n and "decode" != n for n in names), "record_function labels are not operators"
     times = [op.time_s for op in result.ops]
     assert times == sorted(times, reverse=True), f"ops must be sorted by time_s, largest first: {times[:6]}"
-    assert names[0] == "aten::mm", f"the {work.m}x{work.k}x{work.n} matmuls dominate this run; your top op is {names[0]}"
+    assert names[0] == "aten::mm", (f"the {work.m}x{work.k}x{work.n} matmuls dominate this run; your top op is "
+                                    f"{names[0]}")
     mm_events = [e for e in trace_events(tmp_path / "t.json") if e.get("name") == "aten::mm"]
     assert len(mm_events) == work.r_mm, f"the trace holds {len(mm_events)} aten::mm events, expected {work.r_mm}"
 
@@ -73,7 +74,8 @@ def test_profile_ops_ranks_by_self_time(rng, tmp_path):
     result = impl.profiling.profile_ops(lambda: F.linear(x, w), device_type="cpu", top_k=None,
                                         trace_path=tmp_path / "t.json")
     mm, linear = result.op("aten::mm"), result.op("aten::linear")
-    assert mm is not None and linear is not None, f"expected aten::linear and aten::mm, got {[o.name for o in result.ops]}"
+    assert mm is not None and linear is not None, ("expected aten::linear and aten::mm, got "
+                                                   f"{[o.name for o in result.ops]}")
     assert linear.time_s < 0.5 * mm.time_s, (
         f"aten::linear {linear.time_s * 1e3:.3f} ms vs aten::mm {mm.time_s * 1e3:.3f} ms: report each op's *self* "
         "time (self_cpu_time_total), not its total, which counts the matmul again in every caller")
@@ -108,7 +110,8 @@ def test_profile_prefill_decode_counts_the_model_flops(rng, tmp_path):
     assert got == counter.get_total_flops(), (
         f"prefill of {len(prompt)} tokens + 1 decode step: FlopCounterMode counts {counter.get_total_flops():,} "
         f"matmul FLOPs, your profile's matmul ops {got:,} (one prefill and one decode step, last_only=True?)")
-    assert set(result.phase_s) == {"prefill", "decode"}, f"phase_s keys: expected prefill and decode, got {set(result.phase_s)}"
+    assert set(result.phase_s) == {"prefill", "decode"}, ("phase_s keys: expected prefill and decode, got "
+                                                          f"{set(result.phase_s)}")
     labels = {e["name"]: e["dur"] / 1e6 for e in trace_events(tmp_path / "t.json") if e.get("cat") == "user_annotation"}
     for phase in ("prefill", "decode"):
         assert phase in labels, f"the trace has no '{phase}' region: wrap it in torch.profiler.record_function"
@@ -134,6 +137,7 @@ def test_profile_ops_ranks_by_device_time_on_gpu():
         f"ranked by device time the matmuls come first; your top ops are {[o.name for o in result.ops[:3]]}"
     expected = 4 * 2 * 8192**3 / peaks("cuda").matmul_flops_per_s
     assert 0.5 * expected < result.ops[0].time_s < 2.0 * expected, \
-        f"aten::mm: ~{expected * 1e3:.1f} ms of device time expected at this GPU's peak, got {result.ops[0].time_s * 1e3:.2f} ms"
+        (f"aten::mm: ~{expected * 1e3:.1f} ms of device time expected at this GPU's peak, got "
+         f"{result.ops[0].time_s * 1e3:.2f} ms")
     add = result.op("aten::add_")
     assert add is not None and add.time_s < result.ops[0].time_s, "aten::add_ should rank below aten::mm on device time"

@@ -22,8 +22,10 @@ def test_utilization_is_achieved_rate_over_peak(rng):
     got = impl.utilization.utilization(flops, num_bytes, seconds, peaks)
     mfu = flops / seconds / peaks.matmul_flops_per_s
     mbu = num_bytes / seconds / peaks.copy_bytes_per_s
-    assert got.mfu == pytest.approx(mfu, rel=1e-9), f"MFU: expected {mfu:.6g} (FLOP/s over peak FLOP/s), got {got.mfu:.6g}"
-    assert got.mbu == pytest.approx(mbu, rel=1e-9), f"MBU: expected {mbu:.6g} (bytes/s over peak bytes/s), got {got.mbu:.6g}"
+    assert got.mfu == pytest.approx(mfu, rel=1e-9), (f"MFU: expected {mfu:.6g} (FLOP/s over peak FLOP/s), got "
+                                                     f"{got.mfu:.6g}")
+    assert got.mbu == pytest.approx(mbu, rel=1e-9), (f"MBU: expected {mbu:.6g} (bytes/s over peak bytes/s), got "
+                                                     f"{got.mbu:.6g}")
     assert got.bound == ("memory" if mbu >= mfu else "compute")
 
 

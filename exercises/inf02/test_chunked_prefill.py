@@ -33,7 +33,8 @@ def assert_same_cache(got: DynamicCache, want: DynamicCache, what: str) -> None:
     assert got.seq_len == want.seq_len, f"{what}: the cache should hold {want.seq_len} tokens, holds {got.seq_len}"
     for layer, (k, v, k_ref, v_ref) in enumerate(zip(got.k, got.v, want.k, want.v)):
         n = want.seq_len
-        err = max((k[:, :, :n] - k_ref[:, :, :n]).abs().max().item(), (v[:, :, :n] - v_ref[:, :, :n]).abs().max().item())
+        err = max((k[:, :, :n] - k_ref[:, :, :n]).abs().max().item(),
+                  (v[:, :, :n] - v_ref[:, :, :n]).abs().max().item())
         assert err < 1e-4, f"{what}: layer {layer} K/V differ from one-shot prefill by up to {err:.2e}"
 
 
@@ -41,7 +42,8 @@ def assert_same_cache(got: DynamicCache, want: DynamicCache, what: str) -> None:
 def test_chunked_prefill_matches_one_shot(rng, chunking):
     config, model, ids = setup(rng)
     prompt_len = ids.shape[1]
-    chunk_size = {"one-token": 1, "odd": pick(rng, 2, prompt_len // 2) | 1, "larger-than-prompt": prompt_len + 3}[chunking]
+    chunk_size = {"one-token": 1, "odd": pick(rng, 2, prompt_len // 2) | 1,
+                  "larger-than-prompt": prompt_len + 3}[chunking]
     want, want_cache = one_shot(model, config, ids)
     cache = DynamicCache(config, ids.shape[0], prompt_len)
     got = impl.chunked_prefill.chunked_prefill(model, ids, cache, chunk_size)
@@ -73,9 +75,10 @@ def test_chunked_prefill_feeds_at_most_chunk_size_tokens(rng):
     model.register_forward_pre_hook(lambda module, args, kwargs: fed.append(
         (args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
     impl.chunked_prefill.chunked_prefill(model, ids, DynamicCache(config, ids.shape[0], ids.shape[1]), chunk_size)
-    want = [chunk_size] * (ids.shape[1] // chunk_size) + ([ids.shape[1] % chunk_size] if ids.shape[1] % chunk_size else [])
-    assert fed == want, (f"{ids.shape[1]} tokens in chunks of {chunk_size}: expected {math.ceil(ids.shape[1] / chunk_size)} "
-                         f"forwards of {want}, the model was fed {fed}")
+    full, rest = divmod(ids.shape[1], chunk_size)
+    want = [chunk_size] * full + ([rest] if rest else [])
+    assert fed == want, (f"{ids.shape[1]} tokens in chunks of {chunk_size}: expected "
+                         f"{math.ceil(ids.shape[1] / chunk_size)} forwards of {want}, the model was fed {fed}")
 
 
 def test_chunked_prefill_last_only(rng):

@@ -70,7 +70,8 @@ def test_latency_rejects_bad_input(case):
     with raises(ValueError,
                 because=f"measure_latency({case}): a prompt of {len(prompt)} tokens and {num_new} new tokens has no "
                         "first token to time"):
-        impl.latency.measure_latency(model, prompt, num_new, ConcatCache(1), clock=dev.clock, synchronize=dev.synchronize)
+        impl.latency.measure_latency(model, prompt, num_new, ConcatCache(1), clock=dev.clock,
+                                     synchronize=dev.synchronize)
 
 
 @pytest.mark.gpu
@@ -89,4 +90,5 @@ def test_latency_waits_for_the_gpu(rng):
     model = SlowGPUModel([7, 8, 9], len(prompt)).cuda()
     timing = impl.latency.measure_latency(model, prompt, 3, ConcatCache(1))
     assert timing.ttft_s > 0.010 and min(timing.tbt_s) > 0.010, \
-        f"TTFT {timing.ttft_s * 1e3:.2f} ms, TBT {[round(t * 1e3, 2) for t in timing.tbt_s]} ms for ~20 ms of GPU work each"
+        (f"TTFT {timing.ttft_s * 1e3:.2f} ms, TBT {[round(t * 1e3, 2) for t in timing.tbt_s]} ms for ~20 ms of GPU "
+         "work each")

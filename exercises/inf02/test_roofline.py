@@ -26,7 +26,8 @@ def test_roofline_estimate_is_the_slower_resource(rng, side):
     intensity = ridge * (uniform(rng, 0.05, 0.95) if side == "memory" else uniform(rng, 1.05, 20))
     est = impl.roofline.roofline_estimate(intensity * num_bytes, num_bytes, peaks)
     floor = max(intensity * num_bytes / peaks.matmul_flops_per_s, num_bytes / peaks.copy_bytes_per_s)
-    assert est.bound == side, f"intensity {intensity:.3g} FLOP/B vs ridge {ridge:.3g}: expected {side}-bound, got {est.bound}"
+    assert est.bound == side, (f"intensity {intensity:.3g} FLOP/B vs ridge {ridge:.3g}: expected {side}-bound, got "
+                               f"{est.bound}")
     assert est.intensity == pytest.approx(intensity, rel=1e-9) and est.ridge == pytest.approx(ridge, rel=1e-9)
     assert est.predicted_s == pytest.approx(floor, rel=1e-9), (
         f"predicted_s: the slower of compute ({intensity * num_bytes / peaks.matmul_flops_per_s:.3g} s) and memory "
@@ -69,7 +70,8 @@ def test_llama_phases_on_an_h200():
     c, phase = SHAPES["llama-3-8b"], impl.roofline.phase_estimate
     decode = phase(c, 1, H200, past_len=2047)
     assert decode.bound == "memory" and decode.predicted_s == pytest.approx(3.56e-3, rel=0.02), \
-        f"batch-1 decode at 2k context: memory-bound, ~3.56 ms (15.3 GB at 4.3 TB/s); got {decode.bound}, {decode.predicted_s * 1e3:.2f} ms"
+        (f"batch-1 decode at 2k context: memory-bound, ~3.56 ms (15.3 GB at 4.3 TB/s); got {decode.bound}, "
+         f"{decode.predicted_s * 1e3:.2f} ms")
     prefill = phase(c, 2048, H200)
     assert prefill.bound == "compute" and prefill.predicted_s == pytest.approx(48.9e-3, rel=0.02), \
         f"2,048-token prefill: compute-bound, ~48.9 ms; got {prefill.bound}, {prefill.predicted_s * 1e3:.1f} ms"

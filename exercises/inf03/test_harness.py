@@ -65,7 +65,8 @@ def test_time_request_waits_for_each_token(seed):
     assert got.ttft_s == pytest.approx(ttft, rel=1e-9), (
         f"TTFT: the first token's work finishes {ttft * 1e3:.3f} ms after the start; you measured "
         f"{got.ttft_s * 1e3:.3f} ms. The engine yields before its work is done: synchronize() before every clock read")
-    assert got.tbt_s == pytest.approx(tbt, rel=1e-9), f"TBT: expected {len(tbt)} gaps of {engine.decode_s * 1e3} ms, got {got.tbt_s}"
+    assert got.tbt_s == pytest.approx(tbt, rel=1e-9), (f"TBT: expected {len(tbt)} gaps of {engine.decode_s * 1e3} ms, "
+                                                       f"got {got.tbt_s}")
     assert got.e2e_s == pytest.approx(e2e, rel=1e-9), f"E2E: expected {e2e * 1e3:.3f} ms, got {got.e2e_s * 1e3:.3f} ms"
     assert (got.request_id, got.prompt_len, got.num_output_tokens) == \
         (request.request_id, len(request.prompt_ids), request.max_new_tokens)
@@ -96,7 +97,8 @@ def test_run_benchmark_excludes_warmup(seed):
     assert report.results["e2e_s"]["max"] == pytest.approx(max(e2e), rel=1e-9), \
         "the slowest recorded request is a warm-up one: warm-up requests must not be recorded"
     assert report.results["duration_s"] == pytest.approx(sum(e2e), rel=1e-9), \
-        f"duration_s: the recorded requests take {sum(e2e):.4f} s on this clock, you report {report.results['duration_s']:.4f} s"
+        (f"duration_s: the recorded requests take {sum(e2e):.4f} s on this clock, you report "
+         f"{report.results['duration_s']:.4f} s")
 
 
 def test_report_figures_match_numpy(seed):
@@ -106,13 +108,16 @@ def test_report_figures_match_numpy(seed):
     results = impl.harness.run_benchmark(engine, work, num_warmup=1, clock=dev.clock, synchronize=dev.synchronize,
                                          device="cpu").results
     expected = [engine.expected(r) for r in work.requests]
-    series = {"ttft_s": [e[0] for e in expected], "tbt_s": [g for e in expected for g in e[1]], "e2e_s": [e[2] for e in expected]}
+    series = {"ttft_s": [e[0] for e in expected], "tbt_s": [g for e in expected for g in e[1]],
+              "e2e_s": [e[2] for e in expected]}
     for name, values in series.items():
         for key, q in (("p50", 50), ("p95", 95), ("p99", 99)):
             want = float(np.percentile(values, q))
             assert results[name][key] == pytest.approx(want, rel=1e-9), \
-                f"{name} {key}: numpy's percentile over {len(values)} values is {want:.6f}, you report {results[name][key]:.6f}"
-        assert results[name]["count"] == len(values), f"{name}: {len(values)} values expected (TBT gaps pooled over requests)"
+                (f"{name} {key}: numpy's percentile over {len(values)} values is {want:.6f}, you report "
+                 f"{results[name][key]:.6f}")
+        assert results[name]["count"] == len(values), (f"{name}: {len(values)} values expected (TBT gaps pooled over "
+                                                       "requests)")
     output_tokens = sum(r.max_new_tokens for r in work.requests)
     assert results["output_tokens"] == output_tokens
     assert results["input_tokens"] == sum(len(r.prompt_ids) for r in work.requests)
@@ -177,4 +182,5 @@ def test_harness_waits_for_the_gpu(seed):
     work = workload(seed, 3, prompt_lens=(5, 5), output_lens=(3, 3))
     results = impl.harness.run_benchmark(stream, work, num_warmup=1, device="cuda").results
     assert results["ttft_s"]["min"] > 0.010 and results["tbt_s"]["min"] > 0.010, \
-        f"TTFT {results['ttft_s']['min'] * 1e3:.2f} ms, TBT {results['tbt_s']['min'] * 1e3:.2f} ms for ~20 ms of GPU work each"
+        (f"TTFT {results['ttft_s']['min'] * 1e3:.2f} ms, TBT {results['tbt_s']['min'] * 1e3:.2f} ms for ~20 ms of GPU "
+         "work each")

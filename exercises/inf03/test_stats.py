@@ -33,6 +33,7 @@ def test_summarize_matches_numpy(rng):
     want = dict(count=53, mean=np.mean(values), p50=np.percentile(values, 50), p95=np.percentile(values, 95),
                 p99=np.percentile(values, 99), min=min(values), max=max(values))
     for key, value in want.items():
-        assert getattr(s, key) == pytest.approx(value, rel=1e-12), f"{key}: numpy says {value!r}, you say {getattr(s, key)!r}"
+        assert getattr(s, key) == pytest.approx(value, rel=1e-12), (f"{key}: numpy says {value!r}, you say "
+                                                                    f"{getattr(s, key)!r}")
     with raises(ValueError, because="summarize([]): no values to summarize"):
         impl.stats.summarize([])

@@ -45,9 +45,11 @@ def test_uniform_lengths_cover_both_ends(seed):
     rng = np.random.default_rng(seed)
     draws = impl.workload.LengthDistribution.uniform(3, 9).sample(rng, 4000)
     counts = {v: draws.count(v) for v in range(3, 10)}
-    assert len(draws) == 4000 and set(draws) <= set(counts), f"values outside [3, 9]: {sorted(set(draws) - set(counts))}"
+    assert len(draws) == 4000 and set(draws) <= set(counts), ("values outside [3, 9]: "
+                                                              f"{sorted(set(draws) - set(counts))}")
     for value, count in counts.items():            # 4000/7 = 571, sd ~22: 5 sd either side
-        assert 460 < count < 685, f"uniform(3, 9): {value} drawn {count} times in 4000, expected ~571 (is `high` included?)"
+        assert 460 < count < 685, (f"uniform(3, 9): {value} drawn {count} times in 4000, expected ~571 (is `high` "
+                                   "included?)")
 
 
 def test_lognormal_lengths_have_the_median_and_a_tail(seed):

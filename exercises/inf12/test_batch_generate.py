@@ -47,7 +47,8 @@ def assert_same_tokens(got, prompts, want, want_logits, tie_gap=0.0):
             f"prompt {row}: expected a list of ints, got {g!r:.80}"
         split = next((i for i, (a, b) in enumerate(zip(g, w)) if a != b), None)
         if split is not None:
-            assert 0 <= g[split] < want_logits[row].shape[-1], f"prompt {row}: token {g[split]} is not in the vocabulary"
+            assert 0 <= g[split] < want_logits[row].shape[-1], (f"prompt {row}: token {g[split]} is not in the "
+                                                                "vocabulary")
             gap = (want_logits[row][split, w[split]] - want_logits[row][split, g[split]]).item()
             assert gap <= tie_gap, (
                 f"prompt {row} ({len(prompts[row])} tokens): step {split} gave token {g[split]}, alone it gives "

@@ -124,9 +124,9 @@ class W8A8Linear(nn.Module):
 
 variants = {
     "fp32": model,
-    "int8 weight-only": copy.deepcopy(model).replace_linears(lambda n, l: impl.weight_only.Int8Linear.from_linear(l)),
-    "W8A8": copy.deepcopy(model).replace_linears(lambda n, l: W8A8Linear(l, outliers=False)),
-    "LLM.int8()": copy.deepcopy(model).replace_linears(lambda n, l: W8A8Linear(l, outliers=True)),
+    "int8 weight-only": copy.deepcopy(model).replace_linears(lambda _, linear: impl.weight_only.Int8Linear.from_linear(linear)),
+    "W8A8": copy.deepcopy(model).replace_linears(lambda _, linear: W8A8Linear(linear, outliers=False)),
+    "LLM.int8()": copy.deepcopy(model).replace_linears(lambda _, linear: W8A8Linear(linear, outliers=True)),
 }
 ppl = {name: perplexity(m, ids[:512]) for name, m in variants.items()}
 for name, value in ppl.items():

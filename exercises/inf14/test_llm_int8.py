@@ -60,7 +60,8 @@ def test_llm_int8_keeps_outlier_columns_exact(rng):
     x, cols = activations_with_outlier_features(rng, m, k, pick(rng, 2, 6))
     wq, w_scale = random_int8_weight(rng, n, k)
     got = call_keeping_inputs(x, wq, w_scale)
-    assert got.shape == (m, n) and got.dtype == x.dtype, f"expected {x.dtype} [{m}, {n}], got {got.dtype} {list(got.shape)}"
+    assert got.shape == (m, n) and got.dtype == x.dtype, (f"expected {x.dtype} [{m}, {n}], got {got.dtype} "
+                                                          f"{list(got.shape)}")
     w = wq.double() * w_scale.double()[:, None]                       # the weight the int8 codes stand for
     regular = torch.ones(k, dtype=torch.bool)
     regular[cols] = False

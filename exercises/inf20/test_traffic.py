@@ -30,7 +30,8 @@ def naive_bytes_on_meta(batch, num_heads, q_len, kv_len, head_dim, dtype_bytes) 
 
 def flash_bytes_from_the_mask(batch, num_heads, q_len, kv_len, head_dim, block_m, causal, dtype_bytes) -> int:
     rows = torch.arange(q_len)[:, None]
-    sees = torch.arange(kv_len)[None, :] <= rows + (kv_len - q_len) if causal else torch.ones(q_len, kv_len, dtype=torch.bool)
+    sees = (torch.arange(kv_len)[None, :] <= rows + (kv_len - q_len) if causal
+            else torch.ones(q_len, kv_len, dtype=torch.bool))
     keys = sum(int(sees[start:start + block_m].any(0).sum()) for start in range(0, q_len, block_m))
     q_and_o = 2 * q_len * head_dim * dtype_bytes
     return batch * num_heads * (q_and_o + 4 * q_len + 2 * keys * head_dim * dtype_bytes)

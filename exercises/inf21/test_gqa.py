@@ -242,7 +242,7 @@ def test_gqa_decode_peak_memory_stays_below_repeated_kv_on_gpu():
     extra = torch.cuda.max_memory_allocated() - before
     repeated = 2 * k.numel() * k.element_size() * s["num_heads"] // s["num_kv_heads"]
     assert extra < repeated // 8, (f"one GQA decode call took {extra / 2**20:,.0f} MiB of GPU memory beyond its "
-                                   f"inputs; K and V repeated to {s['num_heads']} heads are {repeated / 2**20:,.0f} MiB: "
-                                   "share the KV heads instead of copying them")
+                                   f"inputs; K and V repeated to {s['num_heads']} heads are "
+                                   f"{repeated / 2**20:,.0f} MiB: share the KV heads instead of copying them")
     want = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
     assert (out.float() - want.float()).abs().max() < 2e-2, "the GQA output differs from SDPA's on the GPU"

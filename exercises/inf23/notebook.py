@@ -117,7 +117,12 @@ model.attention = partial(impl.sliding_window.sliding_window_attention, window=w
 window_nll = token_nll(model)
 model.attention = saved
 x = [(i + 0.5) * band for i in range(full_nll.numel() // band)]
-per_band = lambda nll: [math.exp(nll[i * band:(i + 1) * band].mean().item()) for i in range(len(x))]
+
+
+def per_band(nll):
+    return [math.exp(nll[i * band:(i + 1) * band].mean().item()) for i in range(len(x))]
+
+
 plt.figure(figsize=(6, 3.5))
 plt.plot(x, per_band(full_nll), marker="o", label="full attention")
 plt.plot(x, per_band(window_nll), marker="o", label=f"your sliding window, {win} tokens")

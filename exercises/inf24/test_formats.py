@@ -64,7 +64,8 @@ def test_model_bytes_price_every_stored_tensor(rng, shape):
         want = oracle_model_bytes(config, fmt, group_size)
         assert got == want, (
             f"{shape} in {fmt}: the model's tensors take {want:,} bytes, model_bytes says {got:,} "
-            f"({got - want:+,}). Projections in {fmt} with their scales; embedding, {'' if config.tie_word_embeddings else 'head, '}"
+            f"({got - want:+,}). Projections in {fmt} with their scales; embedding, "
+            f"{'' if config.tie_word_embeddings else 'head, '}"
             f"norms at {'bf16' if fmt in ('int8', 'int4') else fmt}; a tied head counted once")
 
 

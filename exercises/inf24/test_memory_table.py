@@ -72,7 +72,8 @@ def test_window_logits_score_what_lab_perplexity_scores(rng):
     from lab.eval import perplexity
     config = grouped_config(rng, 32)
     model = random_lab_model(config, rng)
-    ids = torch.randint(config.vocab_size, (int(torch.randint(60, 120, (1,), generator=rng)) | 1,), generator=rng).tolist()
+    num_ids = int(torch.randint(60, 120, (1,), generator=rng)) | 1
+    ids = torch.randint(config.vocab_size, (num_ids,), generator=rng).tolist()
     window = 32
     logits = impl.memory_table.window_logits(model, ids, window)
     targets = impl.memory_table.targets_of(ids, window)
@@ -86,7 +87,8 @@ def test_window_logits_score_what_lab_perplexity_scores(rng):
 
 def test_memory_table_bytes_are_exact_on_the_real_model(real_model, tokenizer):
     rows, _ = real_table(real_model, tokenizer)
-    assert [r.format for r in rows] == list(FORMATS), f"one row per format, in order {FORMATS}: got {[r.format for r in rows]}"
+    assert [r.format for r in rows] == list(FORMATS), (f"one row per format, in order {FORMATS}: got "
+                                                       f"{[r.format for r in rows]}")
     for row in rows:
         want = oracle_model_bytes(SHAPES["smollm2-135m"], row.format, GROUP_SIZE)
         assert row.bytes == want, f"{row.format}: the table says {row.bytes:,} bytes, the stored tensors take {want:,}"

@@ -63,7 +63,8 @@ def test_quantized_linear_computes_with_its_stored_weight(rng, fmt, dtype):
     w_deq, step = decode(layer, fmt, group_size)
     err = (w_deq - linear.weight.double()).abs() / step
     assert err.max() <= 0.5 + 1e-6, (
-        f"{fmt}: decoding the stored codes ({'int8' if fmt == 'int8' else 'nibbles: element 2i low, 2i + 1 high, minus 8'}) "
+        f"{fmt}: decoding the stored codes "
+        f"({'int8' if fmt == 'int8' else 'nibbles: element 2i low, 2i + 1 high, minus 8'}) "
         f"times the stored scales misses the weight by {err.max():.2f} steps (at most 0.5)")
     x = torch.randn(2, pick(rng, 1, 9), k, generator=rng).to(dtype)
     got = layer(x)

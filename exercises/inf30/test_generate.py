@@ -98,8 +98,10 @@ def test_continuous_generate_matches_alone_with_arrivals_eos_and_preemption(rng)
     for _ in range(3):
         config = random_config(rng)
         model = random_lab_model(config, rng, torch.float64)
-        requests = [impl.scheduler.Request(i, torch.randint(config.vocab_size, (pick(rng, 1, 19),), generator=rng).tolist(),
-                                           pick(rng, 1, 12), arrival_step=pick(rng, 0, 6)) for i in range(pick(rng, 5, 11))]
+        requests = [impl.scheduler.Request(i, torch.randint(config.vocab_size, (pick(rng, 1, 19),),
+                                                            generator=rng).tolist(),
+                                           pick(rng, 1, 12), arrival_step=pick(rng, 0, 6))
+                    for i in range(pick(rng, 5, 11))]
         probe = {r.request_id: greedy_alone(model, r.prompt_ids, r.max_new_tokens)[0] for r in requests}
         eos = next(iter(probe.values()))[min(2, len(next(iter(probe.values()))) - 1)]   # a token some request makes
         biggest = max(len(r.prompt_ids) + r.max_new_tokens for r in requests)
@@ -116,7 +118,8 @@ def test_idle_gaps_cost_no_forward_and_late_requests_wait_for_their_step(rng):
     config = random_config(rng)
     model = CountingModel(random_lab_model(config, rng, torch.float64))
     first_new, late_new, gap = pick(rng, 2, 5), pick(rng, 2, 5), pick(rng, 20, 40)
-    requests = [impl.scheduler.Request(0, [1, 2, 3], first_new), impl.scheduler.Request(1, [4, 5], late_new, arrival_step=gap)]
+    requests = [impl.scheduler.Request(0, [1, 2, 3], first_new),
+                impl.scheduler.Request(1, [4, 5], late_new, arrival_step=gap)]
     result = impl.generate.continuous_generate(model, requests)
     assert len(model.shapes) == first_new + late_new, (
         f"request 0 needs {first_new} forwards, request 1 (arriving at step {gap}) {late_new}: expected "
@@ -140,7 +143,8 @@ def test_continuous_batching_needs_fewer_forwards_than_static(rng):
     want = static_generate(static, requests, MAX_RUNNING)
     for r in requests:
         assert result.outputs[r.request_id] == want[r.request_id], \
-            f"request {r.request_id}: static batching gives {want[r.request_id]}, continuous {result.outputs[r.request_id]}"
+            (f"request {r.request_id}: static batching gives {want[r.request_id]}, continuous "
+             f"{result.outputs[r.request_id]}")
     ratio = len(static.shapes) / len(continuous.shapes)
     assert ratio >= STEP_RATIO, (
         f"static batching ran {len(static.shapes)} forwards, continuous batching {len(continuous.shapes)}: "
@@ -166,8 +170,8 @@ def test_continuous_batching_beats_static_tokens_per_s(benchmark, record_propert
         got = {k: len(v) for k, v in result.outputs.items()}
         assert got == lengths, "every request must get exactly max_new_tokens tokens (no EOS here)"
 
-    result = compare(lambda requests: impl.generate.continuous_generate(model, requests,
-                                                                        impl.scheduler.SchedulerConfig(512, MAX_RUNNING)),
+    result = compare(lambda requests: impl.generate.continuous_generate(
+                         model, requests, impl.scheduler.SchedulerConfig(512, MAX_RUNNING)),
                      lambda requests: static_generate(model, requests, MAX_RUNNING),
                      threshold=GPU_SPEEDUP, make_inputs=make_inputs, check=check, warmup=1, rounds=3,
                      what=f"continuous vs static batching, {GPU_SHAPE} bf16, {GPU_REQUESTS} heavy-tailed requests, "

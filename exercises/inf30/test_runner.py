@@ -42,9 +42,11 @@ def test_pack_chunks_builds_positions_and_a_block_diagonal_causal_mask(rng):
         ids, positions, mask, sample_index = loop_layout(chunks)
         got = impl.runner.pack_chunks(chunks)
         n, s = mask.shape
-        assert got.input_ids.tolist() == [ids], f"input_ids: expected [{ids}] (chunks one after another), got {got.input_ids.tolist()}"
+        assert got.input_ids.tolist() == [ids], (f"input_ids: expected [{ids}] (chunks one after another), got "
+                                                 f"{got.input_ids.tolist()}")
         assert got.positions.tolist() == [positions], \
-            f"positions: expected [{positions}] (each request's own, from its start_position), got {got.positions.tolist()}"
+            (f"positions: expected [{positions}] (each request's own, from its start_position), got "
+             f"{got.positions.tolist()}")
         assert got.mask.dtype == torch.bool and tuple(got.mask.shape) == (1, 1, n, s), \
             f"mask: expected bool [1, 1, {n}, {s}], got {got.mask.dtype} {list(got.mask.shape)}"
         wrong = (got.mask[0, 0] != mask).nonzero().tolist()
@@ -52,7 +54,8 @@ def test_pack_chunks_builds_positions_and_a_block_diagonal_causal_mask(rng):
                            f"position, and nothing of the other requests (chunks: "
                            f"{[(c.start_position, len(c.token_ids)) for c in chunks]})")
         assert got.sample_index.tolist() == sample_index, \
-            f"sample_index: expected {sample_index} (last token of each sampling chunk), got {got.sample_index.tolist()}"
+            (f"sample_index: expected {sample_index} (last token of each sampling chunk), got "
+             f"{got.sample_index.tolist()}")
     with pytest.raises(ValueError):
         impl.runner.pack_chunks([])
 
@@ -101,7 +104,8 @@ def test_packed_steps_match_each_request_alone(rng):
         sampled = runner.step(plan)
         if chunks:
             assert model.shapes[before:] == [(1, plan.num_tokens)], (
-                f"step {step}: one packed forward of [1, {plan.num_tokens}] tokens expected, got {model.shapes[before:]}")
+                f"step {step}: one packed forward of [1, {plan.num_tokens}] tokens expected, got "
+                f"{model.shapes[before:]}")
         want = sorted(c.request_id for c in chunks if c.is_sampling)
         assert sorted(sampled) == want, f"step {step}: expected a next token for requests {want}, got {sorted(sampled)}"
         for i, token in sampled.items():
@@ -109,5 +113,6 @@ def test_packed_steps_match_each_request_alone(rng):
             known[i].append(int(token))
     for i, prompt in enumerate(prompts):
         want = greedy_alone(model.model, prompt, max_new)[0]
-        assert outputs[i] == want, (f"request {i} ({len(prompt)}-token prompt{', preempted and recomputed' if i == victim else ''}): "
+        assert outputs[i] == want, (f"request {i} ({len(prompt)}-token "
+                                    f"prompt{', preempted and recomputed' if i == victim else ''}): "
                                     f"alone it generates {want}, the packed steps gave {outputs[i]}")

@@ -97,7 +97,8 @@ def drive(requests, config, allocator, eos=EOS, max_steps=5000):
             f"request) over the budget max_num_batched_tokens={config.max_num_batched_tokens}")
         assert len(ids) == len(set(ids)) and all(c.token_ids for c in plan.chunks), \
             f"step {step}: each request at most once and with at least one token, got {ids}"
-        assert not finished_ever & set(ids), f"step {step}: finished requests {finished_ever & set(ids)} were scheduled again"
+        assert not finished_ever & set(ids), (f"step {step}: finished requests {finished_ever & set(ids)} were "
+                                              "scheduled again")
         assert len(scheduler.running) <= config.max_num_seqs, \
             f"step {step}: {len(scheduler.running)} requests running, over max_num_seqs={config.max_num_seqs}"
         for c in plan.chunks:

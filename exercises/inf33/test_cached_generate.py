@@ -97,7 +97,8 @@ def test_cached_generation_matches_cache_off_under_eviction_and_collisions(rng, 
         prompt = stems[pick(rng, 0, 2)] + torch.randint(4, (pick(rng, 1, 7),), generator=rng).tolist()
         max_new = pick(rng, 1, 6)
         got = impl.cached_generate.generate_with_prefix_cache(model, cache, kv, prompt, max_new)
-        assert_same_tokens(got.tokens, greedy_alone(model, prompt, max_new)[0], None, f"request {i} ({len(prompt)} tokens)")
+        want = greedy_alone(model, prompt, max_new)[0]
+        assert_same_tokens(got.tokens, want, None, f"request {i} ({len(prompt)} tokens)")
         hits += got.num_cached_tokens
     assert cache.num_available == num_blocks, f"all requests done, yet {num_blocks - cache.num_available} blocks in use"
     assert hits > 0, "14 requests from 3 shared stems, yet no token ever came from the cache"
@@ -108,11 +109,13 @@ def test_prefill_computes_only_the_uncached_tokens(rng):
     model = TokenCounter(random_lab_model(config, rng, torch.float64))
     block_size = pick(rng, 3, 8)
     cache, kv = impl.prefix_cache.PrefixCache(64, block_size), BlockKV(config, 64, block_size, torch.float64)
-    shared = torch.randint(config.vocab_size, (pick(rng, 3, 5) * block_size + pick(rng, 0, block_size - 1),), generator=rng).tolist()
+    shared_len = pick(rng, 3, 5) * block_size + pick(rng, 0, block_size - 1)
+    shared = torch.randint(config.vocab_size, (shared_len,), generator=rng).tolist()
     first = shared + torch.randint(config.vocab_size, (pick(rng, 1, 9),), generator=rng).tolist()
     second = shared + torch.randint(config.vocab_size, (pick(rng, 1, 9),), generator=rng).tolist()
     impl.cached_generate.generate_with_prefix_cache(model, cache, kv, first, 3)
-    assert model.num_tokens[0] == len(first), f"a cold prompt of {len(first)} tokens prefills all of them, got {model.num_tokens[0]}"
+    assert model.num_tokens[0] == len(first), (f"a cold prompt of {len(first)} tokens prefills all of them, got "
+                                               f"{model.num_tokens[0]}")
     model.num_tokens.clear()
     got = impl.cached_generate.generate_with_prefix_cache(model, cache, kv, second, 3)
     cached = min(len(shared), len(second) - 1) // block_size * block_size
@@ -145,15 +148,16 @@ def ttft_speedup(model, prompt_len: int, rng, threshold: float, benchmark=None, 
         return (system + torch.randint(config.vocab_size, (prompt_len - shared_len,), generator=rng).tolist(),)
 
     def cold(prompt):
-        return impl.cached_generate.generate_with_prefix_cache(model, impl.prefix_cache.PrefixCache(num_blocks, block_size),
-                                                               cold_kv, prompt, 1)
+        fresh = impl.prefix_cache.PrefixCache(num_blocks, block_size)
+        return impl.cached_generate.generate_with_prefix_cache(model, fresh, cold_kv, prompt, 1)
 
     def cached(prompt):
         return impl.cached_generate.generate_with_prefix_cache(model, warm, kv, prompt, 1)
 
     def check(out, args):
         assert out.num_cached_tokens >= shared_len - block_size, \
-            f"{shared_len} of {prompt_len} tokens are a cached system prompt, yet only {out.num_cached_tokens} were reused"
+            (f"{shared_len} of {prompt_len} tokens are a cached system prompt, yet only {out.num_cached_tokens} were "
+             "reused")
 
     result = compare(cached, cold, threshold=threshold, make_inputs=make_inputs, check=check, warmup=1, rounds=rounds,
                      what=f"TTFT with a 90%-shared prompt vs cold, {config.name}, {prompt_len} tokens",

@@ -21,7 +21,8 @@ def test_block_hashes_chain_each_block_to_its_parent(rng):
 
         keys = impl.block_hash.block_hashes(tokens, block_size, spy)
         full = len(tokens) // block_size
-        want_calls = [(None if i == 0 else 1000 + i, tuple(tokens[i * block_size:(i + 1) * block_size])) for i in range(full)]
+        want_calls = [(None if i == 0 else 1000 + i, tuple(tokens[i * block_size:(i + 1) * block_size]))
+                      for i in range(full)]
         assert calls == want_calls, (f"{len(tokens)} tokens, block_size {block_size}: expected hash_fn calls "
                                      f"(parent key, block tokens as a tuple) {want_calls[:3]}..., got {calls[:3]}...")
         assert keys == [1001 + i for i in range(full)], f"expected one key per full block ({full}), got {keys}"

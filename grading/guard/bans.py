@@ -51,7 +51,7 @@ class BannedImport(BannedError, ImportError):
 def expand(targets) -> list[str]:
     """Targets with each "@name" replaced by its list, in order, each once. Raises ValueError naming an
     unknown "@name" and the known ones."""
-    out = []
+    out: list[str] = []
     for target in targets:
         if isinstance(target, str) and target.startswith("@"):
             if target not in NAMED:

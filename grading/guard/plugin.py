@@ -37,7 +37,8 @@ def base_name(item: pytest.Item) -> str:
 
 def _marker_bans(item: pytest.Item) -> tuple[list[str], str]:
     """Legacy: `@pytest.mark.bans(...)` (a line marked `# TOPIC.TOML-BANS`, or a test's own narrower ban)."""
-    targets, reasons = [], []
+    targets: list[str] = []
+    reasons: list[str] = []
     for mark in item.iter_markers("bans"):
         bad = [t for t in mark.args if not isinstance(t, str) or not t]
         if bad or set(mark.kwargs) - {"reason"}:
@@ -91,8 +92,9 @@ class GuardPlugin:
                 key = (topic, tuple(bans))
                 if key not in scans:
                     scans[key] = self._scan(root / topic, bans, topic)
-                if scans[key]:
-                    self._static[item.nodeid] = scans[key]
+                mention = scans[key]
+                if mention:
+                    self._static[item.nodeid] = mention
             legacy, legacy_reason = _marker_bans(item)
             targets = list(dict.fromkeys([t for ban in bans for t in ban.targets] + legacy))
             reasons = "; ".join(dict.fromkeys(r for r in [ban.reason for ban in bans] + [legacy_reason] if r))
@@ -105,7 +107,7 @@ class GuardPlugin:
     @staticmethod
     def _scan(folder: Path, bans: list[topics.Ban], topic: str) -> str | None:
         """The static check: the first mention of a banned target in the topic's student modules."""
-        reason_of = {}
+        reason_of: dict[str, str | None] = {}
         for ban in bans:
             for target in ban.targets:
                 reason_of.setdefault(target, ban.reason)

@@ -107,7 +107,8 @@ def _violation(text: str, error: type[BannedError] = BannedError) -> BannedError
 # ----------------------------------------------------------------------------------- banned callables
 def _check_call(target: str) -> None:
     __tracebackhide__ = True
-    frame, tested = sys._getframe(2), False
+    frame: types.FrameType | None = sys._getframe(2)
+    tested = False
     while frame is not None:
         kind = code_kind(frame.f_code.co_filename)
         if kind == STUDENT:
@@ -150,7 +151,7 @@ class BanFinder:
         banned = _module_banned(fullname)
         if banned is None:
             return None
-        frame = sys._getframe(1)          # the importing frame: the first outside the import machinery
+        frame: types.FrameType | None = sys._getframe(1)   # the importing frame: the first outside imports
         while frame is not None and frame.f_code.co_filename.startswith(_roots.skip):
             frame = frame.f_back
         if frame is not None and code_kind(frame.f_code.co_filename) == STUDENT:
@@ -169,7 +170,10 @@ def install(targets) -> None:
     for target in expand(targets):
         if target in _installed or is_module_target(target):
             continue
-        owner, attr, original = resolve(target)
+        found = resolve(target)
+        if found is None:
+            raise ValueError(f"cannot ban {target!r}: it names neither a module nor a callable")
+        owner, attr, original = found
         wrapper = _wrapper(target, original)
         setattr(owner, attr, wrapper)
         _installed[target] = (owner, attr, original, wrapper)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import Any
 
 WATCHED = {
     "time": ("perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "time", "sleep"),
@@ -39,9 +40,9 @@ class Seal:
 
     def __init__(self):
         self._seen: dict[tuple[object, str], object] = {}             # (owner, name) -> original
-        self._parts: dict[int, tuple[object, tuple]] = {}              # id(function) -> (function, parts)
+        self._parts: dict[int, tuple[types.FunctionType, tuple]] = {}  # id(function) -> (function, parts)
         self._names: dict[tuple[object, str], str] = {}
-        self._contents: dict[int, tuple[object, object]] = {}          # id(container) -> (it, shallow copy)
+        self._contents: dict[int, tuple[Any, Any]] = {}                # id(container) -> (it, shallow copy)
 
     def _watch(self, owner, name: str, label: str) -> None:
         key = (owner, name)

@@ -64,7 +64,8 @@ def calibrate(topic: str, runs: int, extra: list[str], repeat: int = 1, verdicts
     with ExitStack() as stack:
         naive = {p.name: (str(stack.enter_context(materialized(p))), p.naive_for)
                  for p in planted_versions(topic) if p.naive}
-        impls = [("solution", "solutions", [])] + [(name, root, for_) for name, (root, for_) in naive.items()]
+        impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])]
+        impls += [(name, root, for_) for name, (root, for_) in naive.items()]
         _measure(topic, runs, extra, repeat, verdicts, table, impls, references)
     return table
 

@@ -30,7 +30,8 @@ PACKAGES = [  # (distribution, minimum, below, required, what it is for)
     ("gguf", "0.17", None, True, "reading the real model"), ("pytest", "8", None, True, "the tests"),
     ("pytest-timeout", "2.3", None, True, "the grader's time limits"),
     ("pytest-benchmark", "5", None, True, "speed tests"),
-    ("hypothesis", "6.100", None, True, "inf31's random allocator workloads"), ("jsonschema", "4", None, False, "the lab's self-test"),
+    ("hypothesis", "6.100", None, True, "inf31's random allocator workloads"),
+    ("jsonschema", "4", None, False, "the lab's self-test"),
     ("nbclient", "0.10", None, False, "running the notebooks"),
     ("bitsandbytes", "0.45", None, False, "inf14's LLM.int8() oracle (its tests skip without it)"),
 ]

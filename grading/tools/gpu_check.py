@@ -73,7 +73,7 @@ def calibrate_topic(topic: str, runs: int, repeat: int, out: Path, began: float)
     """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}."""
     table: dict[str, dict] = {}
     with ExitStack() as stack:
-        impls = [("solution", "solutions", [])] + [
+        impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
             (p.name, str(stack.enter_context(materialized(p))), p.naive_for)
             for p in planted_versions(topic) if p.naive]
         for run in range(1, runs + 1):
@@ -140,7 +140,8 @@ def write_profile(card: str, proposals: dict[str, float], references: dict[str, 
 def gpu_topics() -> list[str]:
     """Topics whose tests carry the gpu marker (read from the files: nothing is imported)."""
     return [t for t in discover_topics(REPO_ROOT)
-            if any("mark.gpu" in p.read_text(encoding="utf-8") for p in (REPO_ROOT / "exercises" / t).glob("test_*.py"))]
+            if any("mark.gpu" in p.read_text(encoding="utf-8")
+                   for p in (REPO_ROOT / "exercises" / t).glob("test_*.py"))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,9 @@ SOURCE_NAME = "notebook.py"
 
 
 def _cells(source: str) -> list[tuple[str, str]]:
-    cells, kind, lines = [], None, []
+    cells: list[tuple[str, list[str]]] = []
+    kind: str | None = None
+    lines: list[str] = []
     for line in source.splitlines():
         if line.startswith("# %%"):
             if kind is not None:

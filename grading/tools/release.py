@@ -92,10 +92,10 @@ def build(dest: Path, root: Path = ROOT, autograder: bool = False, grader_args: 
     files = tree.lab_files(root, leaves_out)
     tree.copy_files(root, dest, files)
     for target, text in stubs.expected_stubs(root).items():          # fresh stubs from the marked solutions
-        rel = target.relative_to(root)
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dest / rel).write_text(text)
-        files.append(rel.as_posix())
+        stub = target.relative_to(root)
+        (dest / stub).parent.mkdir(parents=True, exist_ok=True)
+        (dest / stub).write_text(text)
+        files.append(stub.as_posix())
     for rel in files:
         if rel.endswith(".md"):
             path = dest / rel

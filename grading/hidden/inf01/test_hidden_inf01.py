@@ -43,10 +43,11 @@ def test_hidden_copy_bandwidth_with_few_repeats(rng):
     with SlowCopies(seconds) as mode:
         got = impl.bandwidth.copy_bandwidth(num_bytes, "cpu", repeats=3)
     expected = 2 * num_bytes / seconds
-    assert 3 <= mode.num_copies <= 5, f"repeats=3: expected 3 timed copies after at most two warm-ups, saw {mode.num_copies}"
+    assert 3 <= mode.num_copies <= 5, ("repeats=3: expected 3 timed copies after at most two warm-ups, saw "
+                                       f"{mode.num_copies}")
     assert 0.75 * expected <= got <= 1.05 * expected, (
-        f"each copy of {num_bytes:,} bytes took {seconds * 1e3:.0f} ms: {expected / 1e6:.2f} MB/s counting read + write "
-        f"bytes; you report {got / 1e6:.2f} MB/s")
+        f"each copy of {num_bytes:,} bytes took {seconds * 1e3:.0f} ms: {expected / 1e6:.2f} MB/s counting "
+        f"read + write bytes; you report {got / 1e6:.2f} MB/s")
 
 
 def test_hidden_utilization_compute_bound_and_zero_work(rng):
@@ -78,9 +79,11 @@ def test_hidden_profile_ops_counts_addmm_and_self_time(rng, tmp_path):
     result = impl.profiling.profile_ops(work, device_type="cpu", top_k=None, warmup=0)
     assert len(runs) == 1, f"warmup=0: fn should run once, ran {len(runs)} times"
     addmm, linear = result.op("aten::addmm"), result.op("aten::linear")
-    assert addmm is not None and linear is not None, f"expected aten::linear and aten::addmm, got {[o.name for o in result.ops]}"
+    assert addmm is not None and linear is not None, ("expected aten::linear and aten::addmm, got "
+                                                      f"{[o.name for o in result.ops]}")
     assert addmm.calls == reps, f"aten::addmm ran {reps} times, you report {addmm.calls}"
-    assert addmm.flops == reps * 2 * m * k * n, f"aten::addmm: {reps * 2 * m * k * n:,} FLOPs expected, got {addmm.flops:,}"
+    assert addmm.flops == reps * 2 * m * k * n, (f"aten::addmm: {reps * 2 * m * k * n:,} FLOPs expected, got "
+                                                 f"{addmm.flops:,}")
     times = [op.time_s for op in result.ops]
     assert times == sorted(times, reverse=True), f"ops must be sorted by time_s, largest first: {times[:6]}"
     assert linear.time_s < 0.5 * addmm.time_s, "report each op's self time, not its total"

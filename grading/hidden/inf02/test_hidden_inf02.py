@@ -41,7 +41,8 @@ def test_hidden_chunked_prefill_gqa_batch_after_prefix(rng):
         (args[0] if args else kwargs["input_ids"]).shape[1]), with_kwargs=True)
     got = impl.chunked_prefill.chunked_prefill(model, ids, cache, chunk_size)
     expected_fed = [chunk_size] * (prompt_len // chunk_size) + [prompt_len % chunk_size]
-    assert fed == expected_fed, f"{prompt_len} tokens in chunks of {chunk_size}: expected forwards of {expected_fed}, got {fed}"
+    assert fed == expected_fed, (f"{prompt_len} tokens in chunks of {chunk_size}: expected forwards of {expected_fed}, "
+                                 f"got {fed}")
     err = (got - want).abs().max().item()
     assert err < 1e-4, f"after {prefix_len} cached tokens, chunks of {chunk_size}: logits differ by up to {err:.2e}"
     assert cache.seq_len == total, f"the cache should hold {total} tokens, holds {cache.seq_len}"
@@ -68,11 +69,14 @@ def test_hidden_phase_estimate_float32_batched_decode(rng):
     peaks = Peaks("fake", uniform(rng, 1e10, 5e12), uniform(rng, 1e12, 1e15), "fp32")
     est = impl.roofline.phase_estimate(config, num_tokens, peaks, past_len=past_len, batch=batch, dtype_bytes=4)
     assert est.flops == counter.get_total_flops(), \
-        f"batch {batch} decode after {past_len}: the model ran {counter.get_total_flops():,} FLOPs, you count {est.flops:,}"
+        (f"batch {batch} decode after {past_len}: the model ran {counter.get_total_flops():,} FLOPs, you count "
+         f"{est.flops:,}")
     assert est.num_bytes == 4 * (weights + kv_values), \
-        f"bytes at 4 per value: {4 * (weights + kv_values):,} (weights, norms, K/V read and written); got {est.num_bytes:,}"
+        (f"bytes at 4 per value: {4 * (weights + kv_values):,} (weights, norms, K/V read and written); got "
+         f"{est.num_bytes:,}")
     floor = max(est.flops / peaks.matmul_flops_per_s, est.num_bytes / peaks.copy_bytes_per_s)
-    assert est.predicted_s == pytest.approx(floor, rel=1e-9), f"predicted_s: the slower resource, {floor:.3g} s; got {est.predicted_s:.3g} s"
+    assert est.predicted_s == pytest.approx(floor, rel=1e-9), (f"predicted_s: the slower resource, {floor:.3g} s; got "
+                                                               f"{est.predicted_s:.3g} s")
 
 
 @pytest.mark.parametrize("case", ["one-token-prompt", "one-new-token"])
@@ -82,8 +86,8 @@ def test_hidden_latency_edge_lengths(rng, case):
     prompt = torch.randint(3, 64, (prompt_len,), generator=rng).tolist()
     script = torch.randint(3, 64, (num_new,), generator=rng).tolist()
     dev = FakeDevice()
-    model = FakeCachedModel(script, prompt_len, dev, host_s=0.001 * uniform(rng, 0.1, 1), base_s=0.001 * uniform(rng, 1, 9),
-                            per_token_s=0.001 * uniform(rng, 0.05, 0.5))
+    model = FakeCachedModel(script, prompt_len, dev, host_s=0.001 * uniform(rng, 0.1, 1),
+                            base_s=0.001 * uniform(rng, 1, 9), per_token_s=0.001 * uniform(rng, 0.05, 0.5))
     timing = impl.latency.measure_latency(model, prompt, num_new, ConcatCache(1), clock=dev.clock,
                                           synchronize=dev.synchronize)
     assert timing.new_ids == script, f"tokens: expected the scripted {script}, got {timing.new_ids}"
@@ -91,6 +95,7 @@ def test_hidden_latency_edge_lengths(rng, case):
     assert shapes == [[1, prompt_len]] + [[1, 1]] * (num_new - 1), f"the model was fed {shapes}"
     ttft = model.host_s + model.base_s + model.per_token_s * prompt_len
     tbt = model.host_s + model.base_s + model.per_token_s
-    assert timing.ttft_s == pytest.approx(ttft, rel=1e-9), f"TTFT: expected {ttft * 1e3:.3f} ms, got {timing.ttft_s * 1e3:.3f} ms"
+    assert timing.ttft_s == pytest.approx(ttft, rel=1e-9), (f"TTFT: expected {ttft * 1e3:.3f} ms, got "
+                                                            f"{timing.ttft_s * 1e3:.3f} ms")
     assert len(timing.tbt_s) == num_new - 1, f"tbt_s needs {num_new - 1} entries, got {len(timing.tbt_s)}"
     assert timing.tbt_s == pytest.approx([tbt] * (num_new - 1), rel=1e-9), f"each decode step takes {tbt * 1e3:.3f} ms"

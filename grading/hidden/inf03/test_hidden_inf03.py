@@ -24,9 +24,11 @@ def test_hidden_percentile_with_ties_and_unsorted_input(rng, count):
             f"{count} values {sorted(values)[:8]}..., q={q:.3f}: numpy says {want!r}, you say {got!r}"
     assert values == original, "percentile must not reorder the caller's list"
     s = impl.stats.summarize(values)
-    for key, want in dict(count=count, mean=np.mean(values), p50=np.percentile(values, 50), p95=np.percentile(values, 95),
-                          p99=np.percentile(values, 99), min=min(values), max=max(values)).items():
-        assert getattr(s, key) == pytest.approx(want, rel=1e-12, abs=1e-15), f"{key}: numpy says {want!r}, you say {getattr(s, key)!r}"
+    for key, want in dict(count=count, mean=np.mean(values), p50=np.percentile(values, 50),
+                          p95=np.percentile(values, 95), p99=np.percentile(values, 99), min=min(values),
+                          max=max(values)).items():
+        assert getattr(s, key) == pytest.approx(want, rel=1e-12, abs=1e-15), (f"{key}: numpy says {want!r}, you say "
+                                                                              f"{getattr(s, key)!r}")
 
 
 def test_hidden_workload_narrow_uniforms_and_reseeding(rng):
@@ -43,7 +45,8 @@ def test_hidden_workload_narrow_uniforms_and_reseeding(rng):
     random.seed(seed ^ 5), np.random.seed((seed + 7) % 2**32), torch.manual_seed(seed + 9)
     np.random.random(3), torch.rand(2), random.random()
     again = impl.workload.make_workload(num, d.uniform(k, k), d.uniform(1, 2), vocab_size=3, seed=seed)
-    assert again.requests == first.requests, "the same seed must give the same requests whatever the global random state"
+    assert again.requests == first.requests, ("the same seed must give the same requests whatever the global random "
+                                              "state")
     assert [r.request_id for r in first.requests] == list(range(num))
     for r in first.requests:
         assert len(r.prompt_ids) == k and r.max_new_tokens in (1, 2) and all(0 <= t < 3 for t in r.prompt_ids)
@@ -54,7 +57,8 @@ class VaryingEngine:
     the first `num_slow` calls are 40x slower (warm-up)."""
 
     def __init__(self, dev, decode_s: dict, base_s=0.002, per_token_s=0.0003, num_slow=0):
-        self.dev, self.decode_s, self.base_s, self.per_token_s, self.num_slow = dev, decode_s, base_s, per_token_s, num_slow
+        self.dev, self.decode_s, self.base_s = dev, decode_s, base_s
+        self.per_token_s, self.num_slow = per_token_s, num_slow
         self.calls = []
 
     def __call__(self, prompt_ids, max_new_tokens):
@@ -88,15 +92,19 @@ def test_hidden_run_benchmark_pools_uneven_gaps(rng):
     engine = VaryingEngine(dev, decode_s, num_slow=num_warmup)
     results = impl.harness.run_benchmark(engine, work, num_warmup=num_warmup, clock=dev.clock,
                                          synchronize=dev.synchronize, device="cpu").results
-    assert len(engine.calls) == num_warmup + num, f"expected {num_warmup} warm-up + {num} requests, saw {len(engine.calls)}"
+    assert len(engine.calls) == num_warmup + num, (f"expected {num_warmup} warm-up + {num} requests, saw "
+                                                   f"{len(engine.calls)}")
     ttft = [engine.base_s + engine.per_token_s * len(r.prompt_ids) for r in requests]
     gaps = [[decode_s[len(r.prompt_ids), r.max_new_tokens]] * (r.max_new_tokens - 1) for r in requests]
-    series = {"ttft_s": ttft, "tbt_s": [g for gs in gaps for g in gs], "e2e_s": [t + sum(gs) for t, gs in zip(ttft, gaps)]}
+    series = {"ttft_s": ttft, "tbt_s": [g for gs in gaps for g in gs],
+              "e2e_s": [t + sum(gs) for t, gs in zip(ttft, gaps)]}
     for name, values in series.items():
-        assert results[name]["count"] == len(values), f"{name}: {len(values)} values expected, got {results[name]['count']}"
+        assert results[name]["count"] == len(values), (f"{name}: {len(values)} values expected, got "
+                                                       f"{results[name]['count']}")
         for key, q in (("p50", 50), ("p95", 95), ("p99", 99)):
             want = float(np.percentile(values, q))
             assert results[name][key] == pytest.approx(want, rel=1e-9), \
-                f"{name} {key}: numpy's percentile over {len(values)} values is {want:.6f}, you report {results[name][key]:.6f}"
+                (f"{name} {key}: numpy's percentile over {len(values)} values is {want:.6f}, you report "
+                 f"{results[name][key]:.6f}")
     assert results["duration_s"] == pytest.approx(sum(series["e2e_s"]), rel=1e-9)
     assert results["output_tokens"] == sum(r.max_new_tokens for r in requests)

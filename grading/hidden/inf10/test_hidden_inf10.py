@@ -57,7 +57,8 @@ def test_hidden_prefill_and_decode_steps_match_no_cache_on_a_batch(rng):
             want = model(ids, last_only=True)[:, -1]
         assert logits.shape == want.shape, f"step {step}: expected logits {list(want.shape)}, got {list(logits.shape)}"
         err = (logits - want).abs().max().item()
-        assert err < 1e-4, f"step {step} (context {ids.shape[1]}): cached logits differ from no-cache by up to {err:.2e}"
+        assert err < 1e-4, (f"step {step} (context {ids.shape[1]}): cached logits differ from no-cache by up to "
+                            f"{err:.2e}")
         assert cache.seq_len == ids.shape[1]
         if step < num_steps:
             next_ids = torch.randint(config.vocab_size, (batch,), generator=rng)     # any token, not just argmax

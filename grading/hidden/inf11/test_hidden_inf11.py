@@ -68,7 +68,8 @@ def test_hidden_cast_of_a_tied_random_model(rng, dtype):
     before = {n: p.clone() for n, p in model.named_parameters()}
     full = impl.cast.weight_bytes(model)
     assert full == 4 * model.config.num_params(), \
-        f"fp32 weight bytes: {4 * model.config.num_params():,} (the tied embedding and head are one tensor), got {full:,}"
+        (f"fp32 weight bytes: {4 * model.config.num_params():,} (the tied embedding and head are one tensor), got "
+         f"{full:,}")
     half = impl.cast.cast_model(model, dtype)
     for n, p in model.named_parameters():
         assert p.dtype == torch.float32 and torch.equal(p, before[n]), f"the original model's {n} changed: cast a copy"

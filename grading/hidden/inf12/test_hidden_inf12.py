@@ -112,9 +112,11 @@ def test_hidden_positions_of_a_batch_with_a_one_token_prompt(rng):
     batch, width = len(prompts), max(len(p) for p in prompts)
     shapes = [shape for shape, _ in spy.calls]
     assert shapes[0] == (batch, width) and max_new <= len(shapes) <= max_new + 1 \
-        and all(s == (batch, 1) for s in shapes[1:max_new]), f"expected a [{batch}, {width}] prefill then [{batch}, 1] steps, got {shapes}"
+        and all(s == (batch, 1) for s in shapes[1:max_new]), (f"expected a [{batch}, {width}] prefill then [{batch}, "
+                                                              f"1] steps, got {shapes}")
     for row, prompt in enumerate(prompts):
         assert spy.calls[0][1][row, width - len(prompt):].tolist() == list(range(len(prompt))), f"prefill, row {row}"
         for step, (_, positions) in enumerate(spy.calls[1:max_new], start=1):
             assert positions[row].tolist() == [len(prompt) + step - 1], \
-                f"step {step}, row {row} ({len(prompt)} tokens): expected position {len(prompt) + step - 1}, got {positions[row].tolist()}"
+                (f"step {step}, row {row} ({len(prompt)} tokens): expected position {len(prompt) + step - 1}, got "
+                 f"{positions[row].tolist()}")

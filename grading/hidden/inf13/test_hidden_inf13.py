@@ -68,7 +68,8 @@ def test_hidden_greedy_decode_one_step_and_many(rng):
         want = seq[:, prompt_len + 1:]
         assert got.shape == want.shape and torch.equal(got, want), f"expected {want.tolist()}, got {got.tolist()}"
         assert calls == [((4, 1), [prompt_len + i]) for i in range(steps)], \
-            f"{steps} steps from slot {prompt_len}: expected one [4, 1] call per step at slots {prompt_len}.., got {calls}"
+            (f"{steps} steps from slot {prompt_len}: expected one [4, 1] call per step at slots {prompt_len}.., got "
+             f"{calls}")
 
 
 def test_hidden_step_traces_as_one_graph_without_recompiles(rng):
@@ -119,8 +120,10 @@ def test_hidden_compile_watch_blocks_inside_blocks():
             torch.compile(breaks_on_item, backend="eager")(x)
         inner_end = dynamo_totals()
     graphs, breaks = dynamo_totals()
-    assert (inner.num_graphs, inner.num_graph_breaks) == (inner_end[0] - inner_start[0], inner_end[1] - inner_start[1]), \
-        f"inner block: dynamo compiled {inner_end[0] - inner_start[0]} graphs, {inner_end[1] - inner_start[1]} breaks; got {inner}"
+    inner_counts = (inner_end[0] - inner_start[0], inner_end[1] - inner_start[1])
+    assert (inner.num_graphs, inner.num_graph_breaks) == inner_counts, \
+        (f"inner block: dynamo compiled {inner_end[0] - inner_start[0]} graphs, {inner_end[1] - inner_start[1]} "
+         f"breaks; got {inner}")
     assert (outer.num_graphs, outer.num_graph_breaks) == (graphs - graphs0, breaks - breaks0), \
         f"outer block: dynamo compiled {graphs - graphs0} graphs, {breaks - breaks0} breaks; got {outer}"
     assert len(inner.graph_break_reasons) == inner.num_graph_breaks >= 1 and "item" in str(inner.graph_break_reasons), \

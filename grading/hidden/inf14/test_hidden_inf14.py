@@ -43,7 +43,8 @@ def test_hidden_int8_matmul_one_token_over_a_very_long_k(rng):
     wq[1] = torch.where(torch.arange(k) % 3 == 0, -127, 127).to(torch.int8)
     got = impl.int8_matmul.int8_matmul(xq, wq)
     want = xq.long() @ wq.long().t()
-    assert got.dtype == torch.int32 and got.shape == (1, n), f"expected int32 [1, {n}], got {got.dtype} {list(got.shape)}"
+    assert got.dtype == torch.int32 and got.shape == (1, n), (f"expected int32 [1, {n}], got {got.dtype} "
+                                                              f"{list(got.shape)}")
     assert torch.equal(got.long(), want), f"sums {got.tolist()} differ from the exact {want.tolist()} (K = {k})"
 
 

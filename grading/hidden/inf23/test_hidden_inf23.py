@@ -1,6 +1,5 @@
 """inf23 hidden tests: old-style and explicit RoPE keys, linear scaling in the model, window 1, bf16 attention,
 a batch decoding through several wraps."""
-import pytest
 import torch
 
 from exercises.inf23.test_rope_scaling import assert_close_freqs, hf_rope, hf_twin, random_factor, random_rope

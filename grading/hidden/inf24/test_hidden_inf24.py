@@ -65,7 +65,8 @@ def test_hidden_int4_groups_of_16_and_128_with_negative_peaks(rng, group_size):
     assert scales.dtype == torch.float16 and scales.shape == (n, k // group_size)
     amax = w.double().reshape(n, -1, group_size).abs().amax(-1)
     off = ((scales.double() - amax / 7).abs() / (amax / 7)).max().item()
-    assert off <= 2**-11, f"groups of {group_size}: each scale must be fp16(max |w| of the group / 7); worst {off:.1e} off"
+    assert off <= 2**-11, (f"groups of {group_size}: each scale must be fp16(max |w| of the group / 7); worst "
+                           f"{off:.1e} off")
     codes = decode_nibbles(packed).reshape(n, -1, group_size)
     scaled = w.double().reshape(n, -1, group_size) / scales.double()[..., None]
     assert ((codes - scaled).abs() <= 0.5 + 1e-6).all(), "codes must be round(w / stored scale) + 8, element 2i low"

@@ -1,12 +1,11 @@
 """inf30 hidden tests: a one-token budget and a single running slot, memory for exactly the biggest request,
 max_new_tokens=1 and an EOS as the first token, and a packed step of many one-token prompts."""
-import pytest
 import torch
 
 from exercises.inf30.test_generate import assert_same_as_alone, one_thread  # noqa: F401 (autouse fixture)
 from exercises.inf30.test_runner import CountingModel
 from lab.testing import greedy_alone
-from exercises.inf30.test_scheduler import EOS, assert_outputs_alone, drive, hash_alone, random_requests
+from exercises.inf30.test_scheduler import assert_outputs_alone, drive, hash_alone, random_requests
 from lab.impl import Topic
 from lab.kv_slots import SlotCounter
 from lab.testing import pick, random_config, random_lab_model

@@ -1,6 +1,5 @@
 """inf33 hidden tests: block size 1, a pool of exactly one request, a prompt entirely cached, a prompt shorter
 than a block, and all-colliding keys."""
-import pytest
 import torch
 
 from exercises.inf33.test_cached_generate import TokenCounter, assert_same_tokens, one_thread  # noqa: F401
@@ -31,7 +30,8 @@ def test_hidden_whole_prompt_cached_and_prompts_shorter_than_a_block(rng):
         got = impl.cached_generate.generate_with_prefix_cache(model.model, cache, kv, prompt, 4)
         assert_same_tokens(got.tokens, greedy_alone(model.model, prompt, 4)[0], None, "the repeated prompt")
     assert got.num_cached_tokens == 2 * block_size, \
-        f"a repeated {3 * block_size}-token prompt reuses its first 2 blocks (the last token is computed), got {got.num_cached_tokens}"
+        (f"a repeated {3 * block_size}-token prompt reuses its first 2 blocks (the last token is computed), got "
+         f"{got.num_cached_tokens}")
     for n in range(1, block_size):
         short = prompt[:n]
         got = impl.cached_generate.generate_with_prefix_cache(model.model, cache, kv, short, 2)
@@ -46,7 +46,8 @@ def test_hidden_pool_of_exactly_one_request(rng):
     block_size = pick(rng, 2, 5)
     prompts = [torch.randint(5, (pick(rng, 5, 20),), generator=rng).tolist() for _ in range(8)]
     num_blocks = max(-(-(len(p) + 3) // block_size) for p in prompts)
-    cache, kv = impl.prefix_cache.PrefixCache(num_blocks, block_size), BlockKV(config, num_blocks, block_size, torch.float64)
+    cache = impl.prefix_cache.PrefixCache(num_blocks, block_size)
+    kv = BlockKV(config, num_blocks, block_size, torch.float64)
     for i, p in enumerate(prompts + prompts[::-1]):
         got = impl.cached_generate.generate_with_prefix_cache(model, cache, kv, p, 3)
         assert_same_tokens(got.tokens, greedy_alone(model, p, 3)[0], None, f"request {i}")
