@@ -184,7 +184,7 @@ def _tier(test: TestScore) -> None:
     cases = [c for c in test.cases if c.state != NOT_HERE and c.speed]
     if test.category != SPEED or not cases:
         return
-    tiers = [(c, row_tier(c.speed)) for c in cases]
+    tiers = [(c, row_tier(c.speed or {})) for c in cases]
     rank = {name: index for index, name in enumerate(TIERS)}
 
     def worst(pair) -> tuple[int, float]:
@@ -193,7 +193,7 @@ def _tier(test: TestScore) -> None:
         return (rank[tier[0]] if tier else len(TIERS)), ratio if isinstance(ratio, (int, float)) else 0.0
 
     case, tier = min(tiers, key=worst)
-    test.speed_line = speed_line(case.speed)
+    test.speed_line = speed_line(case.speed or {})
     if tier is None:                            # a measured figure: no tiers
         return
     if test.gated:

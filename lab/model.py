@@ -104,7 +104,7 @@ def _transformers_llama3_inv_freq(config: ModelConfig) -> torch.Tensor:
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
     hf_config = LlamaConfig(hidden_size=config.num_heads * config.head_dim, num_attention_heads=config.num_heads,
                             head_dim=config.head_dim, rope_theta=config.rope_theta,
-                            rope_scaling={**config.rope_scaling, "rope_type": "llama3"},
+                            rope_scaling={**(config.rope_scaling or {}), "rope_type": "llama3"},
                             max_position_embeddings=config.max_position_embeddings)
     with torch.device("cpu"):                   # computed on real numbers even while a model is built on `meta`
         inv_freq, _ = ROPE_INIT_FUNCTIONS["llama3"](hf_config, "cpu")

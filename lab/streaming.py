@@ -68,7 +68,7 @@ class _GreedyEngine:
 
     def __init__(self, model: LlamaModel, max_len: int):
         self.model, self.max_len = model, max_len
-        self.cache: StaticCache | None = None
+        self.cache: DynamicCache | None = None
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
 

@@ -169,7 +169,7 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
     device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
     threshold = thresholds.effective(threshold, device_type)    # a card's recorded profile, if it has one
     reference, card = thresholds.reference_ratio(device_type)   # the bonus tiers' yardstick, if recorded
-    mark = {"key": thresholds.current_test_key(), "card": card, "reference_ratio": reference}
+    key = thresholds.current_test_key()
     for _ in range(warmup):
         for fn in (baseline, candidate):
             time_call(fn, make_inputs(), device_type)
@@ -177,11 +177,11 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
     for repeat in range(max(1, int(os.environ.get("LAB_SPEED_REPEAT") or 1))):
         cand, base = _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type,
                                     benchmark if repeat == 0 else None)
-        result = Comparison(what, cand, base, threshold, rounds, **mark)
+        result = Comparison(what, cand, base, threshold, rounds, key=key, card=card, reference_ratio=reference)
         if not result.passed and result.ratio >= threshold * (1 - RETRY_BAND):
             cand, base = _paired_rounds(candidate, baseline, make_inputs, check, 2 * rounds, device_type, None)
             result = Comparison(what, cand, base, threshold, 2 * rounds, retried=True, first_ratio=result.ratio,
-                                **mark)
+                                key=key, card=card, reference_ratio=reference)
         results.append(result)
     result = results[0]
     if benchmark is not None:
