@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grading import export, report, rubric
+from grading import export, report, rubric, runner
 from grading.__main__ import main
 from grading.plugin import describe_exception
 
@@ -239,6 +239,8 @@ def test_points_table_drift_is_shown_not_fatal(tmp_path, monkeypatch):
     problems = rubric.check_against_collection(root, "solutions", ["inf97"], points)
     assert [p.split(" (")[0] for p in problems] == ["inf97: test_scale_speed is collected but not in the points table",
                                                     "inf97: test_gone is in the points table but not collected"]
+    graded_run = runner.load_run("inf97", root / "out" / "records" / "inf97.jsonl")     # the grading's collection
+    assert rubric.check_against_collection(root, "solutions", ["inf97"], points, runs=[graded_run]) == problems
 
 
 @pytest.mark.parametrize("text, problem", [
