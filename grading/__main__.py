@@ -54,6 +54,16 @@ def _gib(text: str) -> float:
     return value
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of topics") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more topics at once")
+    return value
+
+
 def default_memory_gib() -> float:
     """16 GiB of address space per topic on a CPU machine; no limit where CUDA is (it maps huge ranges)."""
     has_cuda = any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
@@ -87,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
                    help="per topic, wall clock; the topic's processes are killed after it (default 1200)")
     p.add_argument("--seed", type=int, help="base seed for every topic's random inputs (passed as LAB_SEED; "
                    "default: LAB_SEED if set, else a fresh one, printed with the scorecard)")
+    p.add_argument("--jobs", type=_jobs, default=1, metavar="N", help="grade N topics at once (default 1). Speed "
+                   "tests then share the machine: for checks whose speed figures do not count (the lab's self-test "
+                   "of the untouched stubs); not with --submission")
     p.add_argument("--out", type=Path, help="logs, raw records and scorecard.json (default: ROOT/grading-out)")
     for name, what in (("json", "the scorecard as JSON (grading/scorecard_schema.json)"),
                        ("markdown", "the scorecard as Markdown"), ("gradescope", "Gradescope results.json"),
@@ -114,6 +127,8 @@ def _resolve(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[Path
         print("python -m grading: the reference solutions are not included in this release (there is no "
               "solutions/ folder); grade your own code with `make grade` or `python -m grading`", file=sys.stderr)
         sys.exit(2)
+    if args.submission is not None and args.jobs > 1:
+        p.error("--jobs: a submission's topics are graded one at a time, each in its own sandbox")
     if impl not in ("exercises", "solutions"):
         if not Path(impl).is_dir():
             p.error(f"--impl {impl!r} is not 'exercises', 'solutions' or an existing folder")
@@ -136,7 +151,7 @@ def _progress(line: str) -> None:
 def _run(args, p, root: Path, topics: list[str], impl: str, limits: runner.Limits, out: Path, seed: int):
     """(runs, submission manifest or None): grade the root, or a submission in a clean sandbox."""
     if args.submission is None:
-        return runner.run_topics(root, topics, impl, limits, out, seed, _progress), None
+        return runner.run_topics(root, topics, impl, limits, out, seed, _progress, jobs=args.jobs), None
     with tempfile.TemporaryDirectory(prefix="lab-submission-") as work:
         try:
             manifest = isolate.collect(args.submission, root, topics, Path(work))

@@ -150,11 +150,13 @@ def diff_names(table: Table, collected: dict[str, list[str]]) -> list[str]:
 
 def check_against_collection(root: Path | None = None, impl: str = "solutions",
                              topics: list[str] | None = None, points: Path | None = None,
-                             timeout_s: float = 600.0) -> list[str]:
+                             timeout_s: float = 600.0, runs: list | None = None) -> list[str]:
     """Collect every topic (with `impl`) in its own process and compare with the table.
 
     Returns human-readable problems; also a topic that fails to collect, a test name used in two files
-    of one topic (its points would be ambiguous), and a table section with no topic folder."""
+    of one topic (its points would be ambiguous), and a table section with no topic folder. `runs`
+    (`grading.runner.TopicRun`s of a grading already done, e.g. read back with `runner.load_run`) are
+    used instead of collecting again: a grading's collection record is the same collection."""
     from grading import runner
     root = Path(root) if root is not None else runner.GRADING_PARENT
     table = load_points(points, root=root)
@@ -164,9 +166,10 @@ def check_against_collection(root: Path | None = None, impl: str = "solutions",
     topics = known if topics is None else topics
     collected: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="lab-rubric-") as tmp:
+        done = {run.topic: run for run in runs or ()}
         for topic in topics:
-            run = runner.run_topic(root, topic, impl, runner.Limits(timeout_s, timeout_s), Path(tmp),
-                                   collect_only=True)
+            run = done.get(topic) or runner.run_topic(root, topic, impl, runner.Limits(timeout_s, timeout_s),
+                                                      Path(tmp), collect_only=True)
             problems += [f"{topic}: collection error: {e['message']}" for e in run.collect_errors]
             if not run.items and not run.collect_errors:
                 problems.append(f"{topic}: nothing collected (pytest exit code {run.exit_code})")

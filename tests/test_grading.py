@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grading import export, report, rubric
+from grading import export, report, rubric, runner
 from grading.__main__ import main
 from grading.plugin import describe_exception
 
@@ -240,8 +240,9 @@ def running_in(root: Path) -> list[str]:
 
 
 def test_the_reference_scores_complete(tmp_path):
-    root = make_lab(tmp_path)
-    doc = grade(root, "--impl", "solutions", "--topics", "inf96,inf98,inf99", "--test-timeout", "5")
+    root = make_lab(tmp_path)                   # two topics at a time: the runs come back in topic order
+    doc = grade(root, "--impl", "solutions", "--topics", "inf96,inf98,inf99", "--test-timeout", "5", "--jobs", "2")
+    assert [t["topic"] for t in doc["topics"]] == ["inf96", "inf98", "inf99"]
     assert [t["status"] for t in doc["topics"]] == ["complete"] * 3
     assert pts(topic_of(doc, "inf98")) == (13, 13, 15)          # all but the GPU test's 2 points
 
@@ -261,6 +262,8 @@ def test_points_table_drift_is_shown_not_fatal(tmp_path, monkeypatch):
     problems = rubric.check_against_collection(root, "solutions", ["inf97"], points)
     assert [p.split(" (")[0] for p in problems] == ["inf97: test_scale_speed is collected but not in the points table",
                                                     "inf97: test_gone is in the points table but not collected"]
+    graded_run = runner.load_run("inf97", root / "out" / "records" / "inf97.jsonl")     # the grading's collection
+    assert rubric.check_against_collection(root, "solutions", ["inf97"], points, runs=[graded_run]) == problems
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -317,6 +320,8 @@ def test_bad_topics_exit_2_with_the_known_topics():
     (["--topics", ","], "unknown topic(s) (none given)"),
     (["--root", str(GRADING)], "no topics under"),
     (["--json", str(GRADING)], "is a folder; give a file path"),
+    (["--jobs", "0"], "give 1 or more topics at once"),
+    (["--jobs", "2", "--submission", str(FIXTURE)], "a submission's topics are graded one at a time"),
 ])
 def test_bad_arguments_exit_2_without_a_traceback(capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
