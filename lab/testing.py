@@ -22,7 +22,7 @@ from lab.harness import cuda_graph_replay, kernel_check
 from lab.model import LlamaModel
 from lab.outcomes import not_graded, raises
 
-__all__ = ["pick", "random_config", "random_lab_model", "ConcatCache", "naive_attention",
+__all__ = ["pick", "call_keeping_inputs", "random_config", "random_lab_model", "ConcatCache", "naive_attention",
            "ScriptedModel", "SleepyModel", "Recording", "Spy", "FakeCachedModel", "SlowCopies", "no_cache_greedy",
            "kernel_check", "cuda_graph_replay", "not_graded", "raises"]
 
@@ -30,6 +30,44 @@ __all__ = ["pick", "random_config", "random_lab_model", "ConcatCache", "naive_at
 def pick(gen: torch.Generator, lo: int, hi: int) -> int:
     """A random int in [lo, hi], both ends included, from the test's seeded generator (odd sizes)."""
     return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+
+def _tensors(value, path: str):
+    """(path, tensor) for every tensor in an argument: itself, or inside lists, tuples and dicts."""
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{path}[{key!r}]")
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
+
+
+def call_keeping_inputs(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)`, failing if it changed any tensor it received (in place) — call a student's function
+    through this whenever the test's oracle reads the same tensors afterwards: a changed input would move the
+    oracle along with the answer. Tensors inside list, tuple and dict arguments are checked too.
+
+        got = call_keeping_inputs(impl.error.logit_error, ref, got)
+    """
+    named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    before = [(where, t, t.detach().clone()) for name, arg in named for where, t in _tensors(arg, name)]
+    result = fn(*args, **kwargs)
+    what = getattr(fn, "__qualname__", None) or type(fn).__name__
+    for where, t, old in before:
+        assert _same(t, old), (f"{what} changed its input {where} ({old.dtype} {list(old.shape)}) in place: never "
+                               "change the caller's tensors (a .float() or .to() of a tensor already in that dtype "
+                               "is the same tensor; clone before writing into it)")
+    return result
 
 
 def random_config(gen: torch.Generator, **overrides) -> ModelConfig:
