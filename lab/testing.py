@@ -32,18 +32,6 @@ def pick(gen: torch.Generator, lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, (1,), generator=gen))
 
 
-def _tensors(value, path: str):
-    """(path, tensor) for every tensor in an argument: itself, or inside lists, tuples and dicts."""
-    if isinstance(value, torch.Tensor):
-        yield path, value
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _tensors(item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tensors(item, f"{path}[{key!r}]")
-
-
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
@@ -52,21 +40,56 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a, b)
 
 
+def _snapshot(value):
+    """A copy of an argument's tensors and containers (lists, tuples, dicts); other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        return [_snapshot(v) for v in value] if isinstance(value, list) else tuple(map(_snapshot, value))
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    return value
+
+
+def _changed(old, now, path: str) -> str | None:
+    """Where `now` differs from its snapshot `old` (None if nowhere): tensors, containers, plain values."""
+    if isinstance(old, torch.Tensor):
+        ok = isinstance(now, torch.Tensor) and _same(now.detach(), old)
+        return None if ok else f"{path} ({old.dtype} {list(old.shape)})"
+    if isinstance(old, (list, tuple)):
+        if len(now) != len(old):
+            return f"{path} (its length went from {len(old)} to {len(now)})"
+        for i, (a, b) in enumerate(zip(old, now)):
+            found = _changed(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(old, dict):
+        if set(old) != set(now):
+            return f"{path} (its keys)"
+        return next((f for k in old if (f := _changed(old[k], now[k], f"{path}[{k!r}]"))), None)
+    if isinstance(old, (int, float, str, bool, type(None))):
+        return None if old == now else path
+    return None
+
+
 def call_keeping_inputs(fn, *args, **kwargs):
-    """`fn(*args, **kwargs)`, failing if it changed any tensor it received (in place) — call a student's function
-    through this whenever the test's oracle reads the same tensors afterwards: a changed input would move the
-    oracle along with the answer. Tensors inside list, tuple and dict arguments are checked too.
+    """`fn(*args, **kwargs)`, failing if it changed any input in place: tensors, and lists, tuples and dicts
+    (of tensors or plain values, e.g. prompts as lists of token ids). Call a student's function through this
+    whenever the test's oracle reads the same inputs afterwards: a changed input would move the oracle along
+    with the answer, or blame the oracle for the student's mistake.
 
         got = call_keeping_inputs(impl.error.logit_error, ref, got)
     """
     named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
-    before = [(where, t, t.detach().clone()) for name, arg in named for where, t in _tensors(arg, name)]
+    before = [(name, arg, _snapshot(arg)) for name, arg in named]
     result = fn(*args, **kwargs)
     what = getattr(fn, "__qualname__", None) or type(fn).__name__
-    for where, t, old in before:
-        assert _same(t, old), (f"{what} changed its input {where} ({old.dtype} {list(old.shape)}) in place: never "
-                               "change the caller's tensors (a .float() or .to() of a tensor already in that dtype "
-                               "is the same tensor; clone before writing into it)")
+    for name, arg, old in before:
+        where = _changed(old, arg, name)
+        assert where is None, (f"{what} changed its input {where} in place: never change the caller's tensors or "
+                               "lists (a .float() or .to() of a tensor already in that dtype is the same tensor; "
+                               "clone or copy before writing into it)")
     return result
 
 
