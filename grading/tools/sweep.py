@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             impl = str(Path(impl).resolve())
         everything, failing = {}, 0
         for topic in topics:
-            code, results = sweep_topic(topic, impl, args, Path(tmp) / f"{topic}.json")
+            # with --json, each topic's results also go to <json stem>.<topic>.json as the sweep goes
+            out = args.json.with_name(f"{args.json.stem}.{topic}.json") if args.json else Path(tmp) / f"{topic}.json"
+            code, results = sweep_topic(topic, impl, args, out)
             everything[topic] = results
             runs = sum(r["seeds"] for r in results.values())
             bad_tests = {n: r for n, r in results.items() if r["failed"]}

@@ -72,7 +72,12 @@ class SweepPlugin:
                                      "cpu_s": round(time.perf_counter() - started, 2),
                                      "outcome": "failed" if failed else outcome, "failed": failed}
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        self.write()                            # after every test: an interrupted sweep keeps what it found
         return True
+
+    def write(self) -> None:
+        if self.out is not None:
+            self.out.write_text(json.dumps(self.results, indent=1))
 
     def pytest_terminal_summary(self, terminalreporter):
         tr = terminalreporter
@@ -91,8 +96,7 @@ class SweepPlugin:
                 tr.line(f"            first: {fails[0][1]}")
 
     def pytest_unconfigure(self, config):
-        if self.out is not None:
-            self.out.write_text(json.dumps(self.results, indent=1))
+        self.write()
 
 
 def pytest_configure(config):
