@@ -52,7 +52,8 @@ def test_greedy_stops_after_eos_and_at_max_tokens(rng, where):
     if at is not None:
         script[at] = eos
     want = script[: at + 1] if at is not None else script[:8]
-    got = call_keeping_inputs(impl.generate.greedy_generate, ScriptedModel(script, len(prompt)), prompt, 8, eos_token_id=eos)
+    got = call_keeping_inputs(impl.generate.greedy_generate, ScriptedModel(script, len(prompt)), prompt, 8,
+                              eos_token_id=eos)
     assert got == want, f"eos {where}: expected {want} (eos included, at most 8 tokens), got {got}"
     assert impl.generate.greedy_generate(ScriptedModel(script, len(prompt)), prompt, 0) == [], \
         "max_new_tokens=0 must give []"

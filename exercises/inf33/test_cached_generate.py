@@ -68,7 +68,8 @@ def test_cached_generation_matches_cache_off_on_the_real_model(real_model, token
         prompt = tokenizer.encode(tokenizer.apply_chat_template([{"role": "system", "content": system},
                                                                  {"role": "user", "content": q}]))
         want, logits = greedy_alone(real_model, prompt, 6, eos)              # before: the call must not touch prompt
-        got = call_keeping_inputs(impl.cached_generate.generate_with_prefix_cache, real_model, cache, kv, prompt, 6, eos)
+        got = call_keeping_inputs(impl.cached_generate.generate_with_prefix_cache, real_model, cache, kv, prompt, 6,
+                                  eos)
         assert_same_tokens(got.tokens, want, logits, f"request {i} ({len(prompt)} tokens)", TIE_GAP)
         common = max((next((j for j, (a, b) in enumerate(zip(prompt, old)) if a != b), min(len(prompt), len(old)))
                       for old in seen), default=0)
