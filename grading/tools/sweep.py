@@ -1,16 +1,16 @@
 """Run each topic's correctness tests over many seeds in one pytest process per topic (instructors' tool).
 
     python -m grading sweep --topics inf14,inf24 --seeds 200                  # the reference solution
-    python -m grading sweep --topics inf14 --variant inf14/float32-codes      # a correct variant of it
+    python -m grading sweep --topics inf23 --variant inf23/inv-freq-in-float32  # a correct variant of it
     python -m grading sweep --topics inf11 --impl /tmp/mine -k cast           # any implementation root
 
 A tolerance must hold for a correct implementation in the documented dtype on unlucky seeds: this finds the
 seeds where it does not. Speed tests are left out (`-m "not speed"`). Each test that takes `seed`/`rng` runs
-once per base seed FIRST .. FIRST+SEEDS-1, exactly as `pytest --seed BASE` would run it; tests marked slow
-that load the real model or tokenizer, or whose first run takes over --slow-after seconds (Triton
-interpreter children, perplexity) run over the first --slow-seeds bases only; the report shows each test's
-seed count and wall time. The report lists, per
-test, how many bases failed and which (replay one with `pytest exercises/infNN --seed BASE -k <test>`).
+once per base seed FIRST .. FIRST+SEEDS-1, exactly as `pytest --seed BASE` would run it; tests marked slow,
+that load the real model or tokenizer, or whose second run (the first warms up) takes over --slow-after
+seconds (Triton-interpreter children, perplexity) run over the first --slow-seeds bases only; the report
+shows each test's seed count and wall time. The report lists, per test, how many bases failed and which
+(replay one with `pytest exercises/infNN --seed BASE -k <test>`).
 
 Variants (`tests/variants/infNN/<name>.toml` + `.diff`, diffs against solutions/infNN like the planted
 versions) are CORRECT alternatives a student may write by following the docstrings: float32 where the
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=200, help="base seeds per test (default 200)")
     p.add_argument("--slow-seeds", type=int, default=20, help="for slow and real-model tests (default 20)")
     p.add_argument("--slow-after", type=float, default=2.0, metavar="S",
-                   help="a test whose first run takes over S seconds (wall clock) gets --slow-seeds (default 2)")
+                   help="a test whose second run takes over S seconds (wall clock) gets --slow-seeds (default 2)")
     p.add_argument("--first", type=int, default=0, help="the first base seed (default 0)")
     p.add_argument("--impl", default="solutions", help="solutions (default), exercises or a folder like them")
     p.add_argument("--variant", help="a correct variant, tests/variants/<topic>/<name> (instead of --impl)")
