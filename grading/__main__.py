@@ -7,6 +7,7 @@
     python -m grading stubs|notebooks --write|--check              # generated stubs and notebooks
     python -m grading topic infNN                                  # a new topic's skeleton
     python -m grading gpu_check [--topics ...] [--write]           # validate a GPU: correctness, thresholds, flips
+    python -m grading sweep --topics ... [--seeds 200] [--variant]  # correctness tests over many seeds
   (the instructor tools are in grading/tools/: python -m grading.tools.<name> works too)
 
 Exit codes: 0 when grading ran (whatever the score), 2 for a mistake in the arguments (bad --topics,
@@ -30,7 +31,7 @@ from grading import export, history, isolate, report, rubric, runner, score, sco
 from grading.guard import scan as audit
 
 SUBCOMMANDS = {name: f"grading.tools.{name}" for name in ("release", "doctor", "classroom", "stubs", "notebooks",
-                                                         "calibrate", "topic", "gpu_check")}
+                                                         "calibrate", "topic", "gpu_check", "sweep")}
 GIB = 2**30
 
 

@@ -23,7 +23,7 @@ from lab.harness import cuda_graph_replay, kernel_check
 from lab.model import LlamaModel
 from lab.outcomes import not_graded, raises
 
-__all__ = ["pick", "random_config", "random_lab_model", "ConcatCache", "naive_attention",
+__all__ = ["pick", "call_keeping_inputs", "random_config", "random_lab_model", "ConcatCache", "naive_attention",
            "ScriptedModel", "SleepyModel", "Recording", "Spy", "FakeCachedModel", "SlowCopies",
            "kernel_check", "cuda_graph_replay", "not_graded", "raises"]
 
@@ -31,6 +31,67 @@ __all__ = ["pick", "random_config", "random_lab_model", "ConcatCache", "naive_at
 def pick(gen: torch.Generator, lo: int, hi: int) -> int:
     """A random int in [lo, hi], both ends included, from the test's seeded generator (odd sizes)."""
     return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
+
+
+def _snapshot(value):
+    """A copy of an argument's tensors and containers (lists, tuples, dicts); other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        return [_snapshot(v) for v in value] if isinstance(value, list) else tuple(map(_snapshot, value))
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    return value
+
+
+def _changed(old, now, path: str) -> str | None:
+    """Where `now` differs from its snapshot `old` (None if nowhere): tensors, containers, plain values."""
+    if isinstance(old, torch.Tensor):
+        ok = isinstance(now, torch.Tensor) and _same(now.detach(), old)
+        return None if ok else f"{path} ({old.dtype} {list(old.shape)})"
+    if isinstance(old, (list, tuple)):
+        if len(now) != len(old):
+            return f"{path} (its length went from {len(old)} to {len(now)})"
+        for i, (a, b) in enumerate(zip(old, now)):
+            found = _changed(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(old, dict):
+        if set(old) != set(now):
+            return f"{path} (its keys)"
+        return next((f for k in old if (f := _changed(old[k], now[k], f"{path}[{k!r}]"))), None)
+    if isinstance(old, (int, float, str, bool, type(None))):
+        return None if old == now else path
+    return None
+
+
+def call_keeping_inputs(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)`, failing if it changed any input in place: tensors, and lists, tuples and dicts
+    (of tensors or plain values, e.g. prompts as lists of token ids). Call a student's function through this
+    whenever the test's oracle reads the same inputs afterwards: a changed input would move the oracle along
+    with the answer, or blame the oracle for the student's mistake.
+
+        got = call_keeping_inputs(impl.error.logit_error, ref, got)
+    """
+    named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    before = [(name, arg, _snapshot(arg)) for name, arg in named]
+    result = fn(*args, **kwargs)
+    what = getattr(fn, "__qualname__", None) or type(fn).__name__
+    for name, arg, old in before:
+        where = _changed(old, arg, name)
+        assert where is None, (f"{what} changed its input {where} in place: never change the caller's tensors or "
+                               "lists (a .float() or .to() of a tensor already in that dtype is the same tensor; "
+                               "clone or copy before writing into it)")
+    return result
 
 
 def random_config(gen: torch.Generator, **overrides) -> ModelConfig:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import ScriptedModel, SleepyModel
+from lab.testing import ScriptedModel, SleepyModel, call_keeping_inputs
 
 impl = Topic("inf00")
 
@@ -19,7 +19,8 @@ def test_greedy_matches_transformers(real_model, tokenizer, rng):
     from lab.oracle import hf_greedy
     text = PROMPTS[int(torch.randint(len(PROMPTS), (1,), generator=rng))]
     for prompt in (tokenizer.encode(text), random_prompt(rng, tokenizer.vocab_size)):
-        got = impl.generate.greedy_generate(real_model, prompt, max_new_tokens=12)    # first: a stub fails fast
+        # first, so that a stub fails fast; the oracle reads `prompt` after, so the call must leave it alone
+        got = call_keeping_inputs(impl.generate.greedy_generate, real_model, prompt, max_new_tokens=12)
         expected = hf_greedy(prompt, max_new_tokens=12)
         assert isinstance(got, list) and all(isinstance(t, int) for t in got), \
             f"greedy_generate must return a list of ints, got {type(got).__name__} of {got[:3]!r}..."
@@ -33,7 +34,7 @@ def test_greedy_feeds_the_whole_sequence_each_step(rng):
     prompt = random_prompt(rng, 64)
     script = torch.randint(3, 64, (9,), generator=rng).tolist()
     model = ScriptedModel(script, len(prompt))
-    got = impl.generate.greedy_generate(model, prompt, max_new_tokens=len(script))
+    got = call_keeping_inputs(impl.generate.greedy_generate, model, prompt, max_new_tokens=len(script))
     assert got == script, f"expected the scripted tokens {script}, got {got}"
     assert len(model.calls) == len(script), f"expected one forward per token ({len(script)}), saw {len(model.calls)}"
     for step, ids in enumerate(model.calls):
@@ -51,7 +52,8 @@ def test_greedy_stops_after_eos_and_at_max_tokens(rng, where):
     if at is not None:
         script[at] = eos
     want = script[: at + 1] if at is not None else script[:8]
-    got = impl.generate.greedy_generate(ScriptedModel(script, len(prompt)), prompt, 8, eos_token_id=eos)
+    got = call_keeping_inputs(impl.generate.greedy_generate, ScriptedModel(script, len(prompt)), prompt, 8,
+                              eos_token_id=eos)
     assert got == want, f"eos {where}: expected {want} (eos included, at most 8 tokens), got {got}"
     assert impl.generate.greedy_generate(ScriptedModel(script, len(prompt)), prompt, 0) == [], \
         "max_new_tokens=0 must give []"

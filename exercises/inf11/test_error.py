@@ -7,7 +7,7 @@ import torch
 
 from lab.eval import kl_divergence, top1_agreement
 from lab.impl import Topic
-from lab.testing import pick, raises
+from lab.testing import call_keeping_inputs, pick, raises
 
 impl = Topic("inf11")
 
@@ -26,8 +26,8 @@ def test_logit_error_matches_a_float64_reference(rng, dtype):
     shape = (pick(rng, 1, 3), pick(rng, 3, 17), 2 * pick(rng, 200, 2000) + 1)
     ref = 4 * torch.randn(shape, generator=rng)
     got = (ref + 0.3 * torch.randn(shape, generator=rng)).to(dtype)
-    err = impl.error.logit_error(ref, got)
-    want = reference_error(ref, got)
+    want = reference_error(ref, got)                # before the call: the oracle never sees what it did
+    err = call_keeping_inputs(impl.error.logit_error, ref, got)
     assert set(err) >= set(want), f"logit_error must return the keys {sorted(want)}, got {sorted(err)}"
     for key, value in want.items():
         assert isinstance(err[key], float), f"{key}: return a Python float, got {type(err[key]).__name__}"

@@ -5,7 +5,7 @@ import torch
 from lab.cache import DynamicCache
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import ConcatCache, Spy, pick, raises, random_config, random_lab_model
+from lab.testing import ConcatCache, Spy, call_keeping_inputs, pick, raises, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf12")
@@ -78,9 +78,9 @@ def test_batch_matches_each_prompt_alone_on_the_real_model(real_model, tokenizer
     prompts.append(torch.randint(tokenizer.vocab_size, (pick(rng, 5, 15) | 1,), generator=rng).tolist())
     prompts = [prompts[i] for i in torch.randperm(len(prompts), generator=rng)]
     eos, max_new = tokenizer.eos_token_id, 16
-    got = impl.batch_generate.batched_greedy_generate(real_model, prompts, max_new, eos_token_id=eos,
-                                                      pad_id=pick(rng, 0, tokenizer.vocab_size - 1))
-    alone = [greedy_alone(real_model, p, max_new, eos) for p in prompts]
+    alone = [greedy_alone(real_model, p, max_new, eos) for p in prompts]      # before: the call must not touch prompts
+    got = call_keeping_inputs(impl.batch_generate.batched_greedy_generate, real_model, prompts, max_new,
+                              eos_token_id=eos, pad_id=pick(rng, 0, tokenizer.vocab_size - 1))
     assert_same_tokens(got, prompts, [a[0] for a in alone], [a[1] for a in alone], TIE_GAP)
 
 
@@ -108,8 +108,8 @@ def test_each_sequence_stops_on_its_own_eos(rng):
         pytest.fail("test setup: found no token that ends one sequence before another (rerun with another --seed)")
     eos = eos_choices[pick(rng, 0, len(eos_choices) - 1)]
     alone = [greedy_alone(model, p, 10, eos) for p in prompts]
-    got = impl.batch_generate.batched_greedy_generate(model, prompts, 10, eos_token_id=eos,
-                                                      pad_id=pick(rng, 0, config.vocab_size - 1))
+    got = call_keeping_inputs(impl.batch_generate.batched_greedy_generate, model, prompts, 10, eos_token_id=eos,
+                              pad_id=pick(rng, 0, config.vocab_size - 1))
     assert_same_tokens(got, prompts, [a[0] for a in alone], [a[1] for a in alone])
     assert impl.batch_generate.batched_greedy_generate(model, prompts, 0) == [[] for _ in prompts], \
         "max_new_tokens=0 must give one empty list per prompt"

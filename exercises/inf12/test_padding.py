@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import pick, raises, random_config, random_lab_model
+from lab.testing import call_keeping_inputs, pick, raises, random_config, random_lab_model
 
 impl = Topic("inf12")
 
@@ -19,7 +19,7 @@ def random_prompts(rng, vocab_size: int, batch: int, lo: int = 1, hi: int = 29) 
 def test_left_pad_aligns_every_prompt_on_the_right(rng):
     prompts = random_prompts(rng, 500, pick(rng, 2, 6))
     pad_id = pick(rng, 0, 499)
-    input_ids, attention_mask, positions = impl.padding.left_pad(prompts, pad_id)
+    input_ids, attention_mask, positions = call_keeping_inputs(impl.padding.left_pad, prompts, pad_id)
     width = max(len(p) for p in prompts)
     for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask), ("positions", positions)):
         assert isinstance(t, torch.Tensor) and t.shape == (len(prompts), width), \
@@ -48,7 +48,8 @@ def test_left_padded_forward_matches_each_prompt_alone(rng):
     config = random_config(rng)
     model = random_lab_model(config, rng, torch.float64)
     prompts = random_prompts(rng, config.vocab_size, pick(rng, 3, 5), lo=3, hi=25)
-    input_ids, attention_mask, positions = impl.padding.left_pad(prompts, pick(rng, 0, config.vocab_size - 1))
+    input_ids, attention_mask, positions = call_keeping_inputs(impl.padding.left_pad, prompts,
+                                                               pick(rng, 0, config.vocab_size - 1))
     with torch.no_grad():
         batched = model(input_ids, positions=positions, attention_mask=attention_mask)
         width = input_ids.shape[1]

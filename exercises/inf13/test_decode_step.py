@@ -69,8 +69,8 @@ def test_greedy_decode_follows_the_argmax(rng):
         with torch.no_grad():
             return model(token_ids, cache=cache, cache_position=cache_position, last_only=True)[:, -1]
 
+    seq = torch.cat([prompt, first], dim=1)         # before the call: greedy_decode may reuse `first` as a buffer
     got = impl.decode_step.greedy_decode(step, first, prompt_len, steps)
-    seq = torch.cat([prompt, first], dim=1)
     with torch.no_grad():
         for _ in range(steps):
             seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], dim=1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lab.impl import Topic
-from lab.testing import pick, raises
+from lab.testing import call_keeping_inputs, pick, raises
 
 impl = Topic("inf14")
 
@@ -47,7 +47,7 @@ def check_codes(q, scale, x, what: str) -> None:
 def test_per_channel_scales_are_each_rows_absmax_over_127(rng):
     n, k = pick(rng, 20, 60) | 1, pick(rng, 30, 200) | 1
     w = rows_of_many_magnitudes(rng, n, k)
-    q, scale = impl.quantize.quantize_per_channel(w)
+    q, scale = call_keeping_inputs(impl.quantize.quantize_per_channel, w)     # check_codes reads w after
     assert scale.shape == (n,), f"one scale per output channel: expected shape [{n}], got {list(scale.shape)}"
     check_codes(q, scale, w, f"quantize_per_channel on [{n}, {k}]")
     assert q.abs().amax(dim=1)[w.abs().amax(dim=1) > 0].eq(127).all(), \
@@ -59,8 +59,8 @@ def test_per_channel_round_trip_errs_at_most_half_a_step(rng, dtype):
     """|w - dequantize(quantize(w))| <= scale / 2 for every element, scale = its row's absmax / 127."""
     n, k = pick(rng, 20, 60) | 1, pick(rng, 30, 200) | 1
     w = rows_of_many_magnitudes(rng, n, k).to(dtype)
-    q, scale = impl.quantize.quantize_per_channel(w)
-    back = impl.quantize.dequantize_per_channel(q, scale)
+    q, scale = call_keeping_inputs(impl.quantize.quantize_per_channel, w)
+    back = call_keeping_inputs(impl.quantize.dequantize_per_channel, q, scale)
     assert back.shape == w.shape and back.dtype == torch.float32, \
         f"dequantize_per_channel: expected float32 {list(w.shape)}, got {back.dtype} {list(back.shape)}"
     want_scale, _ = oracle_codes(w)
@@ -75,14 +75,14 @@ def test_per_channel_round_trip_errs_at_most_half_a_step(rng, dtype):
 def test_per_token_scales_are_dynamic_and_per_row(rng):
     batch, tokens, k = pick(rng, 1, 3), pick(rng, 3, 17) | 1, pick(rng, 30, 200) | 1
     x = torch.randn(batch, tokens, k, generator=rng) * 3
-    q, scale = impl.quantize.quantize_per_token(x)
+    q, scale = call_keeping_inputs(impl.quantize.quantize_per_token, x)
     assert scale.shape == (batch, tokens, 1), \
         f"one scale per token, kept as [..., 1]: expected {[batch, tokens, 1]}, got {list(scale.shape)}"
     check_codes(q.reshape(-1, k), scale.reshape(-1), x.reshape(-1, k), "quantize_per_token")
     # One token with a 100x larger value changes that token's scale only.
     louder = x.clone()
     louder[0, 1, 0] = 100 * x.abs().max()
-    q2, scale2 = impl.quantize.quantize_per_token(louder)
+    q2, scale2 = call_keeping_inputs(impl.quantize.quantize_per_token, louder)
     others = torch.ones(batch, tokens, dtype=torch.bool)
     others[0, 1] = False
     assert torch.equal(q2[others], q[others]) and torch.equal(scale2[others], scale[others]), \

@@ -15,7 +15,7 @@ from torch.utils._pytree import tree_leaves
 
 from lab.impl import Topic
 from lab.model import sdpa_attention
-from lab.testing import pick
+from lab.testing import call_keeping_inputs, pick
 from lab.timing import compare
 
 impl = Topic("inf21")
@@ -104,7 +104,7 @@ def test_gqa_in_16_bit_within_rounding(rng, dtype):
     num_heads, num_kv_heads = random_heads(rng, "gqa")
     q_len, kv_len, causal = lengths(rng, "cached-prefix")
     q, k, v = random_qkv(rng, pick(rng, 1, 3), num_heads, num_kv_heads, q_len, kv_len, 64, dtype)
-    got = impl.gqa.gqa_attention(q, k, v)
+    got = call_keeping_inputs(impl.gqa.gqa_attention, q, k, v)        # the reference reads q, k, v after
     assert got.dtype == dtype, f"expected the output in q's dtype {dtype}, got {got.dtype}"
     # The same math as torch SDPA's: scores and P @ V in 16-bit with float32 accumulation, softmax in float32.
     # Over 200 seeds the reference erred up to 2.6e-2 in bf16 (8 mantissa bits), 3.4e-3 in fp16; a wrong head or

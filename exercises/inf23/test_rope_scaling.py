@@ -4,6 +4,8 @@ Oracle: `transformers.modeling_rope_utils.ROPE_INIT_FUNCTIONS` (and Llama's defa
 with the same numbers, for random configs of odd sizes and for released models' `rope_scaling`; for the
 model-level test, transformers' LlamaForCausalLM on the same random weights.
 """
+import math
+
 import pytest
 import torch
 
@@ -51,14 +53,14 @@ def hf_rope(head_dim: int, rope_theta: float, max_position_embeddings: int, rope
     return inv_freq.double(), float(attention_factor)
 
 
-def assert_close_freqs(got, want, what: str) -> None:
+def assert_close_freqs(got, want, what: str, rtol: float = RTOL) -> None:
     assert isinstance(got, torch.Tensor), f"{what}: expected a tensor, got {type(got).__name__}"
     assert got.shape == want.shape, f"{what}: expected [head_dim // 2] = {list(want.shape)}, got {list(got.shape)}"
     rel = ((got.double() - want) / want).abs()
     worst = int(rel.argmax())
-    assert rel.max() < RTOL, (
+    assert rel.max() < rtol, (
         f"{what}: inv_freq[{worst}] is {got[worst].item():.6e}, transformers gives {want[worst].item():.6e} "
-        f"(relative error {rel.max().item():.1e}, allowed {RTOL:.0e}); {int((rel >= RTOL).sum())} of "
+        f"(relative error {rel.max().item():.1e}, allowed {rtol:.1e}); {int((rel >= rtol).sum())} of "
         f"{want.numel()} frequencies differ")
 
 
@@ -129,8 +131,14 @@ def test_llama3_matches_transformers(rng):
                    "original_max_position_embeddings": length}
         want, _ = hf_rope(head_dim, theta, int(length * factor), scaling)
         got = impl.rope_scaling.llama3_inv_freq(head_dim, theta, factor, low, high, length)
+        # In the blend band transformers' float32 error grows: s = (L / wavelen - low) / (high - low) carries
+        # inv_freq's relative rounding (~(1 + ln theta) * 6e-8) times L / wavelen / (high - low) <= high / (high -
+        # low), and (1 - s) / factor + s turns an error in s into up to `factor` times as much relative error
+        # (near s = 0). The sweep's seed 34 (factor 26.8, low/high 1.48/2.73) erred 1.1e-5, over RTOL. Twice the
+        # bound: at most ~3e-4 here, while a reversed blend is off by > 1e-2.
+        band = 2 * 6e-8 * (1 + math.log(theta)) * (1 + factor * high / (high - low))
         assert_close_freqs(got, want, f"llama3 x{factor}, head_dim {head_dim}, theta {theta:.0f}, L {length}, "
-                                      f"low/high {low}/{high}")
+                                      f"low/high {low}/{high}", rtol=max(RTOL, band))
 
 
 @pytest.mark.parametrize("name, head_dim, theta, max_pos, scaling", REAL_CONFIGS, ids=[c[0] for c in REAL_CONFIGS])

@@ -56,8 +56,8 @@ def quantize_int4(weight: torch.Tensor, group_size: int = 32) -> tuple[torch.Ten
 
     See the module docstring: per group, scale = fp16(max|w| / 7) (1.0 for a group of zeros), codes =
     clamp(round(w / scale), -8, 7) computed with that fp16 scale in float32, stored as code + 8, packed.
-    max|w| / 7 is raised to at least 2**-24 (fp16's smallest step) before the fp16 rounding, so that no
-    scale is 0. Group g of row n is weight[n, g * group_size:(g + 1) * group_size].
+    max|w| / 7 is raised to at least 2**-14 (fp16's smallest normal) before the fp16 rounding, so that no
+    scale is 0 or subnormal. Group g of row n is weight[n, g * group_size:(g + 1) * group_size].
     Raises ValueError unless weight is a 2-D float tensor and K is a multiple of group_size (even).
     """
     if weight.dim() != 2 or not weight.is_floating_point():

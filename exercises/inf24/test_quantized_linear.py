@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.impl import Topic
-from lab.testing import pick
+from lab.testing import call_keeping_inputs, pick
 
 impl = Topic("inf24")
 
@@ -28,7 +28,7 @@ def decode(layer, fmt: str, group_size: int) -> tuple[torch.Tensor, torch.Tensor
 def test_int8_scales_are_fp16_row_absmax_over_127(rng):
     n, k = pick(rng, 3, 60) | 1, pick(rng, 20, 200) | 1
     w = torch.randn(n, k, generator=rng) * torch.logspace(-2, 0, n)[:, None]       # fp16 scales stay normal
-    codes, scales = impl.quantized_linear.quantize_int8(w)
+    codes, scales = call_keeping_inputs(impl.quantized_linear.quantize_int8, w)     # the oracle reads w after
     assert codes.dtype == torch.int8 and codes.shape == (n, k), f"codes: expected int8 [{n}, {k}], got {codes.dtype}"
     assert scales.dtype == torch.float16 and scales.shape == (n,), \
         f"scales: expected fp16 [{n}] (one per output channel), got {scales.dtype} {list(scales.shape)}"
@@ -59,7 +59,9 @@ def test_quantized_linear_computes_with_its_stored_weight(rng, fmt, dtype):
     linear = nn.Linear(k, n, bias=False)
     with torch.no_grad():
         linear.weight.mul_(torch.logspace(-2, 0, k))                    # input columns of many sizes
+    weight = linear.weight.detach().clone()
     layer = impl.quantized_linear.QuantizedLinear.from_linear(linear, fmt, group_size)
+    assert torch.equal(linear.weight, weight), "from_linear changed the linear's weight in place: quantize a copy"
     w_deq, step = decode(layer, fmt, group_size)
     err = (w_deq - linear.weight.double()).abs() / step
     assert err.max() <= 0.5 + 1e-6, (
@@ -67,7 +69,7 @@ def test_quantized_linear_computes_with_its_stored_weight(rng, fmt, dtype):
         f"({'int8' if fmt == 'int8' else 'nibbles: element 2i low, 2i + 1 high, minus 8'}) "
         f"times the stored scales misses the weight by {err.max():.2f} steps (at most 0.5)")
     x = torch.randn(2, pick(rng, 1, 9), k, generator=rng).to(dtype)
-    got = layer(x)
+    got = call_keeping_inputs(layer, x)
     want = F.linear(x, w_deq.to(dtype))
     assert got.dtype == dtype and got.shape == (*x.shape[:-1], n), \
         f"expected {dtype} {[*x.shape[:-1], n]}, got {got.dtype} {list(got.shape)}"

@@ -87,8 +87,9 @@ def test_continuous_generate_matches_each_request_alone_on_the_real_model(real_m
     eos = tokenizer.eos_token_id
     biggest = max(len(r.prompt_ids) + r.max_new_tokens for r in requests)
     config = impl.scheduler.SchedulerConfig(max_num_batched_tokens=pick(rng, 17, 29), max_num_seqs=3)
+    # the oracle first, from the test's own prompts: continuous_generate must not change what it was given
+    alone = {r.request_id: greedy_alone(real_model, prompts[r.request_id], r.max_new_tokens, eos) for r in requests}
     result = impl.generate.continuous_generate(real_model, requests, config, SlotCounter(biggest + 12), eos)
-    alone = {r.request_id: greedy_alone(real_model, r.prompt_ids, r.max_new_tokens, eos) for r in requests}
     assert_same_as_alone(result, requests, alone, TIE_GAP)
 
 
@@ -106,8 +107,8 @@ def test_continuous_generate_matches_alone_with_arrivals_eos_and_preemption(rng)
         eos = next(iter(probe.values()))[min(2, len(next(iter(probe.values()))) - 1)]   # a token some request makes
         biggest = max(len(r.prompt_ids) + r.max_new_tokens for r in requests)
         sched = impl.scheduler.SchedulerConfig(max_num_batched_tokens=pick(rng, 6, 25), max_num_seqs=pick(rng, 3, 6))
+        alone = {r.request_id: greedy_alone(model, r.prompt_ids, r.max_new_tokens, eos) for r in requests}   # before
         result = impl.generate.continuous_generate(model, requests, sched, SlotCounter(biggest + pick(rng, 0, 8)), eos)
-        alone = {r.request_id: greedy_alone(model, r.prompt_ids, r.max_new_tokens, eos) for r in requests}
         assert_same_as_alone(result, requests, alone)
         preemptions += result.num_preemptions
     assert preemptions > 0, "tight memory in three workloads, yet result.num_preemptions is 0 in all"

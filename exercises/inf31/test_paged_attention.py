@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.impl import Topic
-from lab.testing import count_triton_launches, naive_attention, pick
+from lab.testing import call_keeping_inputs, count_triton_launches, naive_attention, pick
 from lab.timing import compare
 from lab.triton_interpreter import run_in_interpreter
 
@@ -205,7 +205,7 @@ def check_paged_kernel(seed: int) -> None:
     for case in cases:
         q, k_cache, v_cache, tables, lens, keys, values = random_paged_batch(gen, device=device, **case)
         with count_triton_launches() as launches:
-            got = impl.paged_attention.paged_attention_triton(q, k_cache, v_cache, tables, lens)
+            got = call_keeping_inputs(impl.paged_attention.paged_attention_triton, q, k_cache, v_cache, tables, lens)
         assert launches.count >= 1, "paged_attention_triton launched no Triton kernel: the kernel must do the work"
         want = contiguous_oracle(q.cpu(), keys, values)
         assert got.dtype == q.dtype and got.shape == q.shape, \

@@ -8,7 +8,7 @@ from torch import nn
 from lab.block_kv import BlockKV
 from lab.figures import one_cpu_thread
 from lab.impl import Topic
-from lab.testing import greedy_alone, pick, random_config, random_lab_model
+from lab.testing import call_keeping_inputs, greedy_alone, pick, random_config, random_lab_model
 from lab.timing import compare
 
 impl = Topic("inf33")
@@ -67,8 +67,9 @@ def test_cached_generation_matches_cache_off_on_the_real_model(real_model, token
     for i, q in enumerate(questions):
         prompt = tokenizer.encode(tokenizer.apply_chat_template([{"role": "system", "content": system},
                                                                  {"role": "user", "content": q}]))
-        got = impl.cached_generate.generate_with_prefix_cache(real_model, cache, kv, prompt, 6, eos)
-        want, logits = greedy_alone(real_model, prompt, 6, eos)
+        want, logits = greedy_alone(real_model, prompt, 6, eos)              # before: the call must not touch prompt
+        got = call_keeping_inputs(impl.cached_generate.generate_with_prefix_cache, real_model, cache, kv, prompt, 6,
+                                  eos)
         assert_same_tokens(got.tokens, want, logits, f"request {i} ({len(prompt)} tokens)", TIE_GAP)
         common = max((next((j for j, (a, b) in enumerate(zip(prompt, old)) if a != b), min(len(prompt), len(old)))
                       for old in seen), default=0)
@@ -96,8 +97,8 @@ def test_cached_generation_matches_cache_off_under_eviction_and_collisions(rng, 
     for i in range(14):
         prompt = stems[pick(rng, 0, 2)] + torch.randint(4, (pick(rng, 1, 7),), generator=rng).tolist()
         max_new = pick(rng, 1, 6)
-        got = impl.cached_generate.generate_with_prefix_cache(model, cache, kv, prompt, max_new)
         want = greedy_alone(model, prompt, max_new)[0]
+        got = call_keeping_inputs(impl.cached_generate.generate_with_prefix_cache, model, cache, kv, prompt, max_new)
         assert_same_tokens(got.tokens, want, None, f"request {i} ({len(prompt)} tokens)")
         hits += got.num_cached_tokens
     assert cache.num_available == num_blocks, f"all requests done, yet {num_blocks - cache.num_available} blocks in use"

@@ -9,8 +9,9 @@ The release also gets GitHub Classroom's workflow (grading/classroom.yml -> .git
 its tests are .github/classroom/autograding.json (`python -m grading classroom --write`).
 
 What a release leaves out: solutions/, the planted versions and their test (tests/planted,
-tests/test_planted.py), the hidden tests (grading/hidden, unless --autograder), the Gradescope scripts,
-notebook sources and instructors' docs (exercises/infNN/notebook.py, docs/adding-a-topic.md).
+tests/test_planted.py), the correct variants the seed sweep runs (tests/variants), the hidden tests
+(grading/hidden, unless --autograder), the Gradescope scripts, notebook sources and instructors' docs
+(exercises/infNN/notebook.py, docs/adding-a-topic.md).
 The stubs in exercises/ are generated afresh from the marked solutions (the stub generator), so edits
 in the instructor's exercises/ never leak. In Markdown files, lines of code blocks that run the reference
 (`--impl solutions`, `IMPL=solutions`) or are marked `(instructors)`, and `<!-- instructors -->` ...
@@ -35,8 +36,8 @@ from grading.tools import stubs
 from lab.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
-LEAVES_OUT = ("solutions", "tests/planted", "tests/test_planted.py", "grading/hidden", "grading/autograder",
-              "docs/adding-a-topic.md", "exercises/*/notebook.py")
+LEAVES_OUT = ("solutions", "tests/planted", "tests/variants", "tests/test_planted.py", "grading/hidden",
+              "grading/autograder", "docs/adding-a-topic.md", "exercises/*/notebook.py")
 AUTOGRADER_KEEPS = ("grading/hidden", "grading/autograder")
 _REFERENCE_LINE = re.compile(r"--impl[ =]solutions|IMPL=solutions|\(instructors\)")
 _BLOCK = re.compile(r"<!-- instructors -->.*?<!-- /instructors -->\n?", re.S)
@@ -122,7 +123,7 @@ def smoke(release: Path, topics: tuple[str, ...] | None = None, timeout_s: float
     (`python -m grading`); returns the JSON scorecard. Raises ReleaseError unless every topic is
     "not started" (and nothing of the instructor's is in it)."""
     release = Path(release).resolve()
-    leaked = [p for p in ("solutions", "tests/planted", "grading/hidden") if (release / p).exists()]
+    leaked = [p for p in ("solutions", "tests/planted", "tests/variants", "grading/hidden") if (release / p).exists()]
     if leaked and not (release / "run_autograder").exists():
         raise ReleaseError(f"the release holds instructors' material: {leaked}")
     env = {**os.environ, "PYTHONPATH": str(release), "LAB_CACHE_DIR": os.environ.get("LAB_CACHE_DIR")
