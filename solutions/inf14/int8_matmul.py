@@ -146,7 +146,7 @@ INTERPRETER_TILE = {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 2}
 # Measured on an H100 (M=8192, K=4096, N=14336, triton.testing.do_bench): 1.75x cuBLAS bf16 against 1.55x
 # for the autotuned tiled kernel above (.perf sweep, docs/performance.md).
 @triton.jit
-def w8a8_persistent_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, out_ptr, M, N, K, stride_xm, stride_wn,
+def _w8a8_persistent_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, out_ptr, M, N, K, stride_xm, stride_wn,
                            stride_om, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                            GROUP_M: tl.constexpr, NUM_SMS: tl.constexpr):
     x_desc = tl.make_tensor_descriptor(x_ptr, shape=[M, K], strides=[stride_xm, 1], block_shape=[BLOCK_M, BLOCK_K])
@@ -213,10 +213,10 @@ def w8a8_matmul_triton(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor
             triton.set_allocator(_tensor_descriptor_scratch)
             sms = torch.cuda.get_device_properties(xq.device).multi_processor_count
             tiles = triton.cdiv(m, PERSISTENT_TILE["BLOCK_M"]) * triton.cdiv(n, PERSISTENT_TILE["BLOCK_N"])
-            w8a8_persistent_kernel[(min(sms, tiles),)](*args, NUM_SMS=sms, **PERSISTENT_TILE)
+            _w8a8_persistent_kernel[(min(sms, tiles),)](*args, NUM_SMS=sms, **PERSISTENT_TILE)
         else:
             tiles = triton.cdiv(m, INTERPRETER_TILE["BLOCK_M"]) * triton.cdiv(n, INTERPRETER_TILE["BLOCK_N"])
-            w8a8_persistent_kernel[(min(3, tiles),)](*args, NUM_SMS=3, **INTERPRETER_TILE)
+            _w8a8_persistent_kernel[(min(3, tiles),)](*args, NUM_SMS=3, **INTERPRETER_TILE)
     elif xq.is_cuda:
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
         w8a8_kernel_tuned[grid](*args)
