@@ -14,6 +14,8 @@ from torch.overrides import TorchFunctionMode
 
 from lab.fake_clock import FakeDevice
 
+_perf_counter = time.perf_counter           # bound at import, before any student module: the oracle's clock
+
 
 class ScriptedModel(nn.Module):
     """A fake model that 'predicts' a fixed script: after n tokens the argmax is script[n - start].
@@ -41,15 +43,21 @@ class ScriptedModel(nn.Module):
 
 
 class SleepyModel(ScriptedModel):
-    """A ScriptedModel whose forward takes `base_s + per_token_s * num_tokens` seconds (a known clock)."""
+    """A ScriptedModel whose forward sleeps `base_s + per_token_s * num_tokens` seconds (a known clock), and
+    records in `forward_s` how long each forward really took (a loaded machine oversleeps: tests compare a
+    student's timings with these, not with the nominal sleep)."""
 
     def __init__(self, script: list[int], prompt_len: int, base_s: float, per_token_s: float):
         super().__init__(script, prompt_len)
         self.base_s, self.per_token_s = base_s, per_token_s
+        self.forward_s: list[float] = []
 
     def forward(self, input_ids, *args, **kwargs):
+        start = _perf_counter()
         time.sleep(self.base_s + self.per_token_s * input_ids.shape[1])
-        return super().forward(input_ids, *args, **kwargs)
+        out = super().forward(input_ids, *args, **kwargs)
+        self.forward_s.append(_perf_counter() - start)
+        return out
 
 
 class Recording(nn.Module):
