@@ -91,7 +91,6 @@ def load_references(card: str) -> dict[str, float]:
     return _read_profile(card)["reference"]
 
 
-
 def write_profile(card: str, *, thresholds: dict[str, float] | None = None,
                   references: dict[str, float] | None = None, written_by: str) -> Path:
     """Merge `thresholds` and `references` into `card`'s profile (kept entries stay) and write it."""

@@ -108,10 +108,6 @@ class Comparison:
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio, "passed": self.passed, "tier": self.tier}
 
-    def tier_line(self) -> str:
-        """"tier pass; no reference figure for this card (CPU), so no bonus tier", or the bonus tier reached."""
-        return thresholds.tier_line(self.ratio, self.threshold, self.reference_ratio, self.card)
-
 
 def _checked_rounds(rounds: int) -> set[int]:
     """1-based candidate calls whose outputs are re-checked: the first, the last and a few unpredictable."""

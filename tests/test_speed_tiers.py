@@ -124,7 +124,8 @@ def test_compare_records_the_figure_and_tier_and_labels_the_benchmark(monkeypatc
     assert bench.name == "test_x[4] (one round = yours + the baseline)" and "paired" in bench.group
     assert thresholds.speed_line(row) == ("fake: speed-up 4.00x, threshold 2x, passed (yours 1 ms, baseline "
                                           "4 ms; medians of 5 paired rounds)")
-    assert result.tier_line().startswith("tier silver: 80% of the reference's 5.00x")
+    assert thresholds.row_tier(row) == ("silver", thresholds.tier_line(4.0, 2.0, 5.0, CARD))
+    assert thresholds.row_tier(row)[1].startswith("tier silver: 80% of the reference's 5.00x")
 
 
 def test_times_read_in_a_fitting_unit():

@@ -6,7 +6,7 @@ import torch
 from lab.impl import Topic
 from lab.testing import pick
 
-from exercises.inf14.test_llm_int8 import call_keeping_inputs
+from exercises.inf14.test_llm_int8 import llm_int8_keeping_inputs
 
 impl = Topic("inf14")
 
@@ -91,7 +91,7 @@ def test_hidden_llm_int8_matches_bitsandbytes_at_a_lower_threshold(rng):
     wq, w_scale = oracle.weight.data, oracle.weight.SCB.float() / 127
     with torch.no_grad():
         want = oracle(x).double()
-    got = call_keeping_inputs(x, wq, w_scale, threshold).double()
+    got = llm_int8_keeping_inputs(x, wq, w_scale, threshold).double()
     assert got.shape == (m, n)
     exact = x.double() @ (wq.double() * w_scale.double()[:, None]).t()
     rms = lambda t: t.pow(2).mean().sqrt().item()                      # noqa: E731
