@@ -209,14 +209,13 @@ def w8a8_matmul_triton(xq: torch.Tensor, x_scale: torch.Tensor, wq: torch.Tensor
     out = torch.empty(m, n, device=xq.device, dtype=out_dtype)
     args = (xq, x_scale, wq, w_scale, out, m, n, k, xq.stride(0), wq.stride(0), out.stride(0))
     if _persistent_fits(xq, wq, out):
-        if xq.is_cuda:
+        if xq.is_cuda:          # one program per SM; the interpreter runs three, to walk several tiles each
             triton.set_allocator(_tensor_descriptor_scratch)
-            sms = torch.cuda.get_device_properties(xq.device).multi_processor_count
-            tiles = triton.cdiv(m, PERSISTENT_TILE["BLOCK_M"]) * triton.cdiv(n, PERSISTENT_TILE["BLOCK_N"])
-            _w8a8_persistent_kernel[(min(sms, tiles),)](*args, NUM_SMS=sms, **PERSISTENT_TILE)
+            tile, programs = PERSISTENT_TILE, torch.cuda.get_device_properties(xq.device).multi_processor_count
         else:
-            tiles = triton.cdiv(m, INTERPRETER_TILE["BLOCK_M"]) * triton.cdiv(n, INTERPRETER_TILE["BLOCK_N"])
-            _w8a8_persistent_kernel[(min(3, tiles),)](*args, NUM_SMS=3, **INTERPRETER_TILE)
+            tile, programs = INTERPRETER_TILE, 3
+        tiles = triton.cdiv(m, tile["BLOCK_M"]) * triton.cdiv(n, tile["BLOCK_N"])
+        _w8a8_persistent_kernel[(min(programs, tiles),)](*args, NUM_SMS=programs, **tile)
     elif xq.is_cuda:
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
         w8a8_kernel_tuned[grid](*args)
