@@ -71,6 +71,17 @@ def _has_cuda(min_devices: int = 1) -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() >= min_devices
 
 
+def pytest_collection_modifyitems(config, items):
+    """On a machine with a GPU, a speed test that measures on the `device` fixture (inf01's bandwidth, inf02's
+    curves) measures the GPU: mark it `gpu` there, so `-m "speed and gpu"` (grading gpu_check) selects it.
+    Elsewhere it stays a CPU speed test."""
+    if not _has_cuda():
+        return
+    for item in items:
+        if item.get_closest_marker("speed") and "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.gpu)
+
+
 def pytest_runtest_setup(item):
     from lab.outcomes import not_graded         # a skip the grader shows as "not graded on this hardware"
     if item.get_closest_marker("multi_gpu") and not _has_cuda(2):

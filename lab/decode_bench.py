@@ -16,6 +16,9 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
       x tokens/s / the copy bandwidth measured now (read + write, lab.hardware.measure_copy_bandwidth).
 Each variant prints a line as it finishes; compiled variants are skipped once `--budget-s` is near.
+Variants run in the order of RUN_ORDER whatever order they are named in: lab-gemv and lab-fused rewrite the
+model's projections in place and hf-compiled replaces transformers' forward, so each of them runs after the
+variants it would change.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from lab.model import StaticCacheProtocol
 from lab.weights import random_model
 
 VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "lab-fused", "hf-eager", "hf-compiled")
+RUN_ORDER = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused")
 DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-fused"
 FIRST_COMPILE_GUESS_S = 120      # before any compile has been timed here (gpt-fast's 8B on the H200: 107 s)
 
@@ -177,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=280, help="skip compiled variants past this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    named = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in named if v not in VARIANTS]
+    if unknown or not named:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}" if unknown
+                     else f"--variants names none; choose from {', '.join(VARIANTS)}")
+    variants = sorted(set(named), key=RUN_ORDER.index)
     os.environ["LAB_IMPL"] = args.impl
     try:
         impl_root()
@@ -194,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.shape} bf16 on {torch.cuda.get_device_name() if args.device == 'cuda' else args.device}, "
           f"torch {torch.__version__}, impl {os.environ['LAB_IMPL']}: {bytes_per_token / 1e9:.2f} GB read per "
           f"token, copy bandwidth {bandwidth / 1e9:,.0f} GB/s -> ceiling {bandwidth / bytes_per_token:,.0f} tok/s")
+    if variants != named:
+        print(f"running in the order {', '.join(variants)} (lab-gemv and lab-fused rewrite the model in place, "
+              "hf-compiled replaces transformers' forward)")
     print("| variant      |    tok/s | ms/tok  |   MBU  | compile | same* |\n|---|---|---|---|---|---|", flush=True)
     reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
     for name in variants:

@@ -229,3 +229,48 @@ def test_a_speed_tests_tier_is_shown_and_changes_no_points(test, tier):
     _tier(test)
     assert test.tier == tier
     assert (test.tally.earned, test.tally.possible_here, test.tally.possible) == (2, 2, 2)
+
+
+def test_a_speed_test_on_the_device_fixture_is_a_gpu_test_where_a_gpu_is(monkeypatch):
+    """gpu_check selects `-m "speed and gpu"`: inf01's and inf02's speed tests measure on the `device`
+    fixture, so on a GPU machine they are GPU tests (the hook marks them); on a CPU they stay as they are."""
+    import conftest
+
+    class Item:
+        def __init__(self, fixtures, speed):
+            self.fixturenames, self.markers = fixtures, (["speed"] if speed else [])
+
+        def get_closest_marker(self, name):
+            return name if name in self.markers else None
+
+        def add_marker(self, mark):
+            self.markers.append(mark.name)
+
+    def items():
+        return [Item(["device", "record_property"], True), Item(["rng"], True), Item(["device"], False)]
+
+    monkeypatch.setattr(conftest, "_has_cuda", lambda min_devices=1: True)
+    on_gpu = items()
+    conftest.pytest_collection_modifyitems(None, on_gpu)
+    assert [i.markers for i in on_gpu] == [["speed", "gpu"], ["speed"], []]
+    monkeypatch.setattr(conftest, "_has_cuda", lambda min_devices=1: False)
+    on_cpu = items()
+    conftest.pytest_collection_modifyitems(None, on_cpu)
+    assert [i.markers for i in on_cpu] == [["speed"], ["speed"], []]
+
+
+def test_the_committed_profiles_name_real_speed_tests():
+    """Each card's profile loads, and every key names a speed test that exists: a renamed test would lose its
+    tiers (or a card its threshold) without a word."""
+    import tomllib
+    files = sorted(thresholds.PROFILES.glob("*.toml"))
+    assert files, "no card profile is committed"
+    for path in files:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        assert thresholds.load_references(data["gpu"]) == data.get("reference", {})
+        for key in [*data.get("thresholds", {}), *data.get("reference", {})]:
+            topic, test = key.split("::", 1)
+            name = test.split("[", 1)[0]
+            sources = [p.read_text(encoding="utf-8") for p in (REPO_ROOT / "exercises" / topic).glob("test_*.py")]
+            assert any(re.search(rf"^def {re.escape(name)}\(", s, re.M) and "mark.speed" in s for s in sources), \
+                f"{path.name}: {key} names no speed test in exercises/{topic}"
