@@ -33,9 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.cache import StaticCache
+from lab.cli import positive_float, positive_int
 from lab.hardware import measure_copy_bandwidth, synchronize
 from lab.impl import Topic, impl_root
 from lab.model import StaticCacheProtocol
+from lab.config import SHAPES
 from lab.weights import random_model
 
 VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "lab-fused", "hf-eager", "hf-compiled")
@@ -173,14 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.decode_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--impl", default=os.environ.get("LAB_IMPL", "exercises"),
                         help="exercises (yours, the default), solutions, or a folder laid out like them")
-    parser.add_argument("--shape", default="llama-3-8b")
+    parser.add_argument("--shape", default="llama-3-8b", choices=sorted(SHAPES))
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(VARIANTS)}")
-    parser.add_argument("--prompt-len", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=128, help="decode steps timed (hf: generated tokens)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--budget-s", type=float, default=280, help="skip compiled variants past this")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--prompt-len", type=positive_int, default=16)
+    parser.add_argument("--new-tokens", type=positive_int, default=128,
+                        help="decode steps timed (hf: generated tokens)")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--budget-s", type=positive_float, default=280, help="skip compiled variants past this")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA GPU")
     named = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in named if v not in VARIANTS]
     if unknown or not named:

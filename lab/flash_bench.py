@@ -23,6 +23,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from lab.cli import int_list, positive_int
 from lab.impl import Topic, impl_root
 from lab.testing import naive_attention
 from lab.timing import median_seconds
@@ -76,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", default=os.environ.get("LAB_IMPL", "exercises"),
                         help="exercises (yours, the default), solutions, or a folder laid out like them")
     parser.add_argument("--variants", default="yours,sdpa-flash,sdpa-cudnn", help=f"of {', '.join(VARIANTS)}")
-    parser.add_argument("--seq-lens", default="1024,2048,4096,8192,16384")
-    parser.add_argument("--tokens", type=int, default=16384, help="batch = tokens // seq_len (at least 1)")
-    parser.add_argument("--heads", type=int, default=32)
-    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--seq-lens", type=int_list, default="1024,2048,4096,8192,16384")
+    parser.add_argument("--tokens", type=positive_int, default=16384, help="batch = tokens // seq_len (at least 1)")
+    parser.add_argument("--heads", type=positive_int, default=32)
+    parser.add_argument("--head-dim", type=positive_int, default=128)
     parser.add_argument("--causal", default="both", choices=("both", "yes", "no"))
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--naive-max", type=int, default=4096, help="largest seq_len the naive variant runs at")
+    parser.add_argument("--repeats", type=positive_int, default=20)
+    parser.add_argument("--naive-max", type=positive_int, default=4096,
+                        help="largest seq_len the naive variant runs at")
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if any(v not in VARIANTS for v in variants):
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| causal | seq_len | batch | " + " | ".join(variants) + " |")
     print("|---|---|---|" + "---|" * len(variants))
     for causal in causal_modes:
-        for seq_len in (int(s) for s in args.seq_lens.split(",")):
+        for seq_len in args.seq_lens:
             batch = max(1, args.tokens // seq_len)
             cells = [measure(v, batch, args.heads, seq_len, args.head_dim, causal, args.repeats, "cuda")
                      if v != "naive" or seq_len <= args.naive_max else "skipped" for v in variants]

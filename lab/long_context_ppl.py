@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.cache import DynamicCache
+from lab.cli import positive_float, positive_int
 
 
 def long_text_ids(tokenizer, num_tokens: int) -> list[int]:
@@ -64,18 +65,25 @@ def band_ppl(nll: torch.Tensor, band: int) -> list[float]:
     return [math.exp(nll[i:i + band].double().mean().item()) for i in range(0, nll.numel(), band)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.long_context_ppl", description=__doc__.splitlines()[0])
     parser.add_argument("--impl", default="solutions")
-    parser.add_argument("--tokens", type=int, default=12288)
-    parser.add_argument("--chunk", type=int, default=512)
-    parser.add_argument("--factor", type=float, default=2.0)
-    parser.add_argument("--band", type=int, default=1024)
+    parser.add_argument("--tokens", type=positive_int, default=12288)
+    parser.add_argument("--chunk", type=positive_int, default=512)
+    parser.add_argument("--factor", type=positive_float, default=2.0)
+    parser.add_argument("--band", type=positive_int, default=1024)
     parser.add_argument("--only", default="", help="comma-separated setting names to run (default: all)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--out", default="")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA GPU")
     os.environ["LAB_IMPL"] = args.impl
+    from lab.impl import impl_root
+    try:
+        impl_root()
+    except ValueError as e:
+        parser.error(str(e))
     from lab.impl import Topic
     from lab.tokenizer import load_tokenizer
     from lab.weights import load_real_model

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.hardware import measure_copy_bandwidth
+from lab.cli import int_list, positive_int
 from lab.impl import Topic, impl_root
 from lab.timing import median_seconds
 
@@ -50,22 +51,26 @@ def paged_inputs(batch: int, context: int, block_size: int, dtype=torch.bfloat16
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lab.paged_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--impl", default=None, help="exercises (default), solutions, or a folder like them")
-    parser.add_argument("--batch", default="1,16,32")
-    parser.add_argument("--context", default="1024,4096,8192")
-    parser.add_argument("--block-size", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--batch", type=int_list, default="1,16,32")
+    parser.add_argument("--context", type=int_list, default="1024,4096,8192")
+    parser.add_argument("--block-size", type=positive_int, default=16)
+    parser.add_argument("--rounds", type=positive_int, default=20)
     args = parser.parse_args(argv)
     if args.impl:
         os.environ["LAB_IMPL"] = args.impl
+    try:
+        impl_root()
+    except ValueError as e:
+        parser.error(str(e))
     if not torch.cuda.is_available():
-        raise SystemExit("lab.paged_bench needs a CUDA GPU")
+        parser.error("needs a CUDA GPU (the kernel's correctness runs on a CPU through the tests' interpreter)")
     impl = Topic("inf31")
     copy_bw = measure_copy_bandwidth("cuda")
     print(f"implementation: {impl_root()} | {torch.cuda.get_device_name()} | copy bandwidth {copy_bw / 1e9:,.0f} GB/s "
           f"| {NUM_HEADS}/{NUM_KV_HEADS} heads, head_dim {HEAD_DIM}, bf16, block {args.block_size}")
     print(f"{'batch':>5} {'context':>7} {'variant':>13} {'ms':>8} {'GB/s':>7} {'of copy':>7} {'vs sdpa':>7}")
-    for batch in map(int, args.batch.split(",")):
-        for context in map(int, args.context.split(",")):
+    for batch in args.batch:
+        for context in args.context:
             print_rows(impl, batch, context, args.block_size, args.rounds, copy_bw)
             torch.cuda.empty_cache()                  # the inputs of print_rows are gone with its frame
 
