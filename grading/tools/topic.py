@@ -27,8 +27,8 @@ class TopicExists(ValueError):
 
 SOLUTION = '''"""{name} · {title}: {concept}. Replace this example with the topic's first concept.
 
-Each function's docstring states the CONTRACT (shapes, dtypes, semantics, edge cases, errors) and at most
-one short hint; the how-to goes in the lesson (exercises/{name}/README.md).
+Each function's docstring states the CONTRACT (shapes, dtypes, semantics, edge cases, errors) and points to
+the lesson; the how-to goes in the lesson's three hints per function (exercises/{name}/README.md, "Hints").
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def scale_rows(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
 
     x: [rows, cols], a floating dtype; factors: [rows], the same dtype. Returns a new [rows, cols] tensor
     of x's dtype; `x` is not modified. Raises ValueError when the shapes disagree or a factor is not finite.
-    Hint: broadcasting a [rows, 1] view does it in one multiplication.
+    Hints: README.md, "Hints".
     """
     # BEGIN SOLUTION
     if x.dim() != 2 or factors.shape != (x.shape[0],):
