@@ -29,40 +29,16 @@ from pathlib import Path
 
 from grading import export, history, isolate, report, rubric, runner, score, scorecard
 from grading.guard import scan as audit
+from lab.cli import checked
 
 SUBCOMMANDS = {name: f"grading.tools.{name}" for name in ("release", "doctor", "classroom", "stubs", "notebooks",
                                                          "calibrate", "topic", "gpu_check", "sweep")}
 GIB = 2**30
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
-    return value
-
-
-def _gib(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: give GiB >= 0 (0: no limit)")
-    return value
-
-
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of topics") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more topics at once")
-    return value
+_seconds = checked(float, "a number of seconds", lambda v: v > 0, "give a positive number of seconds")
+_gib = checked(float, "a number of GiB", lambda v: v >= 0, "give GiB >= 0 (0: no limit)")
+_jobs = checked(int, "a whole number of topics", lambda v: v >= 1, "give 1 or more topics at once")
 
 
 def default_memory_gib() -> float:

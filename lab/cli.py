@@ -2,32 +2,33 @@
 
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--batch", type=int_list, default="1,16,32")
+    parser.add_argument("--timeout", type=checked(float, "a number of seconds", lambda s: s > 0, "give more than 0"))
 """
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Callable, TypeVar
+
+T = TypeVar("T", int, float)
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def checked(convert: Callable[[str], T], what: str, ok: Callable[[T], bool], rule: str) -> Callable[[str], T]:
+    """An argparse type: `convert(text)` (else "'text' is not <what>"), then `ok(value)` (else "'text': <rule>").
+    A float that is not finite (nan, inf) never passes."""
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"{text!r}: {rule}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
-    return value
+positive_int = checked(int, "a whole number", lambda v: v >= 1, "must be at least 1")
+positive_float = checked(float, "a number", lambda v: v > 0, "must be a finite number above 0")
 
 
 def int_list(text: str) -> list[int]:

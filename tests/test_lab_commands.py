@@ -11,18 +11,18 @@ from lab import cli
 
 BAD = [
     ("decode_bench", ["--shape", "bogus"], "invalid choice: 'bogus'"),
-    ("decode_bench", ["--new-tokens", "0"], "0 must be at least 1"),
+    ("decode_bench", ["--new-tokens", "0"], "'0': must be at least 1"),
     ("decode_bench", ["--prompt-len", "x"], "'x' is not a whole number"),
     ("decode_bench", ["--budget-s", "nan"], "must be a finite number above 0"),
     ("decode_bench", ["--variants", ","], "--variants names none"),
     ("decode_bench", ["--variants", "lab-fast"], "unknown variants ['lab-fast']"),
     ("decode_bench", ["--impl", "nowhere"], "'nowhere' is none of these"),
-    ("flash_bench", ["--seq-lens", "1024,0"], "0 must be at least 1"),
+    ("flash_bench", ["--seq-lens", "1024,0"], "'0': must be at least 1"),
     ("flash_bench", ["--variants", "mine"], "variants must be among"),
     ("paged_bench", ["--batch", ","], "names no number"),
-    ("paged_bench", ["--rounds", "-3"], "-3 must be at least 1"),
+    ("paged_bench", ["--rounds", "-3"], "'-3': must be at least 1"),
     ("paged_bench", ["--impl", "nowhere"], "'nowhere' is none of these"),
-    ("long_context_ppl", ["--factor", "-1"], "-1 must be a finite number above 0"),
+    ("long_context_ppl", ["--factor", "-1"], "'-1': must be a finite number above 0"),
     ("long_context_ppl", ["--tokens", "1.5"], "'1.5' is not a whole number"),
     ("long_context_ppl", ["--impl", "nowhere"], "'nowhere' is none of these"),
 ]
