@@ -234,7 +234,11 @@ def test_a_speed_tests_tier_is_shown_and_changes_no_points(test, tier):
 def test_a_speed_test_on_the_device_fixture_is_a_gpu_test_where_a_gpu_is(monkeypatch):
     """gpu_check selects `-m "speed and gpu"`: inf01's and inf02's speed tests measure on the `device`
     fixture, so on a GPU machine they are GPU tests (the hook marks them); on a CPU they stay as they are."""
-    import conftest
+    import importlib.util                   # the repository's conftest by path: `import conftest` may find another
+    spec = importlib.util.spec_from_file_location("lab_root_conftest", REPO_ROOT / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
 
     class Item:
         def __init__(self, fixtures, speed):
