@@ -3,6 +3,7 @@ reference figures in lab/profiles/, pytest's "speed" section and pytest-benchmar
 here runs on a fake clock (lab/fake_clock.py), so the figures are exact on any machine."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -278,3 +279,42 @@ def test_the_committed_profiles_name_real_speed_tests():
             sources = [p.read_text(encoding="utf-8") for p in (REPO_ROOT / "exercises" / topic).glob("test_*.py")]
             assert any(re.search(rf"^def {re.escape(name)}\(", s, re.M) and "mark.speed" in s for s in sources), \
                 f"{path.name}: {key} names no speed test in exercises/{topic}"
+
+
+def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, profiles):
+    """`--merge`: a calibration too long for one call (inf10, inf12) is pooled from several `--runs 1` calls of
+    the same card and judged as one; another card's or another threshold's report is refused; pooling needs
+    no GPU (`--skip-correctness --skip-speed`)."""
+    from grading.tools import gpu_check
+
+    def call(solution, naive, card=CARD, threshold=6.0):
+        row = {"what": "batch 16", "threshold": threshold, "paired": True, "solution": solution,
+               "naive": {"one-at-a-time": naive}}
+        return {"card": card, "torch": "2.11", "runs": 1, "repeat": 2,
+                "topics": {"inf12": {"thresholds": {KEY: {**row, **gpu_check.judge(row)}}}}}
+
+    paths = []
+    for i, report in enumerate([call([14.9, 14.8], [0.9, 0.9]), call([14.7, 15.0], [0.95]),
+                                call([7.0, 14.0], [0.9])]):
+        paths.append(tmp_path / f"call{i}.json")
+        paths[-1].write_text(json.dumps(report))
+    out = tmp_path / "pooled.json"
+    pool = ["--skip-correctness", "--skip-speed", "--json", str(out)]
+    assert gpu_check.main(pool + ["--merge", str(paths[0]), "--merge", str(paths[1]), "--write"]) == 0
+    row = json.loads(out.read_text())["topics"]["inf12"]["thresholds"][KEY]
+    assert row["solution"] == [14.9, 14.8, 14.7, 15.0] and row["naive"]["one-at-a-time"] == [0.9, 0.9, 0.95]
+    assert row["ok"] and thresholds.load_references(CARD) == {KEY: 14.85}
+    assert "| 14.70-15.00, 14.85; 4 | 0.95; 3 | 0 | ok |" in capsys.readouterr().out
+    assert gpu_check.main(pool + sum((["--merge", str(p)] for p in paths), [])) == 1
+    assert "the reference's worst ratio 7.00" in capsys.readouterr().out          # one slow call breaks the pool
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(call([15.0], [0.9], card="NVIDIA Other")))
+    assert gpu_check.main(pool + ["--merge", str(paths[0]), "--merge", str(other)]) == 2
+    assert "calibrate each card on its own" in capsys.readouterr().err
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(call([15.0], [0.9], threshold=5.0)))
+    assert gpu_check.main(pool + ["--merge", str(paths[0]), "--merge", str(moved)]) == 2
+    assert "threshold 5 in one report, 6 in another" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        gpu_check.main(pool + ["--merge", str(tmp_path / "missing.json")])
+    assert stop.value.code == 2 and "cannot read a gpu_check JSON there" in capsys.readouterr().err

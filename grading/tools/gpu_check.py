@@ -22,6 +22,10 @@ paired speed-up measured (`lab.timing.compare`; not lab.figures' figures), the r
 card, the median of its measurements, in the profile's `[reference]` table: the bonus tiers (70% and 90%
 of it) are measured against that figure. Exit status: 0 when every check holds (with --write: once
 the profile makes them hold), 1 otherwise, 2 on bad arguments.
+
+`--merge A.json [--merge B.json]`: where one call cannot hold three processes (a 10-minute window; inf10 and
+inf12 take 8-10 minutes), run `--runs 1` in several calls and merge their JSON: the measurements of the same
+card and torch are pooled per threshold and implementation, then judged (and written) as one calibration.
 """
 from __future__ import annotations
 
@@ -137,6 +141,35 @@ def write_profile(card: str, proposals: dict[str, float], references: dict[str, 
     return write(card, thresholds=proposals, references=references, written_by="python -m grading gpu_check --write")
 
 
+def merge_reports(report: dict, previous: list[dict]) -> dict:
+    """Pool earlier gpu_check reports' measurements into `report` (same card and torch), topic by topic and
+    threshold by threshold, and judge each threshold again on the pooled figures. Returns `report`."""
+    for old in previous:
+        if (old.get("card"), old.get("torch")) != (report["card"], report["torch"]):
+            raise ValueError(f"cannot merge a report of {old.get('card')} / torch {old.get('torch')} into one of "
+                             f"{report['card']} / torch {report['torch']}: calibrate each card on its own")
+        for topic, entry in old.get("topics", {}).items():
+            into = report["topics"].setdefault(topic, {})
+            if "correctness" in entry and "correctness" not in into:
+                into["correctness"] = entry["correctness"]
+            for key, row in entry.get("thresholds", {}).items():
+                pooled = into.setdefault("thresholds", {}).setdefault(
+                    key, {"what": row["what"], "threshold": row["threshold"], "paired": row.get("paired", False),
+                          "solution": [], "naive": {}})
+                if row["threshold"] != pooled["threshold"]:
+                    raise ValueError(f"{key}: threshold {row['threshold']:g} in one report, {pooled['threshold']:g} "
+                                     "in another: measure again with one")
+                pooled["solution"] += row["solution"]
+                for name, ratios in row["naive"].items():
+                    pooled["naive"].setdefault(name, []).extend(ratios)
+    for entry in report["topics"].values():
+        for key, row in entry.get("thresholds", {}).items():
+            keep = {k: row[k] for k in ("what", "threshold", "paired", "solution", "naive")}
+            entry["thresholds"][key] = {**keep, **judge(keep)}
+    report["merged"] = len(previous)
+    return report
+
+
 def gpu_topics() -> list[str]:
     """Topics whose tests carry the gpu marker (read from the files: nothing is imported)."""
     return [t for t in discover_topics(REPO_ROOT)
@@ -155,32 +188,54 @@ def main(argv: list[str] | None = None) -> int:
                         help="record this card's profile: thresholds where a default fails, and the reference's "
                              "ratios (the bonus tiers' yardstick)")
     parser.add_argument("--json", type=Path, default=Path("grading-out/gpu-check.json"))
+    parser.add_argument("--merge", type=Path, action="append", default=[], metavar="JSON",
+                        help="pool the measurements of an earlier gpu_check JSON of this card (repeatable)")
     args = parser.parse_args(argv)
-    import torch
-    if not torch.cuda.is_available():
-        print("gpu_check needs a CUDA GPU; this machine has none (python -m grading doctor says more)",
-              file=sys.stderr)
-        return 2
-    known = gpu_topics()
-    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else known
-    bad = [t for t in topics if t not in known]
-    if bad or args.runs < 1 or args.repeat < 1:
-        parser.error(f"unknown or GPU-less topic(s) {bad}; topics with GPU tests: {', '.join(known)}" if bad
-                     else "--runs and --repeat must be >= 1")
-    card, began = torch.cuda.get_device_name(), time.monotonic()
-    _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
-    report: dict = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": args.repeat, "topics": {}}
-    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        for topic in topics:
-            entry = report["topics"][topic] = {}
-            if not args.skip_correctness:
-                _progress(f"{topic}: GPU correctness tests (reference)", began)
-                entry["correctness"] = check_correctness(topic, Path(tmp))
-                c = entry["correctness"]
-                _progress(f"{topic}: {c['passed']} passed, {len(c['failed'])} failed, {c['skipped']} skipped", began)
-            if not args.skip_speed:
-                entry["thresholds"] = {k: {**v, **judge(v)} for k, v in
-                                       calibrate_topic(topic, args.runs, args.repeat, Path(tmp), began).items()}
+    previous = []
+    for path in args.merge:
+        try:
+            previous.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as error:
+            parser.error(f"--merge {path}: cannot read a gpu_check JSON there ({error})")
+    began = time.monotonic()
+    if args.skip_correctness and args.skip_speed and previous:     # pool earlier calls' JSON: no GPU needed
+        first = previous[0]
+        report: dict = {"card": first.get("card"), "torch": first.get("torch"), "runs": 0,
+                        "repeat": first.get("repeat"), "topics": {}}
+    else:
+        import torch
+        if not torch.cuda.is_available():
+            print("gpu_check needs a CUDA GPU; this machine has none (python -m grading doctor says more; "
+                  "--skip-correctness --skip-speed --merge A.json ... pools earlier results anywhere)",
+                  file=sys.stderr)
+            return 2
+        known = gpu_topics()
+        topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else known
+        bad = [t for t in topics if t not in known]
+        if bad or args.runs < 1 or args.repeat < 1:
+            parser.error(f"unknown or GPU-less topic(s) {bad}; topics with GPU tests: {', '.join(known)}" if bad
+                         else "--runs and --repeat must be >= 1")
+        card = torch.cuda.get_device_name()
+        _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
+        report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": args.repeat, "topics": {}}
+        with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+            for topic in topics:
+                entry = report["topics"][topic] = {}
+                if not args.skip_correctness:
+                    _progress(f"{topic}: GPU correctness tests (reference)", began)
+                    entry["correctness"] = check_correctness(topic, Path(tmp))
+                    c = entry["correctness"]
+                    _progress(f"{topic}: {c['passed']} passed, {len(c['failed'])} failed, {c['skipped']} skipped",
+                              began)
+                if not args.skip_speed:
+                    entry["thresholds"] = {k: {**v, **judge(v)} for k, v in
+                                           calibrate_topic(topic, args.runs, args.repeat, Path(tmp), began).items()}
+    if previous:
+        try:
+            merge_reports(report, previous)
+        except ValueError as error:
+            print(f"python -m grading gpu_check: {error}", file=sys.stderr)
+            return 2
     ok = print_table(report)
     if args.write:
         proposals = {key: row["workable_threshold"] for t in report["topics"].values()
@@ -188,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                      if not row["ok"] and row["workable_threshold"] and not row["flips"]}
         references = reference_figures(report)
         if proposals or references:
-            path = write_profile(card, proposals, references)
+            path = write_profile(report["card"], proposals, references)
             print(f"profile written: {path} ({len(proposals)} threshold(s), {len(references)} reference ratio(s) "
                   "for the bonus tiers)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -200,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(report: dict) -> bool:
     """The closing table; True when every check held."""
     ok = True
-    print(f"\n{report['card']}: {report['runs']} processes x {report['repeat']} measurements per implementation\n")
-    print("| topic | test | threshold | reference (min-max, median) | naive (max) | flips | verdict |")
+    merged = f", pooled with {report['merged']} earlier report(s)" if report.get("merged") else ""
+    print(f"\n{report['card']}: {report['runs']} process(es) x {report['repeat']} measurements per implementation "
+          f"in this call{merged}\n")
+    print("| topic | test | threshold | reference (min-max, median; n) | naive (max; n) | flips | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for topic, entry in report["topics"].items():
         c = entry.get("correctness")
@@ -211,9 +268,10 @@ def print_table(report: dict) -> bool:
             print(f"| {topic} | GPU correctness ({c['passed']} passed, {c['skipped']} skipped) | | | | | {verdict} |")
         for key, row in entry.get("thresholds", {}).items():
             ok &= row["ok"]
-            sol = f"{min(row['solution']):.2f}-{max(row['solution']):.2f}, {row['reference_median']:.2f}" \
-                if row["solution"] else "none"
-            naive = f"{row['naive_max']:.2f}" if row["naive_max"] is not None else "none"
+            sol = f"{min(row['solution']):.2f}-{max(row['solution']):.2f}, {row['reference_median']:.2f}; " \
+                f"{len(row['solution'])}" if row["solution"] else "none"
+            naive = f"{row['naive_max']:.2f}; {sum(len(r) for r in row['naive'].values())}" \
+                if row["naive_max"] is not None else "none"
             verdict = "ok" if row["ok"] else "; ".join(row["problems"]) + (
                 f" (a workable threshold here: {row['workable_threshold']:g})" if row["workable_threshold"] else "")
             print(f"| {topic} | {key.split('::', 1)[1]} | {row['threshold']:g} | {sol} | {naive} | {row['flips']} | "
