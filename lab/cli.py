@@ -37,3 +37,24 @@ def int_list(text: str) -> list[int]:
     if not parts:
         raise argparse.ArgumentTypeError(f"{text!r} names no number (expected e.g. 1,16,32)")
     return [positive_int(p) for p in parts]
+
+
+def use_impl(parser: argparse.ArgumentParser, impl: str | None) -> None:
+    """Point LAB_IMPL at `impl` (None: keep the environment's) and stop with one argparse line if it names
+    neither exercises, solutions nor a folder."""
+    import os
+
+    from lab.impl import impl_root
+    if impl:
+        os.environ["LAB_IMPL"] = impl
+    try:
+        impl_root()
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """Stop with one argparse line when `device` is cuda and this machine has no CUDA GPU."""
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this machine has no CUDA GPU")

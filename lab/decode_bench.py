@@ -16,7 +16,7 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
       x tokens/s / the copy bandwidth measured now (read + write, lab.hardware.measure_copy_bandwidth).
 Each variant prints a line as it finishes; compiled variants are skipped once `--budget-s` is near.
-Variants run in the order of RUN_ORDER whatever order they are named in: lab-gemv and lab-fused rewrite the
+Variants run in the order of VARIANTS whatever order they are named in: lab-gemv and lab-fused rewrite the
 model's projections in place and hf-compiled replaces transformers' forward, so each of them runs after the
 variants it would change.
 """
@@ -33,15 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.cache import StaticCache
-from lab.cli import positive_float, positive_int
-from lab.hardware import measure_copy_bandwidth, synchronize
-from lab.impl import Topic, impl_root
-from lab.model import StaticCacheProtocol
+from lab.cli import check_device, positive_float, positive_int, use_impl
 from lab.config import SHAPES
+from lab.hardware import measure_copy_bandwidth, synchronize
+from lab.impl import Topic
+from lab.model import StaticCacheProtocol
 from lab.weights import random_model
 
-VARIANTS = ("lab-eager", "lab-compiled", "lab-gemv", "lab-fused", "hf-eager", "hf-compiled")
-RUN_ORDER = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused")
+VARIANTS = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused")     # the run order
 DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-fused"
 FIRST_COMPILE_GUESS_S = 120      # before any compile has been timed here (gpt-fast's 8B on the H200: 107 s)
 
@@ -184,19 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=positive_float, default=280, help="skip compiled variants past this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: this machine has no CUDA GPU")
+    check_device(parser, args.device)
     named = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in named if v not in VARIANTS]
     if unknown or not named:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}" if unknown
                      else f"--variants names none; choose from {', '.join(VARIANTS)}")
-    variants = sorted(set(named), key=RUN_ORDER.index)
-    os.environ["LAB_IMPL"] = args.impl
-    try:
-        impl_root()
-    except ValueError as e:
-        parser.error(str(e))
+    variants = sorted(set(named), key=VARIANTS.index)
+    use_impl(parser, args.impl)
     began = time.perf_counter()
     model = random_model(args.shape, torch.bfloat16, args.device)
     bandwidth = measure_copy_bandwidth(args.device)

@@ -23,8 +23,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-from lab.cli import int_list, positive_int
-from lab.impl import Topic, impl_root
+from lab.cli import int_list, positive_int, use_impl
+from lab.impl import Topic
 from lab.testing import naive_attention
 from lab.timing import median_seconds
 
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"variants must be among {', '.join(VARIANTS)}, got {variants}")
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU (the kernel's correctness runs on a CPU through the tests' interpreter)")
-    os.environ["LAB_IMPL"] = args.impl
-    try:
-        impl_root()
-    except ValueError as e:
-        parser.error(str(e))
+    use_impl(parser, args.impl)
     causal_modes = {"both": (False, True), "yes": (True,), "no": (False,)}[args.causal]
     print(f"attention forward TFLOP/s, bf16, heads {args.heads}, head_dim {args.head_dim}, batch x seq_len = "
           f"{args.tokens}, on {torch.cuda.get_device_name()}, torch {torch.__version__}, impl {args.impl}")

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 
 import torch
 import torch.nn.functional as F
 
 from lab.cache import DynamicCache
-from lab.cli import positive_float, positive_int
+from lab.cli import check_device, positive_float, positive_int, use_impl
 
 
 def long_text_ids(tokenizer, num_tokens: int) -> list[int]:
@@ -76,14 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: this machine has no CUDA GPU")
-    os.environ["LAB_IMPL"] = args.impl
-    from lab.impl import impl_root
-    try:
-        impl_root()
-    except ValueError as e:
-        parser.error(str(e))
+    check_device(parser, args.device)
+    use_impl(parser, args.impl)
     from lab.impl import Topic
     from lab.tokenizer import load_tokenizer
     from lab.weights import load_real_model

@@ -17,13 +17,12 @@ of it; the reference aims at >= 80% at batch >= 16 and context >= 4k.
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
 
 from lab.hardware import measure_copy_bandwidth
-from lab.cli import int_list, positive_int
+from lab.cli import int_list, positive_int, use_impl
 from lab.impl import Topic, impl_root
 from lab.timing import median_seconds
 
@@ -56,12 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block-size", type=positive_int, default=16)
     parser.add_argument("--rounds", type=positive_int, default=20)
     args = parser.parse_args(argv)
-    if args.impl:
-        os.environ["LAB_IMPL"] = args.impl
-    try:
-        impl_root()
-    except ValueError as e:
-        parser.error(str(e))
+    use_impl(parser, args.impl)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU (the kernel's correctness runs on a CPU through the tests' interpreter)")
     impl = Topic("inf31")
