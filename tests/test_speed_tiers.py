@@ -318,3 +318,64 @@ def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, prof
     with pytest.raises(SystemExit) as stop:
         gpu_check.main(pool + ["--merge", str(tmp_path / "missing.json")])
     assert stop.value.code == 2 and "cannot read a gpu_check JSON there" in capsys.readouterr().err
+
+
+def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_processes(tmp_path, monkeypatch, capsys,
+                                                                                       profiles):
+    """One pass of `make gpu-check`, with the GPU and the pytest processes faked: every topic's correctness
+    processes run `--jobs` at a time and all before the first speed process; each implementation then gets
+    three processes of 4, 3 and 3 measurements (the flip check's ten); a topic whose first reference process
+    measured nothing (no speed test runs on a GPU) gets no further process."""
+    import threading
+    import time as time_
+    from types import SimpleNamespace
+
+    import torch
+
+    from grading.tools import gpu_check
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: CARD)
+    monkeypatch.setattr(gpu_check, "gpu_topics", lambda: ["inf00", "inf11", "inf12"])
+    monkeypatch.setattr(gpu_check, "planted_versions", lambda topic: [SimpleNamespace(
+        name="one-at-a-time", naive=True, naive_for=[])] if topic == "inf12" else [])
+    monkeypatch.setattr(gpu_check, "materialized", lambda planted: __import__("contextlib").nullcontext(tmp_path))
+    events, running, lock = [], [], threading.Lock()
+
+    def check_correctness(topic, out):
+        with lock:
+            running.append(topic)
+            events.append(("correctness", topic, len(running)))
+        time_.sleep(0.2)
+        with lock:
+            running.remove(topic)
+        return {"passed": 2, "failed": [], "skipped": 0}
+
+    def measure(topic, impl, repeat, out):
+        events.append(("speed", topic, impl, repeat))
+        naive = impl != "solutions"
+        return [] if topic == "inf00" else [(f"{topic}::test_x", {"what": "x", "threshold": 6.0, "ratio": 1.0 if naive
+                                                                 else 15.0, "candidate_s": 1.0, "card": CARD})] * repeat
+
+    monkeypatch.setattr(gpu_check, "check_correctness", check_correctness)
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    out = tmp_path / "report.json"
+    assert gpu_check.main(["--jobs", "3", "--json", str(out)]) == 0
+    kinds = [e[0] for e in events]
+    assert kinds[:3] == ["correctness"] * 3 and "correctness" not in kinds[3:]
+    assert max(e[2] for e in events if e[0] == "correctness") == 3                 # all three at once
+    speed = [e[1:] for e in events if e[0] == "speed"]
+    assert speed == [("inf00", "solutions", 4),
+                     ("inf11", "solutions", 4), ("inf11", "solutions", 3), ("inf11", "solutions", 3),
+                     ("inf12", "solutions", 4), ("inf12", str(tmp_path), 4), ("inf12", "solutions", 3),
+                     ("inf12", str(tmp_path), 3), ("inf12", "solutions", 3), ("inf12", str(tmp_path), 3)]
+    report = json.loads(out.read_text())
+    row = report["topics"]["inf12"]["thresholds"]["inf12::test_x"]
+    assert report["repeat"] == [4, 3, 3] and len(row["solution"]) == 10 and len(row["naive"]["one-at-a-time"]) == 10
+    assert report["topics"]["inf00"]["thresholds"] == {}
+    printed = capsys.readouterr().out
+    assert "inf00: no speed test measured on this GPU; nothing to calibrate" in printed
+    assert "3 process(es), 4+3+3 measurements per implementation" in printed
+    for bad in (["--jobs", "0"], ["--runs", "3", "--measurements", "2"], ["--repeat", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            gpu_check.main(bad)
+        assert stop.value.code == 2

@@ -12,8 +12,10 @@ from lab.timing import compare
 impl = Topic("inf13")
 
 # Compiled ("reduce-overhead": CUDA graphs) over eager batch-1 decode, 1B shape (docs/thresholds.md#inf13).
+# 16 steps a call, 5 paired rounds: the ratio is per step (5.5-5.8x at 32 steps and 10 rounds on an H100); the
+# compile in the warm-up is most of the test's time.
 COMPILED_SPEEDUP = 1.5
-SPEED_SHAPE, SPEED_PROMPT_LEN, SPEED_STEPS = "llama-3.2-1b", 37, 32
+SPEED_SHAPE, SPEED_PROMPT_LEN, SPEED_STEPS = "llama-3.2-1b", 37, 16
 # The small compiled tests (on this machine's device) use one fixed shape of odd sizes: Inductor caches
 # compiled kernels on disk by shape, so it compiles once per machine (up to a minute on a 2-core CPU) and
 # loads in seconds afterwards. The weights and tokens are fresh each run.
@@ -180,7 +182,7 @@ def test_cuda_graph_step_matches_eager(gpu_setup, rng):
 @pytest.mark.gpu
 @pytest.mark.speed
 def test_compiled_decode_is_faster_than_eager(gpu_setup, benchmark, record_property):
-    """Batch-1 greedy decode of 32 tokens, 1B shape, bf16: compiled with CUDA graphs vs eager."""
+    """Batch-1 greedy decode of 16 tokens, 1B shape, bf16: compiled with CUDA graphs vs eager."""
     setup = compiled_steps(gpu_setup, "reduce-overhead")
     vocab, device = setup["model"].config.vocab_size, setup["first"].device
 
@@ -194,4 +196,4 @@ def test_compiled_decode_is_faster_than_eager(gpu_setup, benchmark, record_prope
     compare(decode(setup["compiled"]), decode(setup["eager"]), threshold=COMPILED_SPEEDUP,
             make_inputs=lambda: (torch.randint(vocab, (1, 1), device=device),), check=check,
             what=f"compiled vs eager batch-1 decode, {setup['model'].config.name} bf16, {SPEED_STEPS} steps",
-            warmup=3, rounds=10, benchmark=benchmark, record=record_property).assert_passes()
+            warmup=2, rounds=5, benchmark=benchmark, record=record_property).assert_passes()

@@ -4,14 +4,17 @@
     python -m grading gpu_check --topics inf12,inf20    # a subset, to fit a time window
     python -m grading gpu_check --write                 # also record this card's profile where a default fails
 
-Three steps per topic, each a progress line:
-1. correctness: the topic's GPU tests that are not speed tests, public and hidden, with the reference
-   (`-m "gpu and not speed"`); every one must pass;
+Three steps, each a progress line:
+1. correctness: every topic's GPU tests that are not speed tests, public and hidden, with the reference
+   (`-m "gpu and not speed"`); every one must pass. They time nothing, so `--jobs` topics (default 4) run at
+   once, before any speed test;
 2. calibration and flips: the speed tests (`-m "speed and gpu"`) with the reference and with each planted
-   version marked `naive = true`, in `--runs` separate processes of `--repeat` measurements each (defaults
-   3 x 4: three processes per implementation, twelve measurements, which also serve as the ten-or-more of
-   the flip check). A threshold holds on this card when the reference clears it by 20% in every
-   measurement, every naive measurement misses it, and no verdict flips;
+   version marked `naive = true`, in `--runs` separate processes (default 3) that share `--measurements`
+   measurements (default 10: 4, 3 and 3; `--repeat N` takes N in every process instead), one process at a
+   time: three processes per implementation and the flip check's ten measurements in one pass. A threshold
+   holds on this card when the reference clears it by 20% in every measurement, every naive measurement
+   misses it, and no verdict flips. A topic whose first reference process measured nothing (no speed test
+   runs on a GPU: inf00, inf03) is not run again;
 3. the table: per threshold, the reference's and the naive versions' ratios, the worst margins, the flips,
    and where a rule breaks, by how much. It is printed and written as JSON (`--json`).
 
@@ -73,17 +76,42 @@ def measure(topic: str, impl: str, repeat: int, out: Path) -> list[tuple[str, di
     return rows
 
 
-def calibrate_topic(topic: str, runs: int, repeat: int, out: Path, began: float) -> dict:
-    """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}."""
+def check_all(topics: list[str], out: Path, jobs: int, began: float) -> dict[str, dict]:
+    """check_correctness for every topic, `jobs` at a time (nothing is timed); a progress line per topic."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(topic: str) -> dict:
+        result = check_correctness(topic, out)
+        _progress(f"{topic}: GPU correctness, {result['passed']} passed, {len(result['failed'])} failed, "
+                  f"{result['skipped']} skipped", began)
+        return result
+
+    _progress(f"GPU correctness tests (reference) of {len(topics)} topic(s), {jobs} at a time", began)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return dict(zip(topics, pool.map(one, topics)))
+
+
+def per_process(runs: int, measurements: int) -> list[int]:
+    """`measurements` spread over `runs` processes, the first ones taking one more: (3, 10) -> [4, 3, 3]."""
+    return [measurements // runs + (i < measurements % runs) for i in range(runs)]
+
+
+def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float) -> dict:
+    """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}; {} at once when the
+    first reference process measured nothing (the topic has no speed test that runs on this GPU)."""
     table: dict[str, dict] = {}
     with ExitStack() as stack:
         impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
             (p.name, str(stack.enter_context(materialized(p))), p.naive_for)
             for p in planted_versions(topic) if p.naive]
-        for run in range(1, runs + 1):
+        for run, repeat in enumerate(repeats, 1):
             for label, impl, naive_for in impls:
-                _progress(f"{topic}: speed, {label}, process {run}/{runs} ({repeat} measurements)", began)
-                for key, row in measure(topic, impl, repeat, out):
+                _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements)", began)
+                rows = measure(topic, impl, repeat, out)
+                if not rows and run == 1 and label == "solution":
+                    _progress(f"{topic}: no speed test measured on this GPU; nothing to calibrate", began)
+                    return table
+                for key, row in rows:
                     if label != "solution" and naive_for and not any(t in row["what"] for t in naive_for):
                         continue            # this naive version is the baseline of another threshold
                     print(f"    {key.split('::', 1)[1]}: {row['ratio']:.2f}x (threshold {row['threshold']:g})",
@@ -181,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--topics", help="comma-separated topics (default: every topic with GPU tests)")
     parser.add_argument("--runs", type=int, default=3, help="processes per implementation (default 3)")
-    parser.add_argument("--repeat", type=int, default=4, help="measurements per process (default 4)")
+    parser.add_argument("--measurements", type=int, default=10,
+                        help="measurements per implementation, spread over the processes (default 10: 4, 3, 3)")
+    parser.add_argument("--repeat", type=int, help="measurements per process instead (--runs 3 --repeat 4: 12)")
+    parser.add_argument("--jobs", type=int, default=4,
+                        help="topics whose GPU correctness tests run at once (default 4; speed runs alone)")
     parser.add_argument("--skip-correctness", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--write", action="store_true",
@@ -212,24 +244,25 @@ def main(argv: list[str] | None = None) -> int:
         known = gpu_topics()
         topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else known
         bad = [t for t in topics if t not in known]
-        if bad or args.runs < 1 or args.repeat < 1:
+        repeats = [args.repeat] * args.runs if args.repeat is not None else \
+            per_process(args.runs, args.measurements) if args.runs >= 1 else []
+        if bad or args.runs < 1 or args.jobs < 1 or min(repeats) < 1:
             parser.error(f"unknown or GPU-less topic(s) {bad}; topics with GPU tests: {', '.join(known)}" if bad
-                         else "--runs and --repeat must be >= 1")
+                         else "--runs, --repeat and --jobs must be >= 1, --measurements >= --runs")
         card = torch.cuda.get_device_name()
         _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
-        report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": args.repeat, "topics": {}}
+        report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats, "topics": {}}
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             for topic in topics:
-                entry = report["topics"][topic] = {}
-                if not args.skip_correctness:
-                    _progress(f"{topic}: GPU correctness tests (reference)", began)
-                    entry["correctness"] = check_correctness(topic, Path(tmp))
-                    c = entry["correctness"]
-                    _progress(f"{topic}: {c['passed']} passed, {len(c['failed'])} failed, {c['skipped']} skipped",
-                              began)
+                report["topics"][topic] = {}
+            if not args.skip_correctness:
+                for topic, result in check_all(topics, Path(tmp), args.jobs, began).items():
+                    report["topics"][topic]["correctness"] = result
+            for topic in topics:
+                entry = report["topics"][topic]
                 if not args.skip_speed:
                     entry["thresholds"] = {k: {**v, **judge(v)} for k, v in
-                                           calibrate_topic(topic, args.runs, args.repeat, Path(tmp), began).items()}
+                                           calibrate_topic(topic, repeats, Path(tmp), began).items()}
     if previous:
         try:
             merge_reports(report, previous)
@@ -256,7 +289,9 @@ def print_table(report: dict) -> bool:
     """The closing table; True when every check held."""
     ok = True
     merged = f", pooled with {report['merged']} earlier report(s)" if report.get("merged") else ""
-    print(f"\n{report['card']}: {report['runs']} process(es) x {report['repeat']} measurements per implementation "
+    repeat = report.get("repeat")
+    each = "+".join(map(str, repeat)) if isinstance(repeat, list) else f"{report['runs']} x {repeat}"
+    print(f"\n{report['card']}: {report['runs']} process(es), {each} measurements per implementation "
           f"in this call{merged}\n")
     print("| topic | test | threshold | reference (min-max, median; n) | naive (max; n) | flips | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
