@@ -12,7 +12,9 @@ impl = Topic("inf12")
 
 # Throughput of one batch of 16 over the same 16 prompts generated one at a time (docs/thresholds.md#inf12).
 BATCH16_SPEEDUP = 6.0
-SPEED_SHAPE, SPEED_BATCH, SPEED_NEW_TOKENS = "llama-3.2-1b", 16, 16
+# The 1B shape's first 4 layers (of 16): a batch-1 eager step is launch-bound, so its time is per layer and the
+# ratio is the full model's (14.7-15.0x on an H100 with all 16), at a quarter of the time; 1 + 2 rounds.
+SPEED_SHAPE, SPEED_LAYERS, SPEED_BATCH, SPEED_NEW_TOKENS = "llama-3.2-1b", 4, 16, 16
 # Logits of one prompt batched and alone differ in the last bits (fp32 sums in another order); where the
 # greedy tokens part, the two candidates must be this close in the alone run's logits (a real tie).
 TIE_GAP = 2e-3
@@ -181,8 +183,9 @@ def batch_speedup(model, batch: int, new_tokens: int, rng, threshold: float, ben
 @pytest.mark.gpu
 @pytest.mark.speed
 def test_batch_of_16_has_6x_the_throughput(benchmark, record_property, rng):
-    """Llama-3.2-1B shape, bf16: a batch of 16 against the same 16 prompts generated one at a time."""
+    """Llama-3.2-1B layers (4 of 16), bf16: a batch of 16 against the same 16 prompts generated one at a time."""
+    from lab.config import first_layers
     from lab.weights import random_model
-    model = random_model(SPEED_SHAPE, torch.bfloat16, "cuda")
-    batch_speedup(model, SPEED_BATCH, SPEED_NEW_TOKENS, rng, BATCH16_SPEEDUP, benchmark,
-                  record_property).assert_passes()
+    model = random_model(first_layers(SPEED_SHAPE, SPEED_LAYERS), torch.bfloat16, "cuda")
+    batch_speedup(model, SPEED_BATCH, SPEED_NEW_TOKENS, rng, BATCH16_SPEEDUP, benchmark, record_property,
+                  warmup=1, rounds=2).assert_passes()
