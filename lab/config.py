@@ -103,9 +103,8 @@ def get_shape(name: str) -> ModelConfig:
 def first_layers(name: str, num_layers: int) -> ModelConfig:
     """The named shape cut to its first `num_layers` decoder layers (same widths, heads and vocabulary).
 
-    A serving speed test whose eager steps are launch-bound (a step's time is per layer) measures the same
-    ratio on a few layers as on all of them, in a fraction of the time: inf12 and inf30 use 4 and 8 of the
-    1B's 16 (docs/thresholds.md)."""
+    inf12's GPU speed test runs the 1B shape's first 4 layers: its ratio (batch of 16 against one at a time)
+    is about the whole model's, in less time (docs/thresholds.md, session 5)."""
     config = get_shape(name)
     if not 1 <= num_layers <= config.num_layers:
         raise ValueError(f"{name} has {config.num_layers} layers; asked for the first {num_layers}")

@@ -12,8 +12,9 @@ impl = Topic("inf12")
 
 # Throughput of one batch of 16 over the same 16 prompts generated one at a time (docs/thresholds.md#inf12).
 BATCH16_SPEEDUP = 6.0
-# The 1B shape's first 4 layers (of 16): a batch-1 eager step is launch-bound, so its time is per layer and the
-# ratio is the full model's (14.7-15.0x on an H100 with all 16), at a quarter of the time; 1 + 2 rounds.
+# The 1B shape's first 4 layers (of 16), 1 + 2 rounds: on an H100 the reference measured 11.6-15.8x (ten
+# measurements in three processes; one-at-a-time <= 0.94x), all 16 layers with 2 + 5 rounds 14.7-15.0x, and the
+# three-process calibration took ~3 minutes instead of over 10 (docs/thresholds.md, session 5).
 SPEED_SHAPE, SPEED_LAYERS, SPEED_BATCH, SPEED_NEW_TOKENS = "llama-3.2-1b", 4, 16, 16
 # Logits of one prompt batched and alone differ in the last bits (fp32 sums in another order); where the
 # greedy tokens part, the two candidates must be this close in the alone run's logits (a real tie).

@@ -28,9 +28,10 @@ STEP_RATIO, NUM_REQUESTS, MAX_RUNNING = 1.5, 96, 8
 # was the workload's: static batching's waste depends on which lengths were drawn (1.9x to 3.1x fewer forwards
 # over 12 seeds). So the GPU workload's lengths are fixed (64 requests, workload seed 7: static batching needs
 # 263 forwards for 729 tokens, 2.89x the ideal, the median of 40 seeds) and only the prompts' tokens are fresh
-# each round. 1.4x: three processes on an H100 measured 1.70-1.75x (docs/thresholds.md#inf30). The model is the
-# 1B shape's first 8 layers (of 16; its steps are launch-bound, their time per layer): half the time of all 16.
-GPU_SPEEDUP, GPU_SHAPE, GPU_LAYERS, GPU_REQUESTS, GPU_WORKLOAD_SEED = 1.4, "llama-3.2-1b", 8, 64, 7
+# each round. 1.4x: three processes on an H100 measured 1.70-1.75x (docs/thresholds.md#inf30). Cheaper variants
+# failed there (session 5): the 1B shape's first 8 layers with 1 + 2 rounds took 351 s for ten measurements per
+# side (the steps are bound by per-step Python work, not by layers) and spread to 1.44-1.77x.
+GPU_SPEEDUP, GPU_SHAPE, GPU_REQUESTS, GPU_WORKLOAD_SEED = 1.4, "llama-3.2-1b", 64, 7
 
 
 def inf03_workload():
@@ -157,11 +158,10 @@ def test_continuous_batching_needs_fewer_forwards_than_static(rng):
 @pytest.mark.gpu
 @pytest.mark.speed
 def test_continuous_batching_beats_static_tokens_per_s(benchmark, record_property, rng):
-    """Llama-3.2-1B layers (8 of 16), bf16, 64 heavy-tailed requests (fixed lengths, fresh prompt tokens per
-    round), 8 running: tokens/s of continuous batching against static batches of 8 in the same run."""
-    from lab.config import first_layers
+    """Llama-3.2-1B shape, bf16, 64 heavy-tailed requests (fixed lengths, fresh prompt tokens per round), 8
+    running: tokens/s of continuous batching against static batches of 8 in the same run."""
     from lab.weights import random_model
-    model = random_model(first_layers(GPU_SHAPE, GPU_LAYERS), torch.bfloat16, device="cuda")
+    model = random_model(GPU_SHAPE, torch.bfloat16, device="cuda")
     shape = heavy_tailed_requests(GPU_WORKLOAD_SEED, GPU_REQUESTS, model.config.vocab_size, 128)
 
     def make_inputs():
@@ -176,8 +176,8 @@ def test_continuous_batching_beats_static_tokens_per_s(benchmark, record_propert
     result = compare(lambda requests: impl.generate.continuous_generate(
                          model, requests, impl.scheduler.SchedulerConfig(512, MAX_RUNNING)),
                      lambda requests: static_generate(model, requests, MAX_RUNNING),
-                     threshold=GPU_SPEEDUP, make_inputs=make_inputs, check=check, warmup=1, rounds=2,
-                     what=f"continuous vs static batching, {model.config.name} bf16, {GPU_REQUESTS} heavy-tailed "
-                          f"requests, {MAX_RUNNING} running (tokens/s)",
+                     threshold=GPU_SPEEDUP, make_inputs=make_inputs, check=check, warmup=1, rounds=3,
+                     what=f"continuous vs static batching, {GPU_SHAPE} bf16, {GPU_REQUESTS} heavy-tailed requests, "
+                          f"{MAX_RUNNING} running (tokens/s)",
                      benchmark=benchmark, record=record_property)
     result.assert_passes()
