@@ -290,7 +290,7 @@ def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, prof
     def call(solution, naive, card=CARD, threshold=6.0):
         row = {"what": "batch 16", "threshold": threshold, "paired": True, "solution": solution,
                "naive": {"one-at-a-time": naive}}
-        return {"card": card, "torch": "2.11", "runs": 1, "repeat": 2,
+        return {"card": card, "torch": "2.11", "runs": 1, "repeat": 2, "seconds": 100.0,
                 "topics": {"inf12": {"thresholds": {KEY: {**row, **gpu_check.judge(row)}}}}}
 
     paths = []
@@ -304,7 +304,9 @@ def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, prof
     row = json.loads(out.read_text())["topics"]["inf12"]["thresholds"][KEY]
     assert row["solution"] == [14.9, 14.8, 14.7, 15.0] and row["naive"]["one-at-a-time"] == [0.9, 0.9, 0.95]
     assert row["ok"] and thresholds.load_references(CARD) == {KEY: 14.85}
-    assert "| 14.70-15.00, 14.85; 4 | 0.95; 3 | 0 | ok |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| 14.70-15.00, 14.85; 4 | 0.95; 3 | 0 | ok |" in printed
+    assert " 200 s in the pooled calls together" in printed                   # the two calls' own times
     assert gpu_check.main(pool + sum((["--merge", str(p)] for p in paths), [])) == 1
     assert "the reference's worst ratio 7.00" in capsys.readouterr().out          # one slow call breaks the pool
     other = tmp_path / "other.json"
@@ -372,6 +374,7 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
     row = report["topics"]["inf12"]["thresholds"]["inf12::test_x"]
     assert report["repeat"] == [4, 3, 3] and len(row["solution"]) == 10 and len(row["naive"]["one-at-a-time"]) == 10
     assert report["topics"]["inf00"]["thresholds"] == {}
+    assert report["seconds"] >= 0.2 and all(t["speed_seconds"] >= 0 for t in report["topics"].values())
     printed = capsys.readouterr().out
     assert "inf00: no speed test measured on this GPU; nothing to calibrate" in printed
     assert "3 process(es), 4+3+3 measurements per implementation" in printed

@@ -29,6 +29,8 @@ the profile makes them hold), 1 otherwise, 2 on bad arguments.
 `--merge A.json [--merge B.json]`: where one call cannot hold three processes (a 10-minute window; inf10 and
 inf12 take 8-10 minutes), run `--runs 1` in several calls and merge their JSON: the measurements of the same
 card and torch are pooled per threshold and implementation, then judged (and written) as one calibration.
+Each JSON keeps its call's seconds (and each topic's speed seconds); a pooled report adds them up: where the
+calls hold every topic once, that is the whole check's time.
 """
 from __future__ import annotations
 
@@ -195,6 +197,8 @@ def merge_reports(report: dict, previous: list[dict]) -> dict:
             keep = {k: row[k] for k in ("what", "threshold", "paired", "solution", "naive")}
             entry["thresholds"][key] = {**keep, **judge(keep)}
     report["merged"] = len(previous)
+    report["seconds_pooled"] = report.get("seconds", 0) + sum(
+        old.get("seconds_pooled", old.get("seconds", 0)) for old in previous)
     return report
 
 
@@ -261,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
             for topic in topics:
                 entry = report["topics"][topic]
                 if not args.skip_speed:
+                    start = time.monotonic()
                     entry["thresholds"] = {k: {**v, **judge(v)} for k, v in
                                            calibrate_topic(topic, repeats, Path(tmp), began).items()}
+                    entry["speed_seconds"] = round(time.monotonic() - start, 1)
+    report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
     if previous:
         try:
             merge_reports(report, previous)
@@ -281,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                   "for the bonus tiers)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
-    print(f"JSON: {args.json}; {time.monotonic() - began:.0f} s in all")
+    pooled = f"; {report['seconds_pooled']:.0f} s in the pooled calls together (the whole check's time where " \
+        "they hold every topic once)" if previous else ""
+    print(f"JSON: {args.json}; {time.monotonic() - began:.0f} s in all{pooled}")
     return 0 if ok else 1
 
 
