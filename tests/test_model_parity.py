@@ -237,6 +237,21 @@ def test_random_model_parameter_count_matches_config(shape):
     assert (model.lm_head.weight is model.embed_tokens.weight) == SHAPES[shape].tie_word_embeddings
 
 
+def test_first_layers_keeps_every_width_and_cuts_only_the_layers():
+    """inf12's GPU speed test runs the 1B shape's first 4 layers: same widths, heads and vocabulary."""
+    from dataclasses import asdict
+
+    from lab.config import first_layers
+    whole, cut = asdict(SHAPES["llama-3.2-1b"]), asdict(first_layers("llama-3.2-1b", 4))
+    assert cut.pop("num_layers") == 4 and whole.pop("num_layers") == 16
+    assert cut.pop("name") == "llama-3.2-1b (first 4 of 16 layers)" and whole.pop("name") == "llama-3.2-1b"
+    assert cut == whole
+    assert len(random_model(first_layers("llama-3.2-1b", 4), device="meta").layers) == 4
+    for bad in (0, 17):
+        with pytest.raises(ValueError, match="has 16 layers"):
+            first_layers("llama-3.2-1b", bad)
+
+
 @torch.no_grad()
 def test_random_model_is_deterministic_finite_and_not_degenerate():
     model = random_model("smollm2-135m", dtype=torch.bfloat16, seed=1)

@@ -12,7 +12,7 @@ from lab.timing import compare
 impl = Topic("inf13")
 
 # Compiled ("reduce-overhead": CUDA graphs) over eager batch-1 decode, 1B shape (docs/thresholds.md#inf13).
-# 16 steps a call, 5 paired rounds: the ratio is per step (5.5-5.8x at 32 steps and 10 rounds on an H100); the
+# 16 steps a call, 5 paired rounds: the ratio is per step (5.45-5.81x at 32 steps and 10 rounds on an H100); the
 # compile in the warm-up is most of the test's time.
 COMPILED_SPEEDUP = 1.5
 SPEED_SHAPE, SPEED_PROMPT_LEN, SPEED_STEPS = "llama-3.2-1b", 37, 16
