@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Callable, TypeVar
 
 T = TypeVar("T", int, float)
@@ -42,8 +43,6 @@ def int_list(text: str) -> list[int]:
 def use_impl(parser: argparse.ArgumentParser, impl: str | None) -> None:
     """Point LAB_IMPL at `impl` (None: keep the environment's) and stop with one argparse line if it names
     neither exercises, solutions nor a folder."""
-    import os
-
     from lab.impl import impl_root
     if impl:
         os.environ["LAB_IMPL"] = impl

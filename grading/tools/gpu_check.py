@@ -46,6 +46,7 @@ from pathlib import Path
 
 from grading.planted import materialized, planted_versions
 from grading.runner import Limits, discover_topics, run_topic
+from lab.cli import positive_int
 from lab.paths import REPO_ROOT
 
 MARGIN = 1.2
@@ -212,11 +213,12 @@ def gpu_topics() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--topics", help="comma-separated topics (default: every topic with GPU tests)")
-    parser.add_argument("--runs", type=int, default=3, help="processes per implementation (default 3)")
-    parser.add_argument("--measurements", type=int, default=10,
+    parser.add_argument("--runs", type=positive_int, default=3, help="processes per implementation (default 3)")
+    parser.add_argument("--measurements", type=positive_int, default=10,
                         help="measurements per implementation, spread over the processes (default 10: 4, 3, 3)")
-    parser.add_argument("--repeat", type=int, help="measurements per process instead (--runs 3 --repeat 4: 12)")
-    parser.add_argument("--jobs", type=int, default=4,
+    parser.add_argument("--repeat", type=positive_int,
+                        help="measurements per process instead (--runs 3 --repeat 4: 12)")
+    parser.add_argument("--jobs", type=positive_int, default=4,
                         help="topics whose GPU correctness tests run at once (default 4; speed runs alone)")
     parser.add_argument("--skip-correctness", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
@@ -227,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", type=Path, action="append", default=[], metavar="JSON",
                         help="pool the measurements of an earlier gpu_check JSON of this card (repeatable)")
     args = parser.parse_args(argv)
+    if args.repeat is None and args.measurements < args.runs:
+        parser.error(f"--measurements {args.measurements} cannot give each of --runs {args.runs} processes one")
+    repeats = [args.repeat] * args.runs if args.repeat else per_process(args.runs, args.measurements)
     previous = []
     for path in args.merge:
         try:
@@ -248,17 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         known = gpu_topics()
         topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else known
         bad = [t for t in topics if t not in known]
-        repeats = [args.repeat] * args.runs if args.repeat is not None else \
-            per_process(args.runs, args.measurements) if args.runs >= 1 else []
-        if bad or args.runs < 1 or args.jobs < 1 or min(repeats) < 1:
-            parser.error(f"unknown or GPU-less topic(s) {bad}; topics with GPU tests: {', '.join(known)}" if bad
-                         else "--runs, --repeat and --jobs must be >= 1, --measurements >= --runs")
+        if bad:
+            parser.error(f"unknown or GPU-less topic(s) {bad}; topics with GPU tests: {', '.join(known)}")
         card = torch.cuda.get_device_name()
         _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats, "topics": {}}
+        report["topics"] = {topic: {} for topic in topics}
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-            for topic in topics:
-                report["topics"][topic] = {}
             if not args.skip_correctness:
                 for topic, result in check_all(topics, Path(tmp), args.jobs, began).items():
                     report["topics"][topic]["correctness"] = result
