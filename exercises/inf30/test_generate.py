@@ -23,18 +23,14 @@ TIE_GAP = 2e-3
 # runs each batch of 8 for its longest member. Measured over 30 workload seeds: 1.92x to 2.9x (median 2.5x)
 # fewer forwards for the reference; a static scheduler gets ~1.0x. Exact counts, so the CPU threshold is safe.
 STEP_RATIO, NUM_REQUESTS, MAX_RUNNING = 1.5, 96, 8
-# GPU tokens/s on the same kind of workload, Llama-3.2-1B shape in bf16 (CURRICULUM: >= 1.5x). Measured on an
-# H100, 2026-12-06 (one process, 96 requests drawn afresh each round): 1.86x, 2.49x, 1.79x. Most of that swing
-# was the workload's: static batching's waste depends on which lengths were drawn (1.9x to 3.1x fewer forwards
-# over 12 seeds). So the GPU workload's lengths are fixed (64 requests, workload seed 7: static batching needs
-# 263 forwards for 729 tokens, 2.89x the ideal, the median of 40 seeds) and only the prompts' tokens are fresh
-# each round. 1.4x: three processes on an H100 measured 1.70-1.75x with 64 requests (workload seed 7: 263 static
-# forwards, 101 continuous; docs/thresholds.md#inf30), but ten measurements a side took ~410 s. Now 28 requests,
-# workload seed 6121 (picked from 10,000 seeds by the forwards they need; among the top 2%): static batching
-# needs 141 forwards, continuous batching 46 (3.07x), so a round costs half of seed 7's 364 forwards at a larger
-# forwards ratio. Predicted on an H100 (session 6, not measured yet): 2.0-2.1x. Cheaper variants that failed
-# there (session 5): the 1B shape's first 8 layers with 1 + 2 rounds took 351 s (the steps are bound by
-# per-step Python work, not by layers) and spread to 1.44-1.77x.
+# GPU tokens/s on the same kind of workload, Llama-3.2-1B shape in bf16 (CURRICULUM: >= 1.5x). With lengths drawn
+# afresh each round an H100 measured 1.79-2.49x in one process: static batching's waste depends on the lengths
+# drawn. So the lengths are fixed and only the prompts' tokens are fresh each round. 1.4x: with 64 requests at
+# workload seed 7 (263 static forwards, 101 continuous) three processes on an H100 measured 1.70-1.75x, but ten
+# measurements a side took ~410 s (docs/thresholds.md#inf30). Now 28 requests at workload seed 6121, picked from
+# 10,000 seeds (top 2%) for half the forwards at a larger ratio: 141 static, 46 continuous (3.07x). Predicted on
+# an H100: 2.0-2.1x, not measured yet (docs/thresholds.md, session 6). The 1B shape's first 8 layers with 1 + 2
+# rounds failed there (session 5: 351 s, 1.44-1.77x; the steps are bound by per-step Python work, not layers).
 GPU_SPEEDUP, GPU_SHAPE, GPU_REQUESTS, GPU_WORKLOAD_SEED = 1.4, "llama-3.2-1b", 28, 6121
 
 
