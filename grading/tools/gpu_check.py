@@ -45,12 +45,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from grading.planted import materialized, planted_versions
-from grading.runner import Limits, discover_topics, run_topic
+from grading.runner import discover_topics, run_topic
+from grading.tools.calibrate import LIMITS, MARGIN
+from grading.tools.calibrate import flips as _verdict_flips
 from lab.cli import positive_int
 from lab.paths import REPO_ROOT
-
-MARGIN = 1.2
-LIMITS = Limits(test_s=1800, topic_s=3600)          # measuring long is the point: only a hang is cut
 
 
 def _progress(text: str, began: float) -> None:
@@ -131,8 +130,7 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float) -> 
 
 def flips(ratios: list[float], threshold: float) -> int:
     """Measurements whose verdict (ratio >= threshold) differs from the majority's."""
-    passed = sum(r >= threshold for r in ratios)
-    return min(passed, len(ratios) - passed)
+    return _verdict_flips([r >= threshold for r in ratios])
 
 
 def judge(entry: dict) -> dict:
