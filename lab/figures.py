@@ -5,6 +5,9 @@ measurement. Recorded the way `lab.timing.compare` records its ratios, so the gr
     slope, intercept, r2 = fit_line(prompt_lens, ttft_s)
     figure = record_figure("TTFT growth vs proportional", ratio=0.71, threshold=0.4, record=record_property)
     assert figure["passed"], ...
+
+Like `compare`, a figure test measures its figure `speed_repeats()` times in one process (LAB_SPEED_REPEAT, for
+the calibration tools' flip check), asserts the first and records the others with `repeat=True`.
 """
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+
+from lab.timing import speed_repeats
+
+__all__ = ["fit_line", "loglog_slope", "one_cpu_thread", "record_figure", "speed_repeats"]
 
 
 def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
@@ -35,14 +42,15 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, fl
 
 
 def record_figure(what: str, *, ratio: float, threshold: float, passed: bool | None = None,
-                  record: Callable[[str, Any], None] | None = None, **details: Any) -> dict:
+                  record: Callable[[str, Any], None] | None = None, repeat: bool = False, **details: Any) -> dict:
     """Record one speed figure (higher is better; it passes when ratio >= threshold unless `passed` says
     otherwise) for the grader and `grading.tools.calibrate` (`record`, pytest's `record_property`: the test's
-    `speed` property). `details` (the raw measurements) travel with it. Returns the record."""
+    `speed` property, or `speed_repeat` for a further measurement of the same figure, `repeat=True`).
+    `details` (the raw measurements) travel with it. Returns the record."""
     row = {"what": what, "ratio": float(ratio), "threshold": float(threshold),
            "passed": bool(ratio >= threshold) if passed is None else bool(passed), **details}
     if record is not None:
-        record("speed", row)
+        record("speed_repeat" if repeat else "speed", row)
     return row
 
 

@@ -153,6 +153,16 @@ def _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type,
     return _median(cand_times), _median(base_times)
 
 
+def speed_repeats() -> int:
+    """How many times a speed test measures in one process: LAB_SPEED_REPEAT (the calibration tools set it
+    for the flip check), else 1. `compare` and the figure tests (lab.figures) both follow it."""
+    value = os.environ.get("LAB_SPEED_REPEAT") or "1"
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"LAB_SPEED_REPEAT must be a whole number of measurements, got {value!r}") from None
+
+
 def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: str,
             make_inputs: Callable[[], Inputs] = tuple, check: Callable[[Any, Inputs], None] | None = None,
             warmup: int = 3, rounds: int = 15, device_type: str | None = None,
@@ -170,7 +180,7 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
         for fn in (baseline, candidate):
             time_call(fn, make_inputs(), device_type)
     results = []
-    for repeat in range(max(1, int(os.environ.get("LAB_SPEED_REPEAT") or 1))):
+    for repeat in range(speed_repeats()):
         cand, base = _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type,
                                     benchmark if repeat == 0 else None)
         result = Comparison(what, cand, base, threshold, rounds, key=key, card=card, reference_ratio=reference)

@@ -129,6 +129,68 @@ def test_compare_records_the_figure_and_tier_and_labels_the_benchmark(monkeypatc
     assert thresholds.row_tier(row)[1].startswith("tier silver: 80% of the reference's 5.00x")
 
 
+def test_lab_speed_repeat_measures_a_comparison_and_a_figure_that_many_times(monkeypatch):
+    """The flip check's repeats (LAB_SPEED_REPEAT): `compare` and a figure test (inf02's curves) record the
+    first measurement as `speed` and the others as `speed_repeat`; a bad value is refused with a message."""
+    from lab import figures
+    dev = FakeDevice()
+    monkeypatch.setattr(timing, "_perf_counter", dev.clock)
+    monkeypatch.setenv("LAB_SPEED_REPEAT", "3")
+    records: list = []
+    timing.compare(fake_work(dev, 0.001), fake_work(dev, 0.004), threshold=2.0, what="fake", rounds=3, warmup=1,
+                   device_type="cpu", record=lambda *kv: records.append(kv))
+    assert [name for name, _ in records] == ["speed", "speed_repeat", "speed_repeat"]
+    figures_done = []
+    for i in range(figures.speed_repeats()):
+        figures.record_figure("slope", ratio=0.9 + i, threshold=0.5, repeat=i > 0,
+                              record=lambda *kv: figures_done.append(kv))
+    assert [(name, row["ratio"]) for name, row in figures_done] == [
+        ("speed", 0.9), ("speed_repeat", 1.9), ("speed_repeat", 2.9)]
+    monkeypatch.setenv("LAB_SPEED_REPEAT", "")
+    assert timing.speed_repeats() == 1
+    monkeypatch.setenv("LAB_SPEED_REPEAT", "ten")
+    with pytest.raises(ValueError, match="LAB_SPEED_REPEAT must be a whole number of measurements, got 'ten'"):
+        timing.speed_repeats()
+
+
+def test_figure_tests_measure_lab_speed_repeat_times(tmp_path):
+    """inf01's bandwidth agreement and inf02's curve tests on the solutions with LAB_SPEED_REPEAT=2 (inf02 in a
+    small regime) on this CPU: each test records one `speed` and one `speed_repeat`, measured separately."""
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent('''
+        import importlib.util, json, sys, torch
+        def load(path):
+            spec = importlib.util.spec_from_file_location(path.rsplit("/", 1)[-1][:-3], path)
+            module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+            return module
+        curves, bandwidth = load(sys.argv[1]), load(sys.argv[2])
+        bandwidth.CPU_NUM_BYTES = 1 << 22
+        curves.REGIMES["cpu"] = dict(shape="smollm2-135m", dtype=torch.float32, prompt_lens=(8, 16), num_new=2,
+                                     repeats=1, warm_all=False)
+        props = {}
+        for test in (curves.test_ttft_grows_linearly_with_prompt_length, curves.test_tbt_stays_flat_with_context,
+                     bandwidth.test_copy_bandwidth_agrees_with_the_lab):
+            records = []
+            try:
+                test("cpu", lambda *kv: records.append(kv))
+            except AssertionError:
+                pass                                      # tiny prompts: the figure's verdict is not the point
+            props[test.__name__] = [(name, row["ratio"]) for name, row in records]
+        print(json.dumps(props))
+    '''))
+    env = {**os.environ, "LAB_SPEED_REPEAT": "2", "LAB_IMPL": "solutions"}
+    out = subprocess.run([sys.executable, str(script), str(REPO_ROOT / "exercises/inf02/test_phase_curves.py"),
+                          str(REPO_ROOT / "exercises/inf01/test_bandwidth.py")],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    props = json.loads(out.stdout.strip().splitlines()[-1])
+    for rows in props.values():
+        assert [name for name, _ in rows] == ["speed", "speed_repeat"]
+    assert len(props) == 3
+    ttft = props["test_ttft_grows_linearly_with_prompt_length"]
+    assert ttft[0][1] != ttft[1][1], "the repeat must come from a second measurement, not a copy of the first"
+
+
 def test_times_read_in_a_fitting_unit():
     assert [thresholds._seconds(s) for s in (0.000012, 0.544951, 7.8457)] == ["12 us", "545 ms", "7.85 s"]
 

@@ -10,7 +10,7 @@ from lab.timing import compare
 
 impl = Topic("inf12")
 
-# Throughput of one batch of 16 over the same 16 prompts generated one at a time (docs/thresholds.md#inf12).
+# Throughput of one batch of 16 over the same 16 prompts generated one at a time (docs/thresholds.md, inf12).
 BATCH16_SPEEDUP = 6.0
 # The 1B shape's first 4 layers (of 16), 1 + 2 rounds: on an H100 the reference measured 11.6-15.8x (ten
 # measurements in three processes; one-at-a-time <= 0.94x), all 16 layers with 2 + 5 rounds 14.7-15.0x, and the

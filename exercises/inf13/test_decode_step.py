@@ -11,9 +11,10 @@ from lab.timing import compare
 
 impl = Topic("inf13")
 
-# Compiled ("reduce-overhead": CUDA graphs) over eager batch-1 decode, 1B shape (docs/thresholds.md#inf13).
-# 16 steps a call, 5 paired rounds: the ratio is per step (5.45-5.81x at 32 steps and 10 rounds on an H100); the
-# compile in the warm-up is most of the test's time.
+# Compiled ("reduce-overhead": CUDA graphs) over eager batch-1 decode, 1B shape (docs/thresholds.md, inf13).
+# 16 steps a call, 5 paired rounds: the ratio is per step. H100, three processes (4+3+3), 2026-12-07: the reference
+# 5.74-6.82x (median 6.15), eager-step <= 1.02x (5.45-5.81x at 32 steps and 10 rounds, 2026-12-06); the compile
+# in the warm-up is most of the test's time.
 COMPILED_SPEEDUP = 1.5
 SPEED_SHAPE, SPEED_PROMPT_LEN, SPEED_STEPS = "llama-3.2-1b", 37, 16
 # The small compiled tests (on this machine's device) use one fixed shape of odd sizes: Inductor caches

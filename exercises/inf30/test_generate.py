@@ -27,9 +27,10 @@ STEP_RATIO, NUM_REQUESTS, MAX_RUNNING = 1.5, 96, 8
 # afresh each round an H100 measured 1.79-2.49x in one process: static batching's waste depends on the lengths
 # drawn. So the lengths are fixed and only the prompts' tokens are fresh each round. 1.4x: with 64 requests at
 # workload seed 7 (263 static forwards, 101 continuous) three processes on an H100 measured 1.70-1.75x, but ten
-# measurements a side took ~410 s (docs/thresholds.md#inf30). Now 28 requests at workload seed 6121, picked from
+# measurements a side took ~410 s (docs/thresholds.md, inf30). Now 28 requests at workload seed 6121, picked from
 # 10,000 seeds (top 2%) for half the forwards at a larger ratio: 141 static, 46 continuous (3.07x). Predicted on
-# an H100: 2.0-2.1x, not measured yet (docs/thresholds.md, session 6). The 1B shape's first 8 layers with 1 + 2
+# an H100: 2.0-2.1x; measured there (2026-12-07, three processes, 4+3+3, 274 s): 1.95-2.22x (median 2.13),
+# static-batches 0.82-0.92x (docs/thresholds.md, session 8). The 1B shape's first 8 layers with 1 + 2
 # rounds failed there (session 5: 351 s, 1.44-1.77x; the steps are bound by per-step Python work, not layers).
 GPU_SPEEDUP, GPU_SHAPE, GPU_REQUESTS, GPU_WORKLOAD_SEED = 1.4, "llama-3.2-1b", 28, 6121
 
