@@ -238,16 +238,21 @@ def test_gpu_check_write_records_the_references_median_ratio(profiles):
     """gpu_check's table of one card: a paired speed-up (its reference's median goes into [reference]) and a
     measured figure (lab.figures: no tiers, so no reference figure); a failing default gets a threshold."""
     from grading.tools import gpu_check
-    speedup = {"what": "batch 16", "threshold": 6.0, "paired": True, "solution": [7.0, 14.0, 15.0, 14.5],
-               "naive": {"one-at-a-time": [0.9, 0.9]}}
-    figure = {"what": "TTFT exponent", "threshold": 0.5, "paired": False, "solution": [1.2, 1.1], "naive": {}}
+    speedup = {"what": "batch 16", "threshold": 6.0, "paired": True, "solution": [7.0, 14.0, 15.0] + [14.5] * 7,
+               "naive": {"one-at-a-time": [0.9] * 10}}
+    figure = {"what": "TTFT exponent", "threshold": 0.5, "paired": False, "solution": [1.2] * 5 + [1.1] * 5,
+              "naive": {}}
     report = {"topics": {"inf12": {"thresholds": {KEY: {**speedup, **gpu_check.judge(speedup)}}},
                          "inf02": {"thresholds": {"inf02::test_ttft": {**figure, **gpu_check.judge(figure)}}}}}
     row = report["topics"]["inf12"]["thresholds"][KEY]
-    assert row["reference_median"] == 14.25 and not row["ok"] and row["workable_threshold"] == 5.83
-    assert gpu_check.reference_figures(report) == {KEY: 14.25}
+    assert row["reference_median"] == 14.5 and not row["ok"] and row["misses"] and row["workable_threshold"] == 5.83
+    assert report["topics"]["inf02"]["thresholds"]["inf02::test_ttft"]["ok"]
+    assert gpu_check.reference_figures(report) == {KEY: 14.5}
+    few = {**speedup, "solution": speedup["solution"][:9]}          # one short of the rule: informs, never written
+    short = {"topics": {"inf12": {"thresholds": {KEY: {**few, **gpu_check.judge(few)}}}}}
+    assert gpu_check.reference_figures(short) == {}
     gpu_check.write_profile(CARD, {KEY: row["workable_threshold"]}, gpu_check.reference_figures(report))
-    assert thresholds.load_profile(CARD) == {KEY: 5.83} and thresholds.load_references(CARD) == {KEY: 14.25}
+    assert thresholds.load_profile(CARD) == {KEY: 5.83} and thresholds.load_references(CARD) == {KEY: 14.5}
 
 
 def test_calibrate_write_reference_keeps_gpu_medians_only(profiles, monkeypatch, capsys):
@@ -356,19 +361,24 @@ def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, prof
                 "topics": {"inf12": {"thresholds": {KEY: {**row, **gpu_check.judge(row)}}}}}
 
     paths = []
-    for i, report in enumerate([call([14.9, 14.8], [0.9, 0.9]), call([14.7, 15.0], [0.95]),
-                                call([7.0, 14.0], [0.9])]):
+    for i, report in enumerate([call([14.9, 14.8, 14.6, 15.1], [0.9] * 4), call([14.7, 15.0, 14.8], [0.95, 0.9, 0.9]),
+                                call([14.5, 14.9, 15.2], [0.9] * 3), call([7.0, 14.0], [0.9])]):
         paths.append(tmp_path / f"call{i}.json")
         paths[-1].write_text(json.dumps(report))
     out = tmp_path / "pooled.json"
     pool = ["--skip-correctness", "--skip-speed", "--json", str(out)]
-    assert gpu_check.main(pool + ["--merge", str(paths[0]), "--merge", str(paths[1]), "--write"]) == 0
+    # Two calls hold 7 measurements a side: the table says so, and nothing is written for the card yet.
+    assert gpu_check.main(pool + ["--merge", str(paths[0]), "--merge", str(paths[1]), "--write"]) == 1
+    assert "too few measurements to calibrate (the reference 7, one-at-a-time 7; the rule asks 10 each" \
+        in capsys.readouterr().out and thresholds.load_references(CARD) == {} and thresholds.load_profile(CARD) == {}
+    assert gpu_check.main(pool + sum((["--merge", str(p)] for p in paths[:3]), []) + ["--write"]) == 0
     row = json.loads(out.read_text())["topics"]["inf12"]["thresholds"][KEY]
-    assert row["solution"] == [14.9, 14.8, 14.7, 15.0] and row["naive"]["one-at-a-time"] == [0.9, 0.9, 0.95]
+    assert row["solution"] == [14.9, 14.8, 14.6, 15.1, 14.7, 15.0, 14.8, 14.5, 14.9, 15.2]
+    assert row["naive"]["one-at-a-time"] == [0.9] * 4 + [0.95, 0.9, 0.9] + [0.9] * 3
     assert row["ok"] and thresholds.load_references(CARD) == {KEY: 14.85}
     printed = capsys.readouterr().out
-    assert "| 14.70-15.00, 14.85; 4 | 0.95; 3 | 0 | ok |" in printed
-    assert " 200 s in the pooled calls together" in printed                   # the two calls' own times
+    assert "| 14.50-15.20, 14.85; 10 | 0.95; 10 | 0 | ok |" in printed
+    assert " 300 s in the pooled calls together" in printed                   # the three calls' own times
     assert gpu_check.main(pool + sum((["--merge", str(p)] for p in paths), [])) == 1
     assert "the reference's worst ratio 7.00" in capsys.readouterr().out          # one slow call breaks the pool
     other = tmp_path / "other.json"
@@ -384,14 +394,8 @@ def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, prof
     assert stop.value.code == 2 and "cannot read a gpu_check JSON there" in capsys.readouterr().err
 
 
-def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_processes(tmp_path, monkeypatch, capsys,
-                                                                                       profiles):
-    """One pass of `make gpu-check`, with the GPU and the pytest processes faked: every topic's correctness
-    processes run `--jobs` at a time and all before the first speed process; each implementation then gets
-    three processes of 4, 3 and 3 measurements (the flip check's ten); a topic whose first reference process
-    measured nothing (no speed test runs on a GPU) gets no further process."""
-    import threading
-    import time as time_
+def fake_gpu(monkeypatch, tmp_path):
+    """gpu_check on a fake CUDA card with three topics (inf12 has one naive version); returns the module."""
     from types import SimpleNamespace
 
     import torch
@@ -403,6 +407,57 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
     monkeypatch.setattr(gpu_check, "planted_versions", lambda topic: [SimpleNamespace(
         name="one-at-a-time", naive=True, naive_for=[])] if topic == "inf12" else [])
     monkeypatch.setattr(gpu_check, "materialized", lambda planted: __import__("contextlib").nullcontext(tmp_path))
+    return gpu_check
+
+
+def fake_ratios(topic, impl, repeat):
+    naive = impl != "solutions"
+    return [] if topic == "inf00" else [(f"{topic}::test_x", {"what": "x", "threshold": 6.0, "ratio": 1.0 if naive
+                                                             else 15.0, "candidate_s": 1.0, "card": CARD})] * repeat
+
+
+def test_gpu_check_leaves_what_it_measured_when_a_time_limit_kills_it(tmp_path, monkeypatch, capsys, profiles):
+    """A call killed mid-way (the device's 10-minute window) leaves its JSON as of its last finished process,
+    marked partial; `--merge` pools it with a later call's, which then makes up the rule's ten measurements."""
+    gpu_check = fake_gpu(monkeypatch, tmp_path)
+    processes = []
+
+    def measure(topic, impl, repeat, out):
+        processes.append((topic, impl))
+        if len(processes) == 8:                 # inf12's second naive process: the time limit strikes
+            raise KeyboardInterrupt
+        return fake_ratios(topic, impl, repeat)
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    cut = tmp_path / "cut.json"
+    with pytest.raises(KeyboardInterrupt):
+        gpu_check.main(["--skip-correctness", "--json", str(cut)])
+    left = json.loads(cut.read_text())
+    assert left["partial"] is True and not list(tmp_path.glob("*.tmp"))
+    assert len(left["topics"]["inf11"]["thresholds"]["inf11::test_x"]["solution"]) == 10
+    row = left["topics"]["inf12"]["thresholds"]["inf12::test_x"]
+    assert (len(row["solution"]), len(row["naive"]["one-at-a-time"])) == (7, 4) and not row["ok"]
+    assert "too few measurements" in row["problems"][0]
+    monkeypatch.setattr(gpu_check, "measure", lambda topic, impl, repeat, out: fake_ratios(topic, impl, repeat))
+    rest = tmp_path / "rest.json"
+    assert gpu_check.main(["--skip-correctness", "--topics", "inf12", "--runs", "2", "--measurements", "6",
+                           "--json", str(rest), "--merge", str(cut)]) == 0
+    pooled = json.loads(rest.read_text())
+    row = pooled["topics"]["inf12"]["thresholds"]["inf12::test_x"]
+    assert (len(row["solution"]), len(row["naive"]["one-at-a-time"])) == (13, 10) and row["ok"]
+    assert "partial" not in pooled
+
+
+def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_processes(tmp_path, monkeypatch, capsys,
+                                                                                       profiles):
+    """One pass of `make gpu-check`, with the GPU and the pytest processes faked: every topic's correctness
+    processes run `--jobs` at a time and all before the first speed process; each implementation then gets
+    three processes of 4, 3 and 3 measurements (the flip check's ten); a topic whose first reference process
+    measured nothing (no speed test runs on a GPU) gets no further process."""
+    import threading
+    import time as time_
+
+    gpu_check = fake_gpu(monkeypatch, tmp_path)
     events, running, lock = [], [], threading.Lock()
 
     def check_correctness(topic, out):
@@ -416,9 +471,7 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
 
     def measure(topic, impl, repeat, out):
         events.append(("speed", topic, impl, repeat))
-        naive = impl != "solutions"
-        return [] if topic == "inf00" else [(f"{topic}::test_x", {"what": "x", "threshold": 6.0, "ratio": 1.0 if naive
-                                                                 else 15.0, "candidate_s": 1.0, "card": CARD})] * repeat
+        return fake_ratios(topic, impl, repeat)
 
     monkeypatch.setattr(gpu_check, "check_correctness", check_correctness)
     monkeypatch.setattr(gpu_check, "measure", measure)

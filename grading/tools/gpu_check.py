@@ -16,7 +16,12 @@ Three steps, each a progress line:
    misses it, and no verdict flips. A topic whose first reference process measured nothing (no speed test
    runs on a GPU: inf00, inf03) is not run again;
 3. the table: per threshold, the reference's and the naive versions' ratios, the worst margins, the flips,
-   and where a rule breaks, by how much. It is printed and written as JSON (`--json`).
+   and where a rule breaks, by how much. It is printed and written as JSON (`--json`). Fewer than the rule's
+   ten measurements of an implementation (`--runs 1`, a call cut short) is a problem of its own: such a row
+   informs, it does not calibrate, until `--merge` pools enough.
+
+The JSON is written after every speed process too, marked `"partial": true` until the call ends, so a call
+that a time limit kills (`timeout`, a device's 10-minute window) leaves what it measured; `--merge` pools it.
 
 `--write`: for each threshold that fails on this card but can be set so that the reference clears it by
 20% while every naive measurement misses it, record that threshold in `lab/profiles/<card>.toml`
@@ -50,6 +55,8 @@ from grading.tools.calibrate import LIMITS, MARGIN
 from grading.tools.calibrate import flips as _verdict_flips
 from lab.cli import positive_int
 from lab.paths import REPO_ROOT
+
+RULE_MEASUREMENTS = 10      # the flip check's measurements per implementation (docs/thresholds.md)
 
 
 def _progress(text: str, began: float) -> None:
@@ -98,9 +105,10 @@ def per_process(runs: int, measurements: int) -> list[int]:
     return [measurements // runs + (i < measurements % runs) for i in range(runs)]
 
 
-def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float) -> dict:
+def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, after_process=None) -> dict:
     """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}; {} at once when the
-    first reference process measured nothing (the topic has no speed test that runs on this GPU)."""
+    first reference process measured nothing (the topic has no speed test that runs on this GPU).
+    `after_process(table)` is called with the table so far after every process (the partial JSON)."""
     table: dict[str, dict] = {}
     with ExitStack() as stack:
         impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
@@ -125,6 +133,8 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float) -> 
                         entry["solution"].append(row["ratio"])
                     else:
                         entry["naive"].setdefault(label, []).append(row["ratio"])
+                if after_process is not None:
+                    after_process(table)
     return table
 
 
@@ -134,7 +144,9 @@ def flips(ratios: list[float], threshold: float) -> int:
 
 
 def judge(entry: dict) -> dict:
-    """Margins, flips and the verdict of one threshold; where it breaks, by how much; a workable threshold."""
+    """Margins, flips, measurement counts and the verdict of one threshold; where it breaks, by how much; a
+    workable threshold. `misses` is true where the threshold itself fails here (the reference's margin or a
+    naive pass): only then may `--write` propose another."""
     t, sol = entry["threshold"], entry["solution"]
     naive = [r for ratios in entry["naive"].values() for r in ratios]
     problems = []
@@ -145,29 +157,40 @@ def judge(entry: dict) -> dict:
                         f"the 20% margin over {t:g} (needs >= {MARGIN * t:.2f})")
     if naive and max(naive) >= t:
         problems.append(f"a naive version reached {max(naive):.2f} >= {t:g}")
+    misses = bool(problems) and bool(sol)
+    counts = {"the reference": len(sol), **{name: len(r) for name, r in entry["naive"].items()}}
+    short = [f"{who} {n}" for who, n in counts.items() if 0 < n < RULE_MEASUREMENTS]
+    if short:
+        problems.append(f"too few measurements to calibrate ({', '.join(short)}; the rule asks "
+                        f"{RULE_MEASUREMENTS} each: pool more with --merge)")
     total_flips = flips(sol, t) + sum(flips(r, t) for r in entry["naive"].values())
     if total_flips:
         problems.append(f"{total_flips} verdict(s) flipped")
     workable = math.floor(min(sol) / MARGIN * 100) / 100 if sol else None
     if workable is not None and naive and max(naive) >= workable:
         workable = None                     # no threshold separates the two on this card
-    return {"ok": not problems, "problems": problems, "flips": total_flips,
+    return {"ok": not problems, "problems": problems, "flips": total_flips, "misses": misses,
             "solution_min": min(sol) if sol else None, "naive_max": max(naive) if naive else None,
             "workable_threshold": workable, "reference_median": statistics.median(sol) if sol else None}
 
 
 def reference_figures(report: dict) -> dict[str, float]:
-    """{test key: the reference's median ratio} for every paired speed-up the reference measured on the GPU
-    (a measured figure of lab.figures is not a speed-up and gets no tiers, so no reference figure)."""
+    """{test key: the reference's median ratio} for every paired speed-up the reference measured on the GPU the
+    rule's ten times or more (a measured figure of lab.figures is not a speed-up and gets no tiers, so no
+    reference figure)."""
     return {key: row["reference_median"] for t in report["topics"].values()
             for key, row in t.get("thresholds", {}).items()
-            if row.get("paired") and row.get("reference_median") and row["reference_median"] > 0}
+            if row.get("paired") and row.get("reference_median") and row["reference_median"] > 0
+            and len(row["solution"]) >= RULE_MEASUREMENTS}
 
 
 def write_profile(card: str, proposals: dict[str, float], references: dict[str, float] | None = None) -> Path:
     """Merge workable thresholds and the reference's ratios into this card's profile (lab/thresholds.py)."""
     from lab.thresholds import write_profile as write
     return write(card, thresholds=proposals, references=references, written_by="python -m grading gpu_check --write")
+
+
+THRESHOLD_FIELDS = ("what", "threshold", "paired", "solution", "naive")     # measured; judge() adds the rest
 
 
 def merge_reports(report: dict, previous: list[dict]) -> dict:
@@ -193,7 +216,7 @@ def merge_reports(report: dict, previous: list[dict]) -> dict:
                     pooled["naive"].setdefault(name, []).extend(ratios)
     for entry in report["topics"].values():
         for key, row in entry.get("thresholds", {}).items():
-            keep = {k: row[k] for k in ("what", "threshold", "paired", "solution", "naive")}
+            keep = {k: row[k] for k in THRESHOLD_FIELDS}
             entry["thresholds"][key] = {**keep, **judge(keep)}
     report["merged"] = len(previous)
     report["seconds_pooled"] = report.get("seconds", 0) + sum(
@@ -212,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grading gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--topics", help="comma-separated topics (default: every topic with GPU tests)")
     parser.add_argument("--runs", type=positive_int, default=3, help="processes per implementation (default 3)")
-    parser.add_argument("--measurements", type=positive_int, default=10,
+    parser.add_argument("--measurements", type=positive_int, default=RULE_MEASUREMENTS,
                         help="measurements per implementation, spread over the processes (default 10: 4, 3, 3)")
     parser.add_argument("--repeat", type=positive_int,
                         help="measurements per process instead (--runs 3 --repeat 4: 12)")
@@ -257,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats,
                   "topics": {topic: {} for topic in topics}}
+
+        def save_partial(topic: str, start: float, table: dict) -> None:
+            """The report so far, after a speed process: what a call killed by a time limit leaves."""
+            entry = report["topics"][topic]
+            entry["thresholds"] = {k: {**v, **judge(v)} for k, v in table.items()}
+            entry["speed_seconds"] = round(time.monotonic() - start, 1)
+            _write_json(args.json, {**report, "partial": True, "seconds": round(time.monotonic() - began, 1)})
+
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             if not args.skip_correctness:
                 for topic, result in check_all(topics, Path(tmp), args.jobs, began).items():
@@ -265,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 entry = report["topics"][topic]
                 if not args.skip_speed:
                     start = time.monotonic()
-                    entry["thresholds"] = {k: {**v, **judge(v)} for k, v in
-                                           calibrate_topic(topic, repeats, Path(tmp), began).items()}
+                    table = calibrate_topic(topic, repeats, Path(tmp), began,
+                                            lambda table, topic=topic, start=start: save_partial(topic, start, table))
+                    entry["thresholds"] = {k: {**v, **judge(v)} for k, v in table.items()}
                     entry["speed_seconds"] = round(time.monotonic() - start, 1)
     report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
     if previous:
@@ -279,18 +311,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         proposals = {key: row["workable_threshold"] for t in report["topics"].values()
                      for key, row in t.get("thresholds", {}).items()
-                     if not row["ok"] and row["workable_threshold"] and not row["flips"]}
+                     if row.get("misses") and row["workable_threshold"] and not row["flips"]}
         references = reference_figures(report)
         if proposals or references:
             path = write_profile(report["card"], proposals, references)
             print(f"profile written: {path} ({len(proposals)} threshold(s), {len(references)} reference ratio(s) "
                   "for the bonus tiers)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    _write_json(args.json, report)
     pooled = f"; {report['seconds_pooled']:.0f} s in the pooled calls together (the whole check's time where " \
         "they hold every topic once)" if previous else ""
     print(f"JSON: {args.json}; {report['seconds']:.0f} s in all{pooled}")
     return 0 if ok else 1
+
+
+def _write_json(path: Path, report: dict) -> None:
+    """Write the report whole or not at all (a call killed mid-write leaves the previous one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".tmp")
+    part.write_text(json.dumps(report, indent=2))
+    part.replace(path)
 
 
 def print_table(report: dict) -> bool:
@@ -316,7 +355,8 @@ def print_table(report: dict) -> bool:
             naive = f"{row['naive_max']:.2f}; {sum(len(r) for r in row['naive'].values())}" \
                 if row["naive_max"] is not None else "none"
             verdict = "ok" if row["ok"] else "; ".join(row["problems"]) + (
-                f" (a workable threshold here: {row['workable_threshold']:g})" if row["workable_threshold"] else "")
+                f" (a workable threshold here: {row['workable_threshold']:g})"
+                if row.get("misses") and row["workable_threshold"] else "")
             print(f"| {topic} | {key.split('::', 1)[1]} | {row['threshold']:g} | {sol} | {naive} | {row['flips']} | "
                   f"{verdict} |")
     return ok
