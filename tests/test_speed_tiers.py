@@ -429,11 +429,13 @@ def test_gpu_check_leaves_what_it_measured_when_a_time_limit_kills_it(tmp_path, 
         return fake_ratios(topic, impl, repeat)
 
     monkeypatch.setattr(gpu_check, "measure", measure)
+    monkeypatch.setattr(gpu_check, "check_correctness", lambda topic, out: {"passed": 1, "failed": [], "skipped": 0})
     cut = tmp_path / "cut.json"
     with pytest.raises(KeyboardInterrupt):
-        gpu_check.main(["--skip-correctness", "--json", str(cut)])
+        gpu_check.main(["--json", str(cut)])
     left = json.loads(cut.read_text())
     assert left["partial"] is True and not list(tmp_path.glob("*.tmp"))
+    assert all(left["topics"][t]["correctness"]["passed"] == 1 for t in ("inf00", "inf11", "inf12"))
     assert len(left["topics"]["inf11"]["thresholds"]["inf11::test_x"]["solution"]) == 10
     row = left["topics"]["inf12"]["thresholds"]["inf12::test_x"]
     assert (len(row["solution"]), len(row["naive"]["one-at-a-time"])) == (7, 4) and not row["ok"]

@@ -281,17 +281,20 @@ def main(argv: list[str] | None = None) -> int:
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats,
                   "topics": {topic: {} for topic in topics}}
 
-        def save_partial(topic: str, start: float, table: dict) -> None:
-            """The report so far, after a speed process: what a call killed by a time limit leaves."""
-            entry = report["topics"][topic]
-            entry["thresholds"] = {k: {**v, **judge(v)} for k, v in table.items()}
-            entry["speed_seconds"] = round(time.monotonic() - start, 1)
+        def save_partial(topic: str | None = None, start: float = 0.0, table: dict | None = None) -> None:
+            """The report so far, after the correctness step and after each speed process (of `topic`, whose
+            `table` it is): what a call killed by a time limit leaves."""
+            if topic is not None:
+                entry = report["topics"][topic]
+                entry["thresholds"] = {k: {**v, **judge(v)} for k, v in (table or {}).items()}
+                entry["speed_seconds"] = round(time.monotonic() - start, 1)
             _write_json(args.json, {**report, "partial": True, "seconds": round(time.monotonic() - began, 1)})
 
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             if not args.skip_correctness:
                 for topic, result in check_all(topics, Path(tmp), args.jobs, began).items():
                     report["topics"][topic]["correctness"] = result
+                save_partial()
             for topic in topics:
                 entry = report["topics"][topic]
                 if not args.skip_speed:
