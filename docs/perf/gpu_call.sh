@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One call of the lent GPU machine for issue 10's calibration, from the repository root there (the device
+# tool's `run`, carrying .whl from docs/perf/fetch_wheels.sh). Everything it makes goes into ONE file,
+# $OUT/all.tgz: the device returns at most 8 files a call.
+#
+#   LIMIT=560 TOPICS="inf20 inf21 inf33 inf12" [CORRECTNESS=1] [PYTESTS=1] [WRITE=1] [BENCH=1] \
+#       bash docs/perf/gpu_call.sh
+#
+# LIMIT      seconds this script may take in all (keep ~30 s under run's timeout_s for the tarball);
+# TOPICS     topics for `gpu_check --skip-correctness`, one call each (its JSON: speed-<topic>.json);
+# CORRECTNESS=1  first every topic's GPU correctness tests (`gpu_check --skip-speed`, correctness.json);
+# PYTESTS=1  then the lab's own tests that touch the grader and the clock, on this machine's Python;
+# WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
+# BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
+#            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
+# Each step runs under `timeout -s INT` with the time left, so gpu_check's Ctrl-C path stops its pytest
+# process group and the partial JSON stays; a step with under 30 s left is skipped and listed in steps.txt.
+# Pool the JSONs here with: python -m grading gpu_check --skip-correctness --skip-speed --merge A --merge B ...
+set -u
+began=$(date +%s)
+LIMIT=${LIMIT:-560}
+O=/tmp/gpu-call
+rm -rf "$O" && mkdir -p "$O"
+
+finish() {
+    cp lab/profiles/*.toml "$O/" 2>/dev/null
+    tar czf "${OUT:-/tmp}/all.tgz" -C "$O" .
+}
+trap finish EXIT
+
+left() { echo $(( LIMIT - ($(date +%s) - began) )); }
+
+step() {            # step NAME COMMAND...: run it with the time left, log to NAME.log, note rc and seconds
+    local name=$1; shift
+    local budget; budget=$(left)
+    if [ "$budget" -lt 30 ]; then
+        echo "$name: skipped, ${budget} s left" | tee -a "$O/steps.txt"
+        return
+    fi
+    local t0; t0=$(date +%s)
+    timeout -s INT -k 20 "$budget" "$@" > "$O/$name.log" 2>&1
+    local rc=$?
+    echo "$name: rc $rc in $(( $(date +%s) - t0 )) s (at $(( $(date +%s) - began )) s)" | tee -a "$O/steps.txt"
+    tail -n 25 "$O/$name.log"
+}
+
+if ls .whl/*.whl > /dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl > "$O/pip.log" 2>&1 || { echo "wheel install failed:"; tail "$O/pip.log"; }
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    echo "no .whl/: gguf, bitsandbytes and nbformat are missing here (docs/perf/fetch_wheels.sh, carry .whl)"
+    export PYTHONPATH=$PWD
+fi
+{ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv; \
+  python3 -c "import sys, torch, triton; print(sys.version.split()[0], torch.__version__, triton.__version__)"; \
+  git log --oneline -1 2>/dev/null; } > "$O/machine.txt" 2>&1
+cat "$O/machine.txt"
+
+write=${WRITE:+--write}
+if [ -n "${CORRECTNESS:-}" ]; then
+    step correctness python3 -m grading gpu_check --skip-speed --json "$O/correctness.json"
+fi
+for topic in ${TOPICS:-}; do
+    step "speed-$topic" python3 -m grading gpu_check --topics "$topic" --skip-correctness $write \
+        --json "$O/speed-$topic.json"
+done
+if [ -n "${PYTESTS:-}" ]; then
+    step pytests python3 -m pytest -q -p no:cacheprovider tests/test_guard.py tests/test_speed_tiers.py \
+        tests/test_lab_testing.py tests/test_readout.py tests/test_lab_commands.py
+fi
+if [ -n "${BENCH:-}" ]; then
+    step w8a8-gap python3 docs/perf/w8a8_gap.py
+    step decode-bench python3 -m lab.decode_bench --impl solutions --variants hf-eager,lab-fused --budget-s 300
+    step flash-bench python3 -m lab.flash_bench --impl solutions
+    step paged-bench python3 -m lab.paged_bench --impl solutions --batch 16,32 --context 4096,8192
+    step w8a8-sweep python3 docs/perf/w8a8_sweep.py quick
+fi
+echo "done in $(( $(date +%s) - began )) s"
