@@ -151,10 +151,17 @@ def _run(args, p, root: Path, topics: list[str], impl: str, limits: runner.Limit
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m grading [options]` grades; `python -m grading TOOL ...` runs an instructors' tool. Ctrl-C and
+    SIGTERM stop either with a line and the topics' processes killed (runner.run_cli)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
-        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+        tool = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return runner.run_cli(lambda: tool.main(argv[1:]), f"python -m grading {argv[0]}")
+    return runner.run_cli(lambda: _grade(argv), "python -m grading")
+
+
+def _grade(argv: list[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
     root, topics, impl, table = _resolve(args, p)
@@ -165,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else _env_seed()
     try:
         runs, manifest = _run(args, p, root, topics, impl, limits, out, seed)
-    except KeyboardInterrupt:
-        print("python -m grading: interrupted; no scorecard written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:         # the running topic's process group is killed on the way here
+        terminated = isinstance(stop, runner.Terminated)
+        print(f"python -m grading: {'terminated (SIGTERM)' if terminated else 'interrupted'}; no scorecard written",
+              file=sys.stderr)
+        return 143 if terminated else 130
     hardware = runner.probe_hardware(runs)
     scores = [score.score_topic(run, table.get(run.topic, {}), hardware) for run in runs]
     doc = scorecard.build(scores, impl=impl, root=str(root), hardware=hardware, started_at=started,

@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib.util
 import json
 import os
@@ -289,6 +290,50 @@ def _execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: flo
     return proc.returncode, timed_out, time.monotonic() - start, pump.text()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be (`terminate_as_interrupt`)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"signal {signum} (SIGTERM)")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within it, SIGTERM (`kill`, `timeout`, a CI step's or a device window's limit) stops a grading tool as
+    Ctrl-C does: an exception in the main thread, whose handlers here kill the running topics' process groups.
+    Without it a topic outlived its tool: it runs in a session of its own, which a signal to the tool does not
+    reach, and went on (on a GPU, timing against the next call's processes) until its next write to the closed
+    pipe. Outside the main thread it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def kill_running_topics() -> None:
+    """Kill the process group of every topic still running (after Ctrl-C or SIGTERM in a tool's thread)."""
+    for proc in list(_LIVE):
+        _kill_group(proc)
+
+
+def run_cli(main, prog: str) -> int:
+    """A grading tool's entry point: `main()` with SIGTERM taken as Ctrl-C; either one ends it with a line, not
+    a traceback, after its topics' processes were killed: exit status 130 (Ctrl-C) or 143 (SIGTERM)."""
+    with terminate_as_interrupt():
+        try:
+            return main()
+        except KeyboardInterrupt as stop:
+            kill_running_topics()
+            how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+            print(f"{prog}: {how}; the running topics' processes were stopped", file=sys.stderr)
+            return 143 if isinstance(stop, Terminated) else 130
+
+
 _KINDS = ("collect_error", "collection", "start", "test", "session")
 
 
@@ -459,8 +504,7 @@ def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir
         except BaseException:                   # Ctrl-C reaches this thread only: kill the running topics
             for future in futures:
                 future.cancel()
-            for proc in list(_LIVE):
-                _kill_group(proc)
+            kill_running_topics()
             raise
 
 

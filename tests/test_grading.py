@@ -228,6 +228,55 @@ def test_a_hang_costs_only_its_topic(tmp_path):
     assert running_in(root) == []                               # and nothing of inf98 was left running
 
 
+def test_sigterm_stops_the_grader_and_kills_its_topic(tmp_path):
+    """`kill` or `timeout` (SIGTERM) on `python -m grading` ends it as Ctrl-C does: one line, exit status 143,
+    the running topic's process group killed. Before, the topic (a session of its own) outlived the grader
+    until its next write to the closed pipe: here inf98's silent hour-long wait; on a GPU, a speed test
+    measuring against the next command's processes."""
+    import time
+    root = make_lab(tmp_path)
+    out = root / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "grading", "--root", str(root), "--points",
+                             str(root / "points.toml"), "--out", str(out), "--topics", "inf98",
+                             "--test-timeout", "600", "--topic-timeout", "600", "--no-history"],
+                            cwd=GRADING.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not [c for c in running_in(root) if "pytest" in c] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [c for c in running_in(root) if "pytest" in c], "inf98's pytest process never started"
+    time.sleep(4)                               # past its quick tests, into test_wait_ready_returns' wait
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "python -m grading: terminated (SIGTERM); no scorecard written" in err, err
+    deadline = time.monotonic() + 10
+    while running_in(root) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running_in(root) == [], "the topic's processes outlived the grader"
+
+
+def test_run_cli_ends_a_tool_on_sigterm_or_ctrl_c_with_a_line(capsys):
+    """The instructors' tools (`python -m grading gpu_check`, calibrate) end on SIGTERM or Ctrl-C with one line and
+    exit status 143 or 130, not a traceback, and leave SIGTERM's handler as they found it."""
+    import signal
+    import time
+
+    def killed():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)                               # the handler raises before this ends
+        return 0
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert runner.run_cli(killed, "python -m grading gpu_check") == 143
+    assert runner.run_cli(interrupted, "python -m grading gpu_check") == 130
+    assert runner.run_cli(lambda: 0, "tool") == 0 and signal.getsignal(signal.SIGTERM) is before
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["python -m grading gpu_check: terminated (SIGTERM); the running topics' processes were stopped",
+                   "python -m grading gpu_check: interrupted; the running topics' processes were stopped"]
+
+
 def running_in(root: Path) -> list[str]:
     """Command lines of live processes that mention `root` (Linux /proc; empty elsewhere)."""
     found = []

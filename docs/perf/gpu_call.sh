@@ -13,8 +13,9 @@
 # WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
-# Each step runs under `timeout -s INT` with the time left, so gpu_check's Ctrl-C path stops its pytest
-# process group and the partial JSON stays; a step with under 30 s left is skipped and listed in steps.txt.
+# Each step runs under `timeout` with the time left: its SIGTERM stops gpu_check as Ctrl-C does (the running
+# topic's pytest process group is killed, the partial JSON stays; grading.runner.run_cli, since session 9);
+# a step with under 30 s left is skipped and listed in steps.txt.
 # Pool the JSONs here with: python -m grading gpu_check --skip-correctness --skip-speed --merge A --merge B ...
 set -u
 began=$(date +%s)
@@ -38,7 +39,7 @@ step() {            # step NAME COMMAND...: run it with the time left, log to NA
         return
     fi
     local t0; t0=$(date +%s)
-    timeout -s INT -k 20 "$budget" "$@" > "$O/$name.log" 2>&1
+    timeout -k 20 "$budget" "$@" > "$O/$name.log" 2>&1
     local rc=$?
     echo "$name: rc $rc in $(( $(date +%s) - t0 )) s (at $(( $(date +%s) - began )) s)" | tee -a "$O/steps.txt"
     tail -n 25 "$O/$name.log"

@@ -166,4 +166,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from grading.runner import run_cli
+    sys.exit(run_cli(main, "python -m grading.tools.calibrate"))

@@ -50,7 +50,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from grading.planted import materialized, planted_versions
-from grading.runner import discover_topics, run_topic
+from grading.runner import discover_topics, kill_running_topics, run_topic
 from grading.tools.calibrate import LIMITS, MARGIN
 from grading.tools.calibrate import flips as _verdict_flips
 from lab.cli import positive_int
@@ -97,7 +97,12 @@ def check_all(topics: list[str], out: Path, jobs: int, began: float) -> dict[str
 
     _progress(f"GPU correctness tests (reference) of {len(topics)} topic(s), {jobs} at a time", began)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return dict(zip(topics, pool.map(one, topics)))
+        try:
+            return dict(zip(topics, pool.map(one, topics)))
+        except BaseException:       # Ctrl-C or SIGTERM reaches this thread only: stop the topics' processes, or
+            pool.shutdown(wait=False, cancel_futures=True)      # leaving the pool would wait for each to end
+            kill_running_topics()
+            raise
 
 
 def per_process(runs: int, measurements: int) -> list[int]:
@@ -366,4 +371,5 @@ def print_table(report: dict) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from grading.runner import run_cli
+    sys.exit(run_cli(main, "python -m grading gpu_check"))
