@@ -10,6 +10,7 @@
 # TOPICS     topics for `gpu_check --skip-correctness`, one call each (its JSON: speed-<topic>.json);
 # CORRECTNESS=1  first every topic's GPU correctness tests (`gpu_check --skip-speed`, correctness.json);
 # PYTESTS=1  then the lab's own tests that touch the grader and the clock, on this machine's Python;
+# STARTUP=1  first time the parts of a speed process's start-up (imports, CUDA, pytest's collection): ~30 s;
 # WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
@@ -57,6 +58,24 @@ fi
   python3 -c "import sys, torch, triton; print(sys.version.split()[0], torch.__version__, triton.__version__)"; \
   git log --oneline -1 2>/dev/null; } > "$O/machine.txt" 2>&1
 cat "$O/machine.txt"
+
+if [ -n "${STARTUP:-}" ]; then       # where a speed process's ~5 s of start-up go (a fork server saves only imports)
+    {
+        for what in "import torch" "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()" \
+                    "import torch, transformers, triton, pytest; torch.zeros(1, device='cuda') @ torch.zeros(1, 1, device='cuda')"; do
+            for i in 1 2 3; do
+                TIMEFORMAT="%R s  python -c \"$what\""
+                time python3 -c "$what"
+            done
+        done
+        for i in 1 2 3; do
+            TIMEFORMAT="%R s  pytest --collect-only exercises/inf30 -m 'speed and gpu'"
+            time python3 -m pytest -q -p no:cacheprovider -p no:hypothesispytest --impl solutions \
+                -m "speed and gpu" --collect-only exercises/inf30 > /dev/null
+        done
+    } > "$O/startup.txt" 2>&1
+    cat "$O/startup.txt"
+fi
 
 write=${WRITE:+--write}
 if [ -n "${CORRECTNESS:-}" ]; then
