@@ -532,3 +532,35 @@ def test_gpu_check_stops_running_correctness_topics_on_sigterm(tmp_path, monkeyp
         gpu_check.check_all(["inf00", "inf11", "inf12"], tmp_path, 3, began)
     assert time_.monotonic() - began < 30 and len(started) == 2
     assert all(proc.poll() is not None for proc in started), "a topic's process outlived Ctrl-C"
+
+
+def test_gpu_check_runs_a_naive_version_only_on_the_tests_it_is_the_baseline_of(tmp_path, monkeypatch, profiles):
+    """inf21's two naive versions are each the baseline of one of its two GPU speed tests (`naive_for`): after the
+    reference's first process, each naive process runs only its own test (`-k`), and its ratios count only there."""
+    from types import SimpleNamespace
+    gpu_check = fake_gpu(monkeypatch, tmp_path)
+    monkeypatch.setattr(gpu_check, "gpu_topics", lambda: ["inf21"])
+    monkeypatch.setattr(gpu_check, "planted_versions", lambda topic: [
+        SimpleNamespace(name="expand-copies-kv", naive=True, naive_for=["gqa_attention decode"]),
+        SimpleNamespace(name="kernel-per-query-head", naive=True, naive_for=["Triton GQA decode kernel"])])
+    whats = {"test_gqa8_decode_beats_mha32_on_gpu": "gqa_attention decode, batch 8",
+             "test_gqa8_decode_kernel_beats_mha32_on_gpu[bf16]": "Triton GQA decode kernel, batch 8"}
+    calls = []
+
+    def measure(topic, impl, repeat, out, tests=None):
+        calls.append((impl, tests))
+        ratio = 3.0 if impl == "solutions" else 0.5
+        return [(f"inf21::{name}", {"what": what, "threshold": 2.0, "ratio": ratio, "candidate_s": 1.0, "card": CARD})
+                for name, what in whats.items() if tests is None or name.split("[")[0] in tests] * repeat
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    table = gpu_check.calibrate_topic("inf21", [4, 3, 3], tmp_path, 0.0)
+    assert calls[0] == ("solutions", None) and all(tests is None for impl, tests in calls if impl == "solutions")
+    naive_calls = [tests for impl, tests in calls if impl != "solutions"]
+    assert naive_calls == [["test_gqa8_decode_beats_mha32_on_gpu"], ["test_gqa8_decode_kernel_beats_mha32_on_gpu"]] * 3
+    gqa, kernel = table["inf21::test_gqa8_decode_beats_mha32_on_gpu"], \
+        table["inf21::test_gqa8_decode_kernel_beats_mha32_on_gpu[bf16]"]
+    assert len(gqa["solution"]) == len(kernel["solution"]) == 10
+    assert list(gqa["naive"]) == ["expand-copies-kv"] and list(kernel["naive"]) == ["kernel-per-query-head"]
+    assert len(gqa["naive"]["expand-copies-kv"]) == len(kernel["naive"]["kernel-per-query-head"]) == 10
+    assert gpu_check.baseline_tests([], ["x"]) == []

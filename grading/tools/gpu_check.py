@@ -14,7 +14,9 @@ Three steps, each a progress line:
    time: three processes per implementation and the flip check's ten measurements in one pass. A threshold
    holds on this card when the reference clears it by 20% in every measurement, every naive measurement
    misses it, and no verdict flips. A topic whose first reference process measured nothing (no speed test
-   runs on a GPU: inf00, inf03) is not run again;
+   runs on a GPU: inf00, inf03) is not run again; a naive version that is the baseline of some thresholds
+   only (`naive_for`: inf02, inf21, inf23) runs only the tests that measure those (`-k`, from the reference's
+   first process), not its topic's other GPU speed tests;
 3. the table: per threshold, the reference's and the naive versions' ratios, the worst margins, the flips,
    and where a rule breaks, by how much. It is printed and written as JSON (`--json`). Fewer than the rule's
    ten measurements of an implementation (`--runs 1`, a call cut short) is a problem of its own: such a row
@@ -74,9 +76,11 @@ def check_correctness(topic: str, out: Path) -> dict:
             "skipped": sum(t["outcome"] == "skipped" for t in tests)}
 
 
-def measure(topic: str, impl: str, repeat: int, out: Path) -> list[tuple[str, dict]]:
-    """(test key, comparison) for every comparison one process of the topic's GPU speed tests made."""
-    run = run_topic(REPO_ROOT, topic, impl, LIMITS, out, pytest_args=["-m", "speed and gpu"],
+def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | None = None) -> list[tuple[str, dict]]:
+    """(test key, comparison) for every comparison one process of the topic's GPU speed tests made; only the
+    test functions named in `tests` when given (`-k`)."""
+    select = ["-k", " or ".join(tests)] if tests else []
+    run = run_topic(REPO_ROOT, topic, impl, LIMITS, out, pytest_args=["-m", "speed and gpu", *select],
                     env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False)
     rows = []
     for nodeid, record in run.tests.items():
@@ -119,13 +123,20 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
         impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
             (p.name, str(stack.enter_context(materialized(p))), p.naive_for)
             for p in planted_versions(topic) if p.naive]
+        only: dict[str, list[str]] = {}     # naive version -> the tests it is the baseline of (from the reference's)
         for run, repeat in enumerate(repeats, 1):
             for label, impl, naive_for in impls:
-                _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements)", began)
-                rows = measure(topic, impl, repeat, out)
+                select = {"tests": only[label]} if label in only else {}
+                which = f"; only {', '.join(only[label])}" if label in only else ""
+                _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements{which})",
+                          began)
+                rows = measure(topic, impl, repeat, out, **select)
                 if not rows and run == 1 and label == "solution":
                     _progress(f"{topic}: no speed test measured on this GPU; nothing to calibrate", began)
                     return table
+                if run == 1 and label == "solution":
+                    only = {name: tests for name, _, targets in impls[1:] if targets
+                            for tests in [baseline_tests(rows, targets)] if tests}
                 for key, row in rows:
                     if label != "solution" and naive_for and not any(t in row["what"] for t in naive_for):
                         continue            # this naive version is the baseline of another threshold
@@ -141,6 +152,13 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
                 if after_process is not None:
                     after_process(table)
     return table
+
+
+def baseline_tests(rows: list[tuple[str, dict]], naive_for: list[str]) -> list[str]:
+    """The test functions, among the reference's measured `rows`, whose comparisons a naive version with this
+    `naive_for` is the baseline of: its processes run only those (its ratios on the others are not used)."""
+    return sorted({key.split("::", 1)[1].split("[")[0] for key, row in rows
+                   if any(target in row["what"] for target in naive_for)})
 
 
 def flips(ratios: list[float], threshold: float) -> int:
