@@ -3,5 +3,6 @@
 Grader modules: runner (one pytest process per topic, time limits), plugin (per-test records written
 from inside pytest), hardware (what the run saw), rubric (the points table), score (points and
 statuses), scorecard (the one document every output renders), report (terminal, Markdown),
-export (JSON, Gradescope, JUnit).
+export (JSON, Gradescope, JUnit). forkserver forks the instructors' speed processes from a warm server
+(`gpu_check --preload`); a submission's topics never use it.
 """

@@ -174,7 +174,7 @@ class _LogPump(threading.Thread):
         return joined.decode("utf-8", "replace")
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: Any) -> None:
     """Kill the topic's whole process tree (pytest and anything it started)."""
     try:
         if os.name == "nt":
@@ -251,23 +251,30 @@ class _Channel(threading.Thread):
         return list(self.lines)
 
 
-_LIVE: set[subprocess.Popen] = set()         # topics' processes running now (several with run_topics' jobs)
+_LIVE: set[Any] = set()     # topics' processes running now (Popen or forkserver.Forked; several with run_topics' jobs)
 
 
 def _execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: float,
-             memory_bytes: int | None = None, channel: _Channel | None = None):
-    """Run `cmd`; returns (exit_code, timed_out, seconds, output text)."""
-    group: dict[str, Any]
-    if sys.platform == "win32":
-        group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    else:
-        group = {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
-    if channel is not None and channel.write_fd is not None:
-        group["pass_fds"] = (channel.write_fd,)
+             memory_bytes: int | None = None, channel: _Channel | None = None, fork: bool = False):
+    """Run `cmd`; returns (exit_code, timed_out, seconds, output text). With `fork`, the pytest process is
+    forked from grading.forkserver's warm server instead of started as a fresh interpreter."""
+    proc: Any
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, **group)
+        if fork:
+            from grading import forkserver
+            proc = forkserver.start(cmd, root, env, memory_bytes, channel.write_fd if channel else None,
+                                    RESULTS_ENV)
+        else:
+            group: dict[str, Any]
+            if sys.platform == "win32":
+                group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+            else:
+                group = {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
+            if channel is not None and channel.write_fd is not None:
+                group["pass_fds"] = (channel.write_fd,)
+            proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, **group)
     finally:
         if channel is not None:
             channel.child_started()
@@ -428,12 +435,15 @@ def _fill(run: TopicRun, records: list[dict]) -> None:
 def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
               collect_only: bool = False, seed: int | None = None, *, pytest_args: list[str] | None = None,
               env: dict[str, str] | None = None, hidden: bool = True,
-              sandbox_env: dict[str, str] | None = None) -> TopicRun:
+              sandbox_env: dict[str, str] | None = None, fork: bool = False) -> TopicRun:
     """Run (or only collect) one topic in its own process and read back what it recorded.
 
     The grader runs whole topics; the instructors' tools narrow a run with `pytest_args` (`-k`, `-m`),
     set variables with `env` (e.g. OMP_NUM_THREADS=1, LAB_SPEED_REPEAT) and leave the hidden tests out
-    with `hidden=False`; they read the same records (speed figures: each test record's `speeds`)."""
+    with `hidden=False`; they read the same records (speed figures: each test record's `speeds`). `fork`
+    (their `--preload`; never with `sandbox_env`) forks the process from grading.forkserver's warm server."""
+    if fork and sandbox_env is not None:
+        raise ValueError("a sandboxed topic (a submission) runs in a fresh interpreter, never forked")
     suffix = ".collect" if collect_only else ""
     (out_dir / "records").mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -445,7 +455,7 @@ def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
     environment = _environment(channel.spec, impl, seed, root, sandbox_env, env)
     try:
         code, timed_out, seconds, text = _execute(cmd, root, environment, log_path, limits.topic_s,
-                                                 limits.memory_bytes, channel)
+                                                 limits.memory_bytes, channel, fork)
     finally:
         lines = channel.finish()
     if channel.read_fd is not None:

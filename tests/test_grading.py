@@ -277,6 +277,38 @@ def test_run_cli_ends_a_tool_on_sigterm_or_ctrl_c_with_a_line(capsys):
                    "python -m grading gpu_check: interrupted; the running topics' processes were stopped"]
 
 
+@pytest.mark.skipif(not __import__("grading.forkserver").forkserver.available(), reason="needs POSIX forkserver")
+def test_a_forked_topic_process_records_what_a_fresh_one_does(tmp_path):
+    """grading.forkserver (gpu_check --preload): a topic forked from the warm server gives the tests the same
+    outcomes and records as a fresh interpreter, sees its own environment and working directory, and is cut
+    at the topic limit with its whole process group killed; a submission's sandboxed topic is never forked."""
+    root = make_lab(tmp_path)
+    limits = runner.Limits(test_s=60, topic_s=8)
+    runs = {fork: runner.run_topic(root, "inf98", "exercises", limits, tmp_path / f"out-{fork}", seed=7, fork=fork)
+            for fork in (False, True)}
+    for run in runs.values():
+        assert run.timed_out and not run.tampering, run.log_text[-2000:]
+    outcomes = {fork: {k: (v["outcome"], v.get("message")) for k, v in run.tests.items()} for fork, run in runs.items()}
+    assert outcomes[True] == outcomes[False] and len(outcomes[True]) >= 3
+    assert runs[True].seed == runs[False].seed == 7
+    assert running_in(root) == []                       # the hang was killed with its group
+    (root / "exercises" / "inf97" / "test_probe.py").write_text(
+        "import os, sys\n\n\ndef test_sees_its_own_process_environment_and_folder():\n"
+        "    assert os.environ.get('LAB_SPEED_REPEAT') == '3' and os.environ.get('LAB_IMPL') == 'solutions'\n"
+        f"    assert os.path.samefile(os.getcwd(), {str(root)!r})\n"
+        f"    assert any(p and os.path.samefile(p, {str(root)!r}) for p in sys.path if os.path.isdir(p or '.'))\n"
+        "    assert os.getpgrp() == os.getpid() == os.getsid(0)    # a session and process group of its own\n")
+    done = runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-env", fork=True,
+                            env={"LAB_SPEED_REPEAT": "3"})
+    fresh = runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-env2", env={"LAB_SPEED_REPEAT": "3"})
+    probe = "exercises/inf97/test_probe.py::test_sees_its_own_process_environment_and_folder"
+    assert done.tests[probe]["outcome"] == fresh.tests[probe]["outcome"] == "passed", done.log_text[-2000:]
+    assert done.exit_code == fresh.exit_code and not done.crashed and not done.timed_out
+    assert {k: v["outcome"] for k, v in done.tests.items()} == {k: v["outcome"] for k, v in fresh.tests.items()}
+    with pytest.raises(ValueError, match="never forked"):
+        runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-sandbox", fork=True, sandbox_env={})
+
+
 def running_in(root: Path) -> list[str]:
     """Command lines of live processes that mention `root` (Linux /proc; empty elsewhere)."""
     found = []

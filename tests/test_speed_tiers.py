@@ -564,3 +564,23 @@ def test_gpu_check_runs_a_naive_version_only_on_the_tests_it_is_the_baseline_of(
     assert list(gqa["naive"]) == ["expand-copies-kv"] and list(kernel["naive"]) == ["kernel-per-query-head"]
     assert len(gqa["naive"]["expand-copies-kv"]) == len(kernel["naive"]["kernel-per-query-head"]) == 10
     assert gpu_check.baseline_tests([], ["x"]) == []
+
+
+def test_gpu_check_preload_forks_every_topic_process(tmp_path, monkeypatch, profiles):
+    """`--preload` (grading.forkserver) reaches every pytest process gpu_check starts, correctness and speed, and
+    is recorded in the JSON; without it every process is a fresh interpreter, as before."""
+    from grading import runner
+    gpu_check = fake_gpu(monkeypatch, tmp_path)
+    forks = []
+
+    def run_topic(root, topic, impl, limits, out, **kw):
+        forks.append(kw.get("fork"))
+        return runner.TopicRun(topic, exit_code=0)
+
+    monkeypatch.setattr(gpu_check, "run_topic", run_topic)
+    for flag, want in ((["--preload"], True), ([], False)):
+        forks.clear()
+        out = tmp_path / f"report{want}.json"
+        gpu_check.main([*flag, "--topics", "inf11", "--json", str(out)])
+        assert forks and all(fork is want for fork in forks)
+        assert json.loads(out.read_text())["preload"] is want

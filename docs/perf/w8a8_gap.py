@@ -27,21 +27,12 @@ import torch                                        # noqa: E402
 import torch.nn.functional as F                     # noqa: E402
 from triton.testing import do_bench                 # noqa: E402
 
-from exercises.inf14.test_int8_matmul import W8A8_SHAPE, time_w8a8_against_bf16   # noqa: E402
-from solutions.inf14.int8_matmul import w8a8_matmul_triton                         # noqa: E402
+from exercises.inf14.test_int8_matmul import W8A8_SHAPE, time_w8a8_against_bf16, w8a8_speed_inputs   # noqa: E402
+from solutions.inf14.int8_matmul import w8a8_matmul_triton                                            # noqa: E402
 
 M, K, N = W8A8_SHAPE
 dev = "cuda"
-gen = torch.Generator(device=dev).manual_seed(0)
-wq = torch.randint(-127, 128, (N, K), generator=gen, device=dev, dtype=torch.int8)
-w_scale = torch.rand(N, generator=gen, device=dev) / 100 + 1e-4
-w_bf16 = torch.randn(N, K, generator=gen, device=dev, dtype=torch.bfloat16) / K**0.5
-
-
-def fresh():
-    xq = torch.randint(-127, 128, (M, K), generator=gen, device=dev, dtype=torch.int8)
-    x_scale = torch.rand(M, 1, generator=gen, device=dev) + 0.01
-    return xq, x_scale, torch.randn(M, K, generator=gen, device=dev, dtype=torch.bfloat16)
+wq, w_scale, w_bf16, fresh = w8a8_speed_inputs(M, K, N, dev)        # the speed test's own operands
 
 
 def int8_side(xq, x_scale, x):

@@ -137,10 +137,9 @@ def test_w8a8_triton_kernel_matches_the_pytorch_path(seed):
     kernel_check(check_w8a8_kernel, seed)       # on a CPU: in the Triton interpreter's child process
 
 
-def time_w8a8_against_bf16(m: int, k: int, n: int, device: str, threshold: float, benchmark=None, record=None,
-                           rounds: int = 15):
-    """Time the student's Triton W8A8 GEMM (int8 codes in, bf16 out) against cuBLAS bf16 F.linear on the
-    same shape, fresh activations every call. Returns the lab.timing.Comparison."""
+def w8a8_speed_inputs(m: int, k: int, n: int, device: str):
+    """The speed test's operands: (wq, w_scale, w_bf16, make_inputs), make_inputs() giving fresh (xq, x_scale,
+    x in bf16) each call. docs/perf/w8a8_gap.py times the same ones."""
     gen = torch.Generator(device=device).manual_seed(0)
     wq = torch.randint(-127, 128, (n, k), generator=gen, device=device, dtype=torch.int8)
     w_scale = torch.rand(n, generator=gen, device=device) / 100 + 1e-4
@@ -150,6 +149,15 @@ def time_w8a8_against_bf16(m: int, k: int, n: int, device: str, threshold: float
         xq = torch.randint(-127, 128, (m, k), generator=gen, device=device, dtype=torch.int8)
         x_scale = torch.rand(m, 1, generator=gen, device=device) + 0.01
         return xq, x_scale, torch.randn(m, k, generator=gen, device=device, dtype=torch.bfloat16)
+
+    return wq, w_scale, w_bf16, make_inputs
+
+
+def time_w8a8_against_bf16(m: int, k: int, n: int, device: str, threshold: float, benchmark=None, record=None,
+                           rounds: int = 15):
+    """Time the student's Triton W8A8 GEMM (int8 codes in, bf16 out) against cuBLAS bf16 F.linear on the
+    same shape, fresh activations every call. Returns the lab.timing.Comparison."""
+    wq, w_scale, w_bf16, make_inputs = w8a8_speed_inputs(m, k, n, device)
 
     def check(out, args):
         xq, x_scale, _ = args

@@ -33,6 +33,10 @@ card, the median of its measurements, in the profile's `[reference]` table: the 
 of it) are measured against that figure. Exit status: 0 when every check holds (with --write: once
 the profile makes them hold), 1 otherwise, 2 on bad arguments.
 
+`--preload`: every pytest process is forked from a server that imported torch, pytest and triton once
+(grading.forkserver) instead of started as a fresh interpreter: ~1 s less per process on the lab's CPU, some
+ninety processes in a whole check. Opt-in until a GPU has shown it changes no ratio.
+
 `--merge A.json [--merge B.json]`: where one call cannot hold three processes (a 10-minute window; inf10 and
 inf12 take 8-10 minutes), run `--runs 1` in several calls and merge their JSON: the measurements of the same
 card and torch are pooled per threshold and implementation, then judged (and written) as one calibration.
@@ -51,6 +55,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from grading import forkserver
 from grading.planted import materialized, planted_versions
 from grading.runner import discover_topics, kill_running_topics, run_topic
 from grading.tools.calibrate import LIMITS, MARGIN
@@ -59,6 +64,7 @@ from lab.cli import positive_int
 from lab.paths import REPO_ROOT
 
 RULE_MEASUREMENTS = 10      # the flip check's measurements per implementation (docs/thresholds.md)
+PRELOAD = {"on": False}     # --preload: topic processes forked from grading.forkserver's warm server
 
 
 def _progress(text: str, began: float) -> None:
@@ -67,7 +73,8 @@ def _progress(text: str, began: float) -> None:
 
 def check_correctness(topic: str, out: Path) -> dict:
     """The reference on the topic's GPU tests that are not speed tests (public and hidden)."""
-    run = run_topic(REPO_ROOT, topic, "solutions", LIMITS, out, pytest_args=["-m", "gpu and not speed"])
+    run = run_topic(REPO_ROOT, topic, "solutions", LIMITS, out, pytest_args=["-m", "gpu and not speed"],
+                    fork=PRELOAD["on"])
     tests = list(run.tests.values())
     failed = [f"{t['nodeid']}: {t.get('message')}" for t in tests if t["outcome"] in ("failed", "error")]
     if run.crashed or run.timed_out:
@@ -81,7 +88,7 @@ def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | No
     test functions named in `tests` when given (`-k`)."""
     select = ["-k", " or ".join(tests)] if tests else []
     run = run_topic(REPO_ROOT, topic, impl, LIMITS, out, pytest_args=["-m", "speed and gpu", *select],
-                    env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False)
+                    env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False, fork=PRELOAD["on"])
     rows = []
     for nodeid, record in run.tests.items():
         key = f"{topic}::{nodeid.split('::', 1)[-1]}"
@@ -269,10 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true",
                         help="record this card's profile: thresholds where a default fails, and the reference's "
                              "ratios (the bonus tiers' yardstick)")
+    parser.add_argument("--preload", action="store_true",
+                        help="fork each pytest process from a server that imported torch, pytest and triton once "
+                             "(grading.forkserver: ~1 s less per process on the lab's CPU; not yet the default)")
     parser.add_argument("--json", type=Path, default=Path("grading-out/gpu-check.json"))
     parser.add_argument("--merge", type=Path, action="append", default=[], metavar="JSON",
                         help="pool the measurements of an earlier gpu_check JSON of this card (repeatable)")
     args = parser.parse_args(argv)
+    if args.preload and not forkserver.available():
+        parser.error("--preload needs a POSIX system with multiprocessing's forkserver")
+    PRELOAD["on"] = args.preload
     if args.repeat is None and args.measurements < args.runs:
         parser.error(f"--measurements {args.measurements} cannot give each of --runs {args.runs} processes one")
     repeats = [args.repeat] * args.runs if args.repeat else per_process(args.runs, args.measurements)
@@ -302,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         card = torch.cuda.get_device_name()
         _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats,
-                  "topics": {topic: {} for topic in topics}}
+                  "preload": args.preload, "topics": {topic: {} for topic in topics}}
 
         def save_partial(topic: str | None = None, start: float = 0.0, table: dict | None = None) -> None:
             """The report so far, after the correctness step and after each speed process (of `topic`, whose
