@@ -12,7 +12,10 @@ What a fork does not change: the tests run in a process of their own, one at a t
 warm-up; nothing of the device is shared (the server never touches CUDA, so each child starts its own
 context, as a fresh interpreter does); Triton's and torch.compile's in-memory caches start empty. Only
 third-party modules are preloaded: the lab's, the grader's and the topic's own modules are imported in the
-child, from the child's import path, as before.
+child, from the child's import path, as before. What a preloaded library reads from the environment at its
+import it read once, in the server (numpy's OpenBLAS sizes its thread pool then, and shuts it down around each
+fork): so the server serves one tool's processes, whose environments differ only in the lab's own variables
+(LAB_IMPL, LAB_SPEED_REPEAT, the records channel), which are read when the tests run.
 
 The grader itself never uses it: a submission's topics run in fresh interpreters (and sandboxes,
 grading.isolate), since a student's code must not meet a process that has run anything before it.
