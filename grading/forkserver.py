@@ -149,13 +149,6 @@ def _child(args: list[str], cwd: str, env: dict[str, str], stdout_fd: int, chann
     sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")
     sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")
     import pytest
-    code = 1
-    try:
-        code = int(pytest.console_main())
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+    # SystemExit, not os._exit: multiprocessing's bootstrap then exits with pytest's status after running the
+    # finalizers a normal exit runs (a multiprocessing queue a test made unregisters its semaphore there).
+    raise SystemExit(int(pytest.console_main()))

@@ -305,6 +305,10 @@ def test_a_forked_topic_process_records_what_a_fresh_one_does(tmp_path):
     assert done.tests[probe]["outcome"] == fresh.tests[probe]["outcome"] == "passed", done.log_text[-2000:]
     assert done.exit_code == fresh.exit_code and not done.crashed and not done.timed_out
     assert {k: v["outcome"] for k, v in done.tests.items()} == {k: v["outcome"] for k, v in fresh.tests.items()}
+    for topic in ("inf96", "inf99"):            # a collection error (exit 1) and a segfault (-11, crashed)
+        forked, fresh = (runner.run_topic(root, topic, "exercises", limits, tmp_path / f"out-{topic}-{fork}",
+                                          fork=fork) for fork in (True, False))
+        assert (forked.exit_code, forked.crashed) == (fresh.exit_code, fresh.crashed), topic
     with pytest.raises(ValueError, match="never forked"):
         runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-sandbox", fork=True, sandbox_env={})
 
