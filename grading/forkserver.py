@@ -93,11 +93,14 @@ def start(cmd: list[str], cwd: Path, env: dict[str, str], memory_bytes: int | No
         raise ValueError(f"the fork server runs pytest only, not {cmd[:3]}")
     read_end, write_end = os.pipe()
     try:
+        # Not a daemon: a daemonic process may not start processes of its own, as some tests do.
         process = _server().Process(target=_child, name="pytest", daemon=False, args=(
             cmd[3:], str(cwd), dict(env), _Fd(write_end), _Fd(channel_fd) if channel_fd is not None else None,
             channel_env, memory_bytes))
-        with _START_LOCK:               # multiprocessing re-imports the caller's __main__ in the child (its
-            caller = sys.modules["__main__"]        # "safe importing of main" rule); the topic needs none of it
+        # multiprocessing re-imports the caller's __main__ in the child (its "safe importing of main module"
+        # rule); the topic needs none of it, so the child is shown a bare one while it starts.
+        with _START_LOCK:
+            caller = sys.modules["__main__"]
             sys.modules["__main__"] = types.ModuleType("__main__")
             try:
                 process.start()
