@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
         tool = importlib.import_module(SUBCOMMANDS[argv[0]])
         return runner.run_cli(lambda: tool.main(argv[1:]), f"python -m grading {argv[0]}")
-    return runner.run_cli(lambda: _grade(argv), "python -m grading")
+    return runner.run_cli(lambda: _grade(argv), "python -m grading", lost="no scorecard written")
 
 
 def _grade(argv: list[str]) -> int:
@@ -170,13 +170,7 @@ def _grade(argv: list[str]) -> int:
     limits = runner.Limits(args.test_timeout, args.topic_timeout, int(memory_gib * GIB) or None)
     started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
     seed = args.seed if args.seed is not None else _env_seed()
-    try:
-        runs, manifest = _run(args, p, root, topics, impl, limits, out, seed)
-    except KeyboardInterrupt as stop:         # the running topic's process group is killed on the way here
-        terminated = isinstance(stop, runner.Terminated)
-        print(f"python -m grading: {'terminated (SIGTERM)' if terminated else 'interrupted'}; no scorecard written",
-              file=sys.stderr)
-        return 143 if terminated else 130
+    runs, manifest = _run(args, p, root, topics, impl, limits, out, seed)      # Ctrl-C, SIGTERM: main's run_cli
     hardware = runner.probe_hardware(runs)
     scores = [score.score_topic(run, table.get(run.topic, {}), hardware) for run in runs]
     doc = scorecard.build(scores, impl=impl, root=str(root), hardware=hardware, started_at=started,

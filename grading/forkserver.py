@@ -72,9 +72,6 @@ class Forked:
     def returncode(self) -> int | None:
         return self.process.exitcode
 
-    def poll(self) -> int | None:
-        return self.process.exitcode
-
     def wait(self, timeout: float | None = None) -> int:
         self.process.join(timeout)
         if self.process.exitcode is None:

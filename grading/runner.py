@@ -328,17 +328,34 @@ def kill_running_topics() -> None:
         _kill_group(proc)
 
 
-def run_cli(main, prog: str) -> int:
-    """A grading tool's entry point: `main()` with SIGTERM taken as Ctrl-C; either one ends it with a line, not
-    a traceback, after its topics' processes were killed: exit status 130 (Ctrl-C) or 143 (SIGTERM)."""
+def run_cli(main, prog: str, lost: str = "the running topics' processes were stopped") -> int:
+    """A grading tool's entry point: `main()` with SIGTERM taken as Ctrl-C; either one ends it with one line,
+    "<prog>: interrupted; <lost>", not a traceback, after its topics' processes were killed: exit status 130
+    (Ctrl-C) or 143 (SIGTERM)."""
     with terminate_as_interrupt():
         try:
             return main()
         except KeyboardInterrupt as stop:
             kill_running_topics()
             how = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
-            print(f"{prog}: {how}; the running topics' processes were stopped", file=sys.stderr)
+            print(f"{prog}: {how}; {lost}", file=sys.stderr)
             return 143 if isinstance(stop, Terminated) else 130
+
+
+def in_threads(fn, items: list, jobs: int) -> list:
+    """`fn(item)` for every item, `jobs` at a time in threads; the results in the order of `items`. Ctrl-C and
+    SIGTERM reach the calling thread only: the calls not begun are cancelled and the running topics' process
+    groups killed, so that leaving the pool does not wait for each topic to end by itself."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, jobs)) as pool:      # threads only wait on the topics' processes
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            kill_running_topics()
+            raise
 
 
 _KINDS = ("collect_error", "collection", "start", "test", "session")
@@ -506,16 +523,7 @@ def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir
 
     if jobs <= 1:
         return [one(index, topic) for index, topic in enumerate(topics, 1)]
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(jobs) as pool:      # threads only wait on the topics' processes
-        futures = [pool.submit(one, index, topic) for index, topic in enumerate(topics, 1)]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:                   # Ctrl-C reaches this thread only: kill the running topics
-            for future in futures:
-                future.cancel()
-            kill_running_topics()
-            raise
+    return in_threads(lambda numbered: one(*numbered), list(enumerate(topics, 1)), jobs)
 
 
 class _InPlace:

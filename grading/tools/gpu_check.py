@@ -57,7 +57,7 @@ from pathlib import Path
 
 from grading import forkserver
 from grading.planted import materialized, planted_versions
-from grading.runner import discover_topics, kill_running_topics, run_topic
+from grading.runner import discover_topics, in_threads, run_topic
 from grading.tools.calibrate import LIMITS, MARGIN
 from grading.tools.calibrate import flips as _verdict_flips
 from lab.cli import positive_int
@@ -98,8 +98,6 @@ def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | No
 
 def check_all(topics: list[str], out: Path, jobs: int, began: float) -> dict[str, dict]:
     """check_correctness for every topic, `jobs` at a time (nothing is timed); a progress line per topic."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(topic: str) -> dict:
         result = check_correctness(topic, out)
         _progress(f"{topic}: GPU correctness, {result['passed']} passed, {len(result['failed'])} failed, "
@@ -107,13 +105,7 @@ def check_all(topics: list[str], out: Path, jobs: int, began: float) -> dict[str
         return result
 
     _progress(f"GPU correctness tests (reference) of {len(topics)} topic(s), {jobs} at a time", began)
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        try:
-            return dict(zip(topics, pool.map(one, topics)))
-        except BaseException:       # Ctrl-C or SIGTERM reaches this thread only: stop the topics' processes, or
-            pool.shutdown(wait=False, cancel_futures=True)      # leaving the pool would wait for each to end
-            kill_running_topics()
-            raise
+    return dict(zip(topics, in_threads(one, topics, jobs)))
 
 
 def per_process(runs: int, measurements: int) -> list[int]:
