@@ -422,14 +422,15 @@ def test_gpu_check_leaves_what_it_measured_when_a_time_limit_kills_it(tmp_path, 
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     processes = []
 
-    def measure(topic, impl, repeat, out):
+    def measure(topic, impl, repeat, out, tests=None, fork=False):
         processes.append((topic, impl))
         if len(processes) == 8:                 # inf12's second naive process: the time limit strikes
             raise KeyboardInterrupt
         return fake_ratios(topic, impl, repeat)
 
     monkeypatch.setattr(gpu_check, "measure", measure)
-    monkeypatch.setattr(gpu_check, "check_correctness", lambda topic, out: {"passed": 1, "failed": [], "skipped": 0})
+    monkeypatch.setattr(gpu_check, "check_correctness",
+                        lambda topic, out, fork: {"passed": 1, "failed": [], "skipped": 0})
     cut = tmp_path / "cut.json"
     with pytest.raises(KeyboardInterrupt):
         gpu_check.main(["--json", str(cut)])
@@ -440,7 +441,8 @@ def test_gpu_check_leaves_what_it_measured_when_a_time_limit_kills_it(tmp_path, 
     row = left["topics"]["inf12"]["thresholds"]["inf12::test_x"]
     assert (len(row["solution"]), len(row["naive"]["one-at-a-time"])) == (7, 4) and not row["ok"]
     assert "too few measurements" in row["problems"][0]
-    monkeypatch.setattr(gpu_check, "measure", lambda topic, impl, repeat, out: fake_ratios(topic, impl, repeat))
+    monkeypatch.setattr(gpu_check, "measure",
+                        lambda topic, impl, repeat, out, tests, fork: fake_ratios(topic, impl, repeat))
     rest = tmp_path / "rest.json"
     assert gpu_check.main(["--skip-correctness", "--topics", "inf12", "--runs", "2", "--measurements", "6",
                            "--json", str(rest), "--merge", str(cut)]) == 0
@@ -462,7 +464,7 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     events, running, lock = [], [], threading.Lock()
 
-    def check_correctness(topic, out):
+    def check_correctness(topic, out, fork):
         with lock:
             running.append(topic)
             events.append(("correctness", topic, len(running)))
@@ -471,7 +473,7 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
             running.remove(topic)
         return {"passed": 2, "failed": [], "skipped": 0}
 
-    def measure(topic, impl, repeat, out):
+    def measure(topic, impl, repeat, out, tests, fork):
         events.append(("speed", topic, impl, repeat))
         return fake_ratios(topic, impl, repeat)
 
@@ -512,7 +514,7 @@ def test_gpu_check_stops_running_correctness_topics_on_sigterm(tmp_path, monkeyp
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     started = []
 
-    def check_correctness(topic, out):
+    def check_correctness(topic, out, fork):
         if topic == "inf12":
             time_.sleep(1.0)                    # the others are running by now
             os.kill(os.getpid(), signal.SIGTERM)        # `timeout` or `kill` on gpu_check
@@ -547,7 +549,7 @@ def test_gpu_check_runs_a_naive_version_only_on_the_tests_it_is_the_baseline_of(
              "test_gqa8_decode_kernel_beats_mha32_on_gpu[bf16]": "Triton GQA decode kernel, batch 8"}
     calls = []
 
-    def measure(topic, impl, repeat, out, tests=None):
+    def measure(topic, impl, repeat, out, tests, fork):
         calls.append((impl, tests))
         ratio = 3.0 if impl == "solutions" else 0.5
         return [(f"inf21::{name}", {"what": what, "threshold": 2.0, "ratio": ratio, "candidate_s": 1.0, "card": CARD})

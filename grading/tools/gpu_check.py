@@ -64,17 +64,16 @@ from lab.cli import positive_int
 from lab.paths import REPO_ROOT
 
 RULE_MEASUREMENTS = 10      # the flip check's measurements per implementation (docs/thresholds.md)
-PRELOAD = {"on": False}     # --preload: topic processes forked from grading.forkserver's warm server
 
 
 def _progress(text: str, began: float) -> None:
     print(f"[{time.monotonic() - began:6.0f} s] {text}", flush=True)
 
 
-def check_correctness(topic: str, out: Path) -> dict:
+def check_correctness(topic: str, out: Path, fork: bool = False) -> dict:
     """The reference on the topic's GPU tests that are not speed tests (public and hidden)."""
     run = run_topic(REPO_ROOT, topic, "solutions", LIMITS, out, pytest_args=["-m", "gpu and not speed"],
-                    fork=PRELOAD["on"])
+                    fork=fork)
     tests = list(run.tests.values())
     failed = [f"{t['nodeid']}: {t.get('message')}" for t in tests if t["outcome"] in ("failed", "error")]
     if run.crashed or run.timed_out:
@@ -83,12 +82,13 @@ def check_correctness(topic: str, out: Path) -> dict:
             "skipped": sum(t["outcome"] == "skipped" for t in tests)}
 
 
-def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | None = None) -> list[tuple[str, dict]]:
+def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | None = None,
+            fork: bool = False) -> list[tuple[str, dict]]:
     """(test key, comparison) for every comparison one process of the topic's GPU speed tests made; only the
-    test functions named in `tests` when given (`-k`)."""
+    test functions named in `tests` when given (`-k`); `fork`: the process forked by grading.forkserver."""
     select = ["-k", " or ".join(tests)] if tests else []
     run = run_topic(REPO_ROOT, topic, impl, LIMITS, out, pytest_args=["-m", "speed and gpu", *select],
-                    env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False, fork=PRELOAD["on"])
+                    env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False, fork=fork)
     rows = []
     for nodeid, record in run.tests.items():
         key = f"{topic}::{nodeid.split('::', 1)[-1]}"
@@ -96,10 +96,10 @@ def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | No
     return rows
 
 
-def check_all(topics: list[str], out: Path, jobs: int, began: float) -> dict[str, dict]:
+def check_all(topics: list[str], out: Path, jobs: int, began: float, fork: bool = False) -> dict[str, dict]:
     """check_correctness for every topic, `jobs` at a time (nothing is timed); a progress line per topic."""
     def one(topic: str) -> dict:
-        result = check_correctness(topic, out)
+        result = check_correctness(topic, out, fork)
         _progress(f"{topic}: GPU correctness, {result['passed']} passed, {len(result['failed'])} failed, "
                   f"{result['skipped']} skipped", began)
         return result
@@ -113,7 +113,8 @@ def per_process(runs: int, measurements: int) -> list[int]:
     return [measurements // runs + (i < measurements % runs) for i in range(runs)]
 
 
-def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, after_process=None) -> dict:
+def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, after_process=None,
+                    fork: bool = False) -> dict:
     """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}; {} at once when the
     first reference process measured nothing (the topic has no speed test that runs on this GPU).
     `after_process(table)` is called with the table so far after every process (the partial JSON)."""
@@ -125,11 +126,10 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
         only: dict[str, list[str]] = {}     # naive version -> the tests it is the baseline of (from the reference's)
         for run, repeat in enumerate(repeats, 1):
             for label, impl, naive_for in impls:
-                select = {"tests": only[label]} if label in only else {}
                 which = f"; only {', '.join(only[label])}" if label in only else ""
                 _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements{which})",
                           began)
-                rows = measure(topic, impl, repeat, out, **select)
+                rows = measure(topic, impl, repeat, out, only.get(label), fork)
                 if not rows and run == 1 and label == "solution":
                     _progress(f"{topic}: no speed test measured on this GPU; nothing to calibrate", began)
                     return table
@@ -137,7 +137,7 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
                     only = {name: tests for name, _, targets in impls[1:] if targets
                             for tests in [baseline_tests(rows, targets)] if tests}
                 for key, row in rows:
-                    if label != "solution" and naive_for and not any(t in row["what"] for t in naive_for):
+                    if label != "solution" and naive_for and not baseline_of(row, naive_for):
                         continue            # this naive version is the baseline of another threshold
                     print(f"    {key.split('::', 1)[1]}: {row['ratio']:.2f}x (threshold {row['threshold']:g})",
                           flush=True)
@@ -153,11 +153,15 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
     return table
 
 
+def baseline_of(row: dict, naive_for: list[str]) -> bool:
+    """Whether a naive version with this `naive_for` (parts of a comparison's `what`) is the baseline of `row`."""
+    return any(target in row["what"] for target in naive_for)
+
+
 def baseline_tests(rows: list[tuple[str, dict]], naive_for: list[str]) -> list[str]:
     """The test functions, among the reference's measured `rows`, whose comparisons a naive version with this
     `naive_for` is the baseline of: its processes run only those (its ratios on the others are not used)."""
-    return sorted({key.split("::", 1)[1].split("[")[0] for key, row in rows
-                   if any(target in row["what"] for target in naive_for)})
+    return sorted({key.split("::", 1)[1].split("[")[0] for key, row in rows if baseline_of(row, naive_for)})
 
 
 def flips(ratios: list[float], threshold: float) -> int:
@@ -277,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.preload and not forkserver.available():
         parser.error("--preload needs a POSIX system with multiprocessing's forkserver")
-    PRELOAD["on"] = args.preload
     if args.repeat is None and args.measurements < args.runs:
         parser.error(f"--measurements {args.measurements} cannot give each of --runs {args.runs} processes one")
     repeats = [args.repeat] * args.runs if args.repeat else per_process(args.runs, args.measurements)
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             if not args.skip_correctness:
-                for topic, result in check_all(topics, Path(tmp), args.jobs, began).items():
+                for topic, result in check_all(topics, Path(tmp), args.jobs, began, args.preload).items():
                     report["topics"][topic]["correctness"] = result
                 save_partial()
             for topic in topics:
@@ -328,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.skip_speed:
                     start = time.monotonic()
                     table = calibrate_topic(topic, repeats, Path(tmp), began,
-                                            lambda table, topic=topic, start=start: save_partial(topic, start, table))
+                                            lambda table, topic=topic, start=start: save_partial(topic, start, table),
+                                            args.preload)
                     entry["thresholds"] = {k: {**v, **judge(v)} for k, v in table.items()}
                     entry["speed_seconds"] = round(time.monotonic() - start, 1)
     report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
