@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grading import export, history, isolate, report, rubric, runner, score, scorecard
+from grading import export, history, isolate, processes, report, rubric, runner, score, scorecard
 from grading.guard import scan as audit
 from lab.cli import checked
 
@@ -152,13 +152,13 @@ def _run(args, p, root: Path, topics: list[str], impl: str, limits: runner.Limit
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m grading [options]` grades; `python -m grading TOOL ...` runs an instructors' tool. Ctrl-C and
-    SIGTERM stop either with a line and the topics' processes killed (runner.run_cli)."""
+    SIGTERM stop either with a line and the topics' processes killed (processes.run_cli)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
         tool = importlib.import_module(SUBCOMMANDS[argv[0]])
-        return runner.run_cli(lambda: tool.main(argv[1:]), f"python -m grading {argv[0]}")
-    return runner.run_cli(lambda: _grade(argv), "python -m grading", lost="no scorecard written")
+        return processes.run_cli(lambda: tool.main(argv[1:]), f"python -m grading {argv[0]}")
+    return processes.run_cli(lambda: _grade(argv), "python -m grading", lost="no scorecard written")
 
 
 def _grade(argv: list[str]) -> int:

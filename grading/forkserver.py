@@ -62,7 +62,7 @@ def _importable(name: str) -> bool:
 
 
 class Forked:
-    """A forked topic process, with the parts of subprocess.Popen that grading.runner uses."""
+    """A forked topic process, with the parts of subprocess.Popen that grading.processes uses."""
 
     def __init__(self, process, stdout):
         self.process, self.stdout = process, stdout

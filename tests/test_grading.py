@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grading import export, report, rubric, runner
+from grading import export, processes, report, rubric, runner
 from grading.__main__ import main
 from grading.plugin import describe_exception
 
@@ -269,9 +269,9 @@ def test_run_cli_ends_a_tool_on_sigterm_or_ctrl_c_with_a_line(capsys):
         raise KeyboardInterrupt
 
     before = signal.getsignal(signal.SIGTERM)
-    assert runner.run_cli(killed, "python -m grading gpu_check") == 143
-    assert runner.run_cli(interrupted, "python -m grading gpu_check") == 130
-    assert runner.run_cli(lambda: 0, "tool") == 0 and signal.getsignal(signal.SIGTERM) is before
+    assert processes.run_cli(killed, "python -m grading gpu_check") == 143
+    assert processes.run_cli(interrupted, "python -m grading gpu_check") == 130
+    assert processes.run_cli(lambda: 0, "tool") == 0 and signal.getsignal(signal.SIGTERM) is before
     err = capsys.readouterr().err.splitlines()
     assert err == ["python -m grading gpu_check: terminated (SIGTERM); the running topics' processes were stopped",
                    "python -m grading gpu_check: interrupted; the running topics' processes were stopped"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grading import export, history, isolate, report, rubric, runner
+from grading import export, history, isolate, processes, report, rubric, runner
 from grading import topics
 from grading.tools import calibrate, classroom, doctor, release, stubs
 from grading.tools import topic as topic_tool
@@ -99,10 +99,10 @@ def test_submission_layouts_zip_and_flat(lab, tmp_path):
 def test_the_memory_limit_turns_a_runaway_allocation_into_an_error(tmp_path):
     log = tmp_path / "log"
     grab = [sys.executable, "-c", "bytearray(3 << 30)"]
-    code, timed_out, _, text = runner._execute(grab, tmp_path, dict(os.environ), log, 60, memory_bytes=1 << 30)
+    code, timed_out, _, text = processes.execute(grab, tmp_path, dict(os.environ), log, 60, memory_bytes=1 << 30)
     assert code == 1 and not timed_out and "MemoryError" in text
     torch_ok = [sys.executable, "-c", "import torch; print(torch.ones(3).sum().item())"]
-    code, _, _, text = runner._execute(torch_ok, tmp_path, dict(os.environ), log, 300, memory_bytes=16 << 30)
+    code, _, _, text = processes.execute(torch_ok, tmp_path, dict(os.environ), log, 300, memory_bytes=16 << 30)
     assert code == 0 and "3.0" in text, f"torch must import under the default 16 GiB limit: {text[-1000:]}"
 
 

@@ -504,13 +504,13 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
 
 
 def test_gpu_check_stops_running_correctness_topics_on_sigterm(tmp_path, monkeypatch):
-    """SIGTERM (taken as Ctrl-C: runner.run_cli) or Ctrl-C during the correctness step, whose topics run
+    """SIGTERM (taken as Ctrl-C: processes.run_cli) or Ctrl-C during the correctness step, whose topics run
     `--jobs` at a time in threads: the topics' process groups are killed at once. Leaving the thread pool used
     to wait for each running topic to end by itself, up to the 30-minute test limit."""
     import signal
     import time as time_
 
-    from grading import runner
+    from grading import processes
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     started = []
 
@@ -521,16 +521,16 @@ def test_gpu_check_stops_running_correctness_topics_on_sigterm(tmp_path, monkeyp
             return {"passed": 0, "failed": [], "skipped": 0}
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
         started.append(proc)
-        runner._LIVE.add(proc)                  # as runner._execute registers a topic's process
+        processes._LIVE.add(proc)               # as processes.execute registers a topic's process
         try:
             proc.wait()
         finally:
-            runner._LIVE.discard(proc)
+            processes._LIVE.discard(proc)
         return {"passed": 0, "failed": ["killed"], "skipped": 0}
 
     monkeypatch.setattr(gpu_check, "check_correctness", check_correctness)
     began = time_.monotonic()
-    with pytest.raises(runner.Terminated), runner.terminate_as_interrupt():
+    with pytest.raises(processes.Terminated), processes.terminate_as_interrupt():
         gpu_check.check_all(["inf00", "inf11", "inf12"], tmp_path, 3, began)
     assert time_.monotonic() - began < 30 and len(started) == 2
     assert all(proc.poll() is not None for proc in started), "a topic's process outlived Ctrl-C"

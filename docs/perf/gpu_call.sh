@@ -17,7 +17,7 @@
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
 # Each step runs under `timeout` with the time left: its SIGTERM stops gpu_check as Ctrl-C does (the running
-# topic's pytest process group is killed, the partial JSON stays; grading.runner.run_cli, since session 9);
+# topic's pytest process group is killed, the partial JSON stays; grading.processes.run_cli, since session 9);
 # a step with under 30 s left is skipped and listed in steps.txt.
 # Pool the JSONs here with: python -m grading gpu_check --skip-correctness --skip-speed --merge A --merge B ...
 set -u

@@ -166,5 +166,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from grading.runner import run_cli
+    from grading.processes import run_cli
     sys.exit(run_cli(main, "python -m grading.tools.calibrate"))

@@ -57,7 +57,8 @@ from pathlib import Path
 
 from grading import forkserver
 from grading.planted import materialized, planted_versions
-from grading.runner import discover_topics, in_threads, run_topic
+from grading.processes import in_threads
+from grading.runner import discover_topics, run_topic
 from grading.tools.calibrate import LIMITS, MARGIN
 from grading.tools.calibrate import flips as _verdict_flips
 from lab.cli import positive_int
@@ -398,5 +399,5 @@ def print_table(report: dict) -> bool:
 
 
 if __name__ == "__main__":
-    from grading.runner import run_cli
+    from grading.processes import run_cli
     sys.exit(run_cli(main, "python -m grading gpu_check"))
