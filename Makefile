@@ -31,8 +31,8 @@ stubs: setup          ## (instructors) regenerate exercises/ stubs from the mark
 topic: setup          ## a new topic's skeleton (instructors): make topic NAME=inf20 [TITLE="FlashAttention"]
 	$(PY) -m grading topic $(NAME) $(if $(TITLE),--title "$(TITLE)")
 
-gpu-check: setup      ## (instructors) validate a GPU: GPU correctness, calibration, flips; TOPICS=inf12,inf20 WRITE=1 PRELOAD=1
-	$(PY) -m grading gpu_check $(if $(TOPICS),--topics $(TOPICS)) $(if $(WRITE),--write) $(if $(PRELOAD),--preload)
+gpu-check: setup      ## (instructors) validate a GPU: GPU correctness, calibration, flips; TOPICS=inf12,inf20 WRITE=1 FRESH=1
+	$(PY) -m grading gpu_check $(if $(TOPICS),--topics $(TOPICS)) $(if $(WRITE),--write) $(if $(FRESH),--fresh)
 
 check: setup          ## (instructors) fast freshness checks: stubs, notebooks and classroom config generated from their sources; planted diffs apply
 	$(PY) -m grading stubs --check

@@ -5,5 +5,5 @@ Grader modules: runner (one pytest process per topic: its command, environment a
 from inside pytest), hardware (what the run saw), rubric (the points table), score (points and
 statuses), scorecard (the one document every output renders), report (terminal, Markdown),
 export (JSON, Gradescope, JUnit). forkserver forks the instructors' speed processes from a warm server
-(`gpu_check --preload`); a submission's topics never use it.
+(gpu_check, unless `--fresh`); a submission's topics never use it.
 """

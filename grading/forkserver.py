@@ -1,4 +1,4 @@
-"""Topic processes forked from a warm server: an instructors' tool's option only (`gpu_check --preload`).
+"""Topic processes forked from a warm server: for an instructors' tool only (gpu_check, unless `--fresh`).
 
 A calibration starts some ninety pytest processes (three per implementation and topic), and each spent its
 first second or two importing torch and pytest before its tests began (measured on the lab's 2-core CPU:

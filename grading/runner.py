@@ -289,7 +289,8 @@ def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
     The grader runs whole topics; the instructors' tools narrow a run with `pytest_args` (`-k`, `-m`),
     set variables with `env` (e.g. OMP_NUM_THREADS=1, LAB_SPEED_REPEAT) and leave the hidden tests out
     with `hidden=False`; they read the same records (speed figures: each test record's `speeds`). `fork`
-    (their `--preload`; never with `sandbox_env`) forks the process from grading.forkserver's warm server."""
+    (gpu_check's default, unless `--fresh`; never with `sandbox_env`) forks the process from grading.forkserver's
+    warm server."""
     if fork and sandbox_env is not None:
         raise ValueError("a sandboxed topic (a submission) runs in a fresh interpreter, never forked")
     suffix = ".collect" if collect_only else ""

@@ -569,8 +569,9 @@ def test_gpu_check_runs_a_naive_version_only_on_the_tests_it_is_the_baseline_of(
 
 
 def test_gpu_check_preload_forks_every_topic_process(tmp_path, monkeypatch, profiles):
-    """`--preload` (grading.forkserver) reaches every pytest process gpu_check starts, correctness and speed, and
-    is recorded in the JSON; without it every process is a fresh interpreter, as before."""
+    """Forking from the warm server (grading.forkserver; the default since session 10, `--preload` says so
+    too) reaches every pytest process gpu_check starts, correctness and speed, and is recorded in the JSON;
+    with `--fresh` every process is a fresh interpreter; both flags at once are refused with a line."""
     from grading import runner
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     forks = []
@@ -580,9 +581,12 @@ def test_gpu_check_preload_forks_every_topic_process(tmp_path, monkeypatch, prof
         return runner.TopicRun(topic, exit_code=0)
 
     monkeypatch.setattr(gpu_check, "run_topic", run_topic)
-    for flag, want in ((["--preload"], True), ([], False)):
+    for flag, want in ((["--preload"], True), ([], True), (["--fresh"], False)):
         forks.clear()
-        out = tmp_path / f"report{want}.json"
+        out = tmp_path / f"report{'-'.join(flag)}.json"
         gpu_check.main([*flag, "--topics", "inf11", "--json", str(out)])
-        assert forks and all(fork is want for fork in forks)
+        assert forks and all(fork is want for fork in forks), flag
         assert json.loads(out.read_text())["preload"] is want
+    with pytest.raises(SystemExit) as stop:
+        gpu_check.main(["--preload", "--fresh", "--topics", "inf11"])
+    assert stop.value.code == 2

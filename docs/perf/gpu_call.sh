@@ -11,8 +11,8 @@
 # CORRECTNESS=1  first every topic's GPU correctness tests (`gpu_check --skip-speed`, correctness.json);
 # PYTESTS=1  then the lab's own tests that touch the grader and the clock, on this machine's Python;
 # STARTUP=1  first time the parts of a speed process's start-up (imports, CUDA, pytest's collection): ~30 s;
-# PRELOAD=1  gpu_check --preload (processes forked from a warm server, grading.forkserver);
-# PRELOAD_TOPICS  topics measured again after TOPICS, with --preload (speed-<topic>-preload.json);
+# FRESH=1    gpu_check --fresh (fresh interpreters; the default forks them from a warm server, grading.forkserver);
+# FRESH_TOPICS  topics measured again after TOPICS, with --fresh (speed-<topic>-fresh.json);
 # WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
@@ -83,14 +83,14 @@ write=${WRITE:+--write}
 if [ -n "${CORRECTNESS:-}" ]; then
     step correctness python3 -m grading gpu_check --skip-speed --json "$O/correctness.json"
 fi
-preload=${PRELOAD:+--preload}
+fresh=${FRESH:+--fresh}
 for topic in ${TOPICS:-}; do
-    step "speed-$topic" python3 -m grading gpu_check --topics "$topic" --skip-correctness $write $preload \
+    step "speed-$topic" python3 -m grading gpu_check --topics "$topic" --skip-correctness $write $fresh \
         --json "$O/speed-$topic.json"
 done
-for topic in ${PRELOAD_TOPICS:-}; do     # the same topics again with --preload: its seconds saved, its ratios
-    step "speed-$topic-preload" python3 -m grading gpu_check --topics "$topic" --skip-correctness --preload \
-        --json "$O/speed-$topic-preload.json"
+for topic in ${FRESH_TOPICS:-}; do       # the same topics again in fresh interpreters: the seconds, the ratios
+    step "speed-$topic-fresh" python3 -m grading gpu_check --topics "$topic" --skip-correctness --fresh \
+        --json "$O/speed-$topic-fresh.json"
 done
 if [ -n "${PYTESTS:-}" ]; then
     step pytests python3 -m pytest -q -p no:cacheprovider tests/test_guard.py tests/test_speed_tiers.py \

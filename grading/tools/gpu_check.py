@@ -33,9 +33,11 @@ card, the median of its measurements, in the profile's `[reference]` table: the 
 of it) are measured against that figure. Exit status: 0 when every check holds (with --write: once
 the profile makes them hold), 1 otherwise, 2 on bad arguments.
 
-`--preload`: every pytest process is forked from a server that imported torch, pytest and triton once
-(grading.forkserver) instead of started as a fresh interpreter: ~1 s less per process on the lab's CPU, some
-ninety processes in a whole check. Opt-in until a GPU has shown it changes no ratio.
+Every pytest process is forked from a server that imported torch, pytest and triton once (grading.forkserver)
+instead of started as a fresh interpreter. On an H100 (session 10) that halved the small kernel topics' speed
+step (inf23 45 -> 23 s, inf31 51 -> 21 s, inf21 64 -> 26 s, inf20 61 -> 30 s) and moved no ratio beyond the
+fresh processes' spread. `--fresh` starts fresh interpreters instead (where forkserver is missing: always);
+`--preload`, the default, is kept so that older command lines work.
 
 `--merge A.json [--merge B.json]`: where one call cannot hold three processes (a 10-minute window; inf10 and
 inf12 take 8-10 minutes), run `--runs 1` in several calls and merge their JSON: the measurements of the same
@@ -273,15 +275,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true",
                         help="record this card's profile: thresholds where a default fails, and the reference's "
                              "ratios (the bonus tiers' yardstick)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start each pytest process as a fresh interpreter (default: forked from a server that "
+                             "imported torch, pytest and triton once, grading.forkserver)")
     parser.add_argument("--preload", action="store_true",
-                        help="fork each pytest process from a server that imported torch, pytest and triton once "
-                             "(grading.forkserver: ~1 s less per process on the lab's CPU; not yet the default)")
+                        help="fork each pytest process from the warm server: the default (kept for older command "
+                             "lines)")
     parser.add_argument("--json", type=Path, default=Path("grading-out/gpu-check.json"))
     parser.add_argument("--merge", type=Path, action="append", default=[], metavar="JSON",
                         help="pool the measurements of an earlier gpu_check JSON of this card (repeatable)")
     args = parser.parse_args(argv)
+    if args.preload and args.fresh:
+        parser.error("--preload and --fresh contradict each other: pick one (--preload is the default)")
     if args.preload and not forkserver.available():
-        parser.error("--preload needs a POSIX system with multiprocessing's forkserver")
+        parser.error("--preload needs a POSIX system with multiprocessing's forkserver (--fresh runs without)")
+    preload = not args.fresh and forkserver.available()
     if args.repeat is None and args.measurements < args.runs:
         parser.error(f"--measurements {args.measurements} cannot give each of --runs {args.runs} processes one")
     repeats = [args.repeat] * args.runs if args.repeat else per_process(args.runs, args.measurements)
@@ -311,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         card = torch.cuda.get_device_name()
         _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats,
-                  "preload": args.preload, "topics": {topic: {} for topic in topics}}
+                  "preload": preload, "topics": {topic: {} for topic in topics}}
 
         def save_partial(topic: str | None = None, start: float = 0.0, table: dict | None = None) -> None:
             """The report so far, after the correctness step and after each speed process (of `topic`, whose
@@ -324,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             if not args.skip_correctness:
-                for topic, result in check_all(topics, Path(tmp), args.jobs, began, args.preload).items():
+                for topic, result in check_all(topics, Path(tmp), args.jobs, began, preload).items():
                     report["topics"][topic]["correctness"] = result
                 save_partial()
             for topic in topics:
@@ -333,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                     start = time.monotonic()
                     table = calibrate_topic(topic, repeats, Path(tmp), began,
                                             lambda table, topic=topic, start=start: save_partial(topic, start, table),
-                                            args.preload)
+                                            preload)
                     entry["thresholds"] = {k: {**v, **judge(v)} for k, v in table.items()}
                     entry["speed_seconds"] = round(time.monotonic() - start, 1)
     report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
