@@ -129,6 +129,80 @@ def test_compare_records_the_figure_and_tier_and_labels_the_benchmark(monkeypatc
     assert thresholds.row_tier(row)[1].startswith("tier silver: 80% of the reference's 5.00x")
 
 
+class TwoStreams:
+    """A fake GPU for time_call: a host clock, the current stream's queue and one other stream's queue, and
+    events that, as CUDA's, complete when the current stream reaches them."""
+
+    def __init__(self):
+        self.now = self.main = self.side = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def synchronize(self) -> None:                      # torch.cuda.synchronize: every stream
+        self.now = max(self.now, self.main, self.side)
+
+    def call(self, host_s: float, device_s: float, other_stream: bool):
+        def run():
+            self.now += host_s                           # Python and launch work
+            if other_stream:
+                self.side = max(self.side, self.now) + device_s
+            else:
+                self.main = max(self.main, self.now) + device_s
+            return device_s
+        return run
+
+    def install(self, monkeypatch) -> None:
+        class Event:
+            def __init__(self, enable_timing=True):
+                self.at = None
+
+        def record(event):
+            event.at = max(self.now, self.main)
+
+        def wait(event):
+            self.now = max(self.now, event.at)
+
+        for name, value in (("_perf_counter", self.clock), ("_cuda_synchronize", self.synchronize),
+                            ("_CudaEvent", Event), ("_event_record", record), ("_event_synchronize", wait),
+                            ("_event_elapsed", lambda a, b: (b.at - a.at) * 1e3)):
+            monkeypatch.setattr(timing, name, value)
+
+
+def test_work_left_on_another_cuda_stream_is_timed_to_its_end(monkeypatch):
+    """A candidate that launches its 1 ms of work on another stream and returns: the current stream's events
+    see only its 30 us of host work. time_call times it to the device's idle (the host's clock) and an honest
+    call by its events; so compare finds no speed-up where, without that guard, it found 1.03/0.03 = 34x."""
+    dev = TwoStreams()
+    dev.install(monkeypatch)
+    honest, hidden = dev.call(30e-6, 1e-3, other_stream=False), dev.call(30e-6, 1e-3, other_stream=True)
+    assert timing.time_call(honest, (), "cuda")[0] == pytest.approx(1.03e-3)
+    assert timing.time_call(hidden, (), "cuda")[0] == pytest.approx(1.03e-3)
+    result = timing.compare(hidden, honest, threshold=2.0, what="fake", rounds=5, warmup=1, device_type="cuda")
+    assert result.ratio == pytest.approx(1.0) and not result.passed
+    monkeypatch.setattr(timing, "HIDDEN_WORK_SLACK_S", float("inf"))            # the events alone
+    result = timing.compare(hidden, honest, threshold=2.0, what="fake", rounds=5, warmup=1, device_type="cuda")
+    assert result.ratio == pytest.approx(1.03 / 0.03) and result.passed
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_work_left_on_another_cuda_stream_is_timed_on_a_gpu():
+    """The same on a real GPU: a 4096^3 matmul launched on a side stream costs what it costs on the current one."""
+    import torch
+    x = torch.randn(4096, 4096, device="cuda")
+    side = torch.cuda.Stream()
+
+    def on_side():
+        with torch.cuda.stream(side):
+            return x @ x
+
+    for fn in (on_side, lambda: x @ x):
+        fn()
+    main = sorted(timing.time_call(lambda: x @ x, (), "cuda")[0] for _ in range(9))[4]
+    other = sorted(timing.time_call(on_side, (), "cuda")[0] for _ in range(9))[4]
+    assert other > 0.7 * main, f"a side stream's matmul: {other * 1e3:.3f} ms, the current one's {main * 1e3:.3f}"
+
+
 def test_lab_speed_repeat_measures_a_comparison_and_a_figure_that_many_times(monkeypatch):
     """The flip check's repeats (LAB_SPEED_REPEAT): `compare` and a figure test (inf02's curves) record the
     first measurement as `speed` and the others as `speed_repeat`; a bad value is refused with a message."""
