@@ -20,9 +20,12 @@ impl = Topic("inf20")
 # Measured on an H200 (reference/measured-here.md): SDPA's flash backend is 9.3x naive attention there
 # (0.57 vs 5.26 ms), so >= 5x naive leaves room for a kernel at ~55% of SDPA flash. Measured on an H100,
 # 2026-12-06 (one process, 3 measurements): the reference 19.1x naive and 1.32x SDPA flash; the naive
-# materializing version 0.46x and 0.03x. So the kernel must keep up with SDPA flash (1.0x, curriculum 0.8x).
+# materializing version 0.46x and 0.03x. So the kernel must keep up with SDPA flash (curriculum 0.8x).
+# 1.0x flipped nothing but left too little margin: on an H100 (session 10, two calls, 20 measurements in six
+# processes) the reference measured 1.08-1.31x SDPA flash, varying by process with the autotuner's pick (each
+# of 64x64/4 warps and 128x64/8 warps ran at 1.5x by do_bench); 0.85x leaves its worst 27% over.
 NAIVE_SPEEDUP = 5.0
-SDPA_FLASH_RATIO = 1.0
+SDPA_FLASH_RATIO = 0.85
 SPEED_SHAPE = (1, 32, 4096, 128)                      # batch, num_heads, seq_len, head_dim
 
 # Absolute tolerances on out for |v| < ~4.5: fp16 and bf16 round p and out once each (2^-11 and 2^-8

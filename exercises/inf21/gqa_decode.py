@@ -77,8 +77,8 @@ def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s
     q: [batch, num_heads, 1, head_dim]; k, v: [batch, num_kv_heads, kv_len, head_dim] (a slice of a
     preallocated cache is fine: any strides, but the last dimension contiguous); same dtype; query head h
     uses KV head h // (num_heads // num_kv_heads). Returns [batch, num_heads, 1, head_dim] in q's dtype.
-    block_s: keys per tile (default 64 on a GPU, 16 in the interpreter); num_splits: context splits per
-    (sequence, KV head) (default: enough programs for about 4 per SM, at most one split per tile).
+    block_s: keys per tile (default 32 on a GPU, 16 in the interpreter); num_splits: context splits per
+    (sequence, KV head) (default: enough programs for about 2 per SM, at most one split per tile).
     Launch `gqa_decode_split_kernel` on grid (batch * num_kv_heads, num_splits), then
     `gqa_decode_combine_kernel` on grid (batch * num_kv_heads, group); nothing else touches the data.
     The launches pass partial results through the float32 buffers the split kernel documents, allocated

@@ -131,8 +131,8 @@ def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s
     q: [batch, num_heads, 1, head_dim]; k, v: [batch, num_kv_heads, kv_len, head_dim] (a slice of a
     preallocated cache is fine: any strides, but the last dimension contiguous); same dtype; query head h
     uses KV head h // (num_heads // num_kv_heads). Returns [batch, num_heads, 1, head_dim] in q's dtype.
-    block_s: keys per tile (default 64 on a GPU, 16 in the interpreter); num_splits: context splits per
-    (sequence, KV head) (default: enough programs for about 4 per SM, at most one split per tile).
+    block_s: keys per tile (default 32 on a GPU, 16 in the interpreter); num_splits: context splits per
+    (sequence, KV head) (default: enough programs for about 2 per SM, at most one split per tile).
     Launch `gqa_decode_split_kernel` on grid (batch * num_kv_heads, num_splits), then
     `gqa_decode_combine_kernel` on grid (batch * num_kv_heads, group); nothing else touches the data.
     The launches pass partial results through the float32 buffers the split kernel documents, allocated
@@ -149,12 +149,15 @@ def gqa_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_s
     batch, num_heads, _, head_dim = q.shape
     num_kv_heads, kv_len = k.shape[1], k.shape[2]
     group = num_heads // num_kv_heads
-    block_s = block_s or (64 if q.is_cuda else 16)
+    # 32 keys a tile and ~2 programs per SM: on an H100 (docs/perf/kernel_sweep.py, session 10) 0.359 ms at the
+    # speed test's shape (2.99 TB/s, 3.75x SDPA MHA by do_bench; 3.24-3.28x in the test's timing), where 64 keys
+    # and 4 per SM took 0.388 ms (3.48x; 3.06-3.09x). Warps and stages: Triton's defaults (4, 3) were as good.
+    block_s = block_s or (32 if q.is_cuda else 16)
     block_g = max(16, triton.next_power_of_2(group))          # tl.dot needs 16 rows
     block_d = max(16, triton.next_power_of_2(head_dim))
     num_tiles = triton.cdiv(kv_len, block_s)
     if num_splits is None:
-        programs = 4 * (_num_sms(q.device) if q.is_cuda else 1)
+        programs = 2 * (_num_sms(q.device) if q.is_cuda else 1)
         num_splits = triton.cdiv(programs, batch * num_kv_heads)
     tiles_per_split = triton.cdiv(num_tiles, max(1, min(num_splits, num_tiles)))
     num_splits = triton.cdiv(num_tiles, tiles_per_split)                               # none empty
