@@ -129,11 +129,9 @@ def _inherited_fd(dup) -> int:
 def _child(args: list[str], cwd: str, env: dict[str, str], stdout_fd: int, channel_fd: int | None, channel_env: str,
            memory_bytes: int | None) -> None:
     """In the fork: become what `cd cwd && env ... python -m pytest args` would be, run pytest, exit with its status."""
+    from grading.processes import limiter
     os.setsid()                                     # the topic's own group: the runner kills it whole
-    import resource
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    limiter(memory_bytes)()                         # as a fresh interpreter's preexec_fn: no cores, the memory limit
     os.dup2(stdout_fd, 1)
     os.dup2(stdout_fd, 2)
     os.close(stdout_fd)

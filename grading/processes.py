@@ -75,8 +75,9 @@ def _kill_group(proc: Any) -> None:
         proc.kill()
 
 
-def _limiter(memory_bytes: int | None):
-    """A preexec_fn for the child (POSIX): no core dumps; at most `memory_bytes` of address space."""
+def limiter(memory_bytes: int | None):
+    """A preexec_fn for the child (POSIX): no core dumps; at most `memory_bytes` of address space (a forked
+    child, grading.forkserver, calls it too)."""
     def limit() -> None:
         import resource
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -105,7 +106,7 @@ def execute(cmd: list[str], root: Path, env: dict, log_path: Path, limit_s: floa
             if sys.platform == "win32":
                 group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
             else:
-                group = {"start_new_session": True, "preexec_fn": _limiter(memory_bytes)}
+                group = {"start_new_session": True, "preexec_fn": limiter(memory_bytes)}
             if channel is not None and channel.write_fd is not None:
                 group["pass_fds"] = (channel.write_fd,)
             proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

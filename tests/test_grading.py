@@ -279,7 +279,7 @@ def test_run_cli_ends_a_tool_on_sigterm_or_ctrl_c_with_a_line(capsys):
 
 @pytest.mark.skipif(not __import__("grading.forkserver").forkserver.available(), reason="needs POSIX forkserver")
 def test_a_forked_topic_process_records_what_a_fresh_one_does(tmp_path):
-    """grading.forkserver (gpu_check --preload): a topic forked from the warm server gives the tests the same
+    """grading.forkserver (gpu_check's default): a topic forked from the warm server gives the tests the same
     outcomes and records as a fresh interpreter, sees its own environment and working directory, and is cut
     at the topic limit with its whole process group killed; a submission's sandboxed topic is never forked."""
     root = make_lab(tmp_path)

@@ -203,6 +203,11 @@ def judge(entry: dict) -> dict:
             "workable_threshold": workable, "reference_median": statistics.median(sol) if sol else None}
 
 
+def judged(table: dict[str, dict]) -> dict[str, dict]:
+    """A topic's table of measurements (calibrate_topic's) with each threshold's judge() verdict added."""
+    return {key: {**row, **judge(row)} for key, row in table.items()}
+
+
 def reference_figures(report: dict) -> dict[str, float]:
     """{test key: the reference's median ratio} for every paired speed-up the reference measured on the GPU the
     rule's ten times or more (a measured figure of lab.figures is not a speed-up and gets no tiers, so no
@@ -244,9 +249,9 @@ def merge_reports(report: dict, previous: list[dict]) -> dict:
                 for name, ratios in row["naive"].items():
                     pooled["naive"].setdefault(name, []).extend(ratios)
     for entry in report["topics"].values():
-        for key, row in entry.get("thresholds", {}).items():
-            keep = {k: row[k] for k in THRESHOLD_FIELDS}
-            entry["thresholds"][key] = {**keep, **judge(keep)}
+        if "thresholds" in entry:
+            entry["thresholds"] = judged({key: {k: row[k] for k in THRESHOLD_FIELDS}
+                                          for key, row in entry["thresholds"].items()})
     report["merged"] = len(previous)
     report["seconds_pooled"] = report.get("seconds", 0) + sum(
         old.get("seconds_pooled", old.get("seconds", 0)) for old in previous)
@@ -321,29 +326,29 @@ def main(argv: list[str] | None = None) -> int:
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats,
                   "preload": preload, "topics": {topic: {} for topic in topics}}
 
-        def save_partial(topic: str | None = None, start: float = 0.0, table: dict | None = None) -> None:
-            """The report so far, after the correctness step and after each speed process (of `topic`, whose
-            `table` it is): what a call killed by a time limit leaves."""
-            if topic is not None:
-                entry = report["topics"][topic]
-                entry["thresholds"] = {k: {**v, **judge(v)} for k, v in (table or {}).items()}
-                entry["speed_seconds"] = round(time.monotonic() - start, 1)
+        def save_partial() -> None:
+            """The report so far, after the correctness step and after each speed process: what a call killed by
+            a time limit leaves."""
             _write_json(args.json, {**report, "partial": True, "seconds": round(time.monotonic() - began, 1)})
+
+        def record_speed(topic: str, start: float, table: dict) -> None:
+            entry = report["topics"][topic]
+            entry["thresholds"] = judged(table)
+            entry["speed_seconds"] = round(time.monotonic() - start, 1)
 
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             if not args.skip_correctness:
                 for topic, result in check_all(topics, Path(tmp), args.jobs, began, preload).items():
                     report["topics"][topic]["correctness"] = result
                 save_partial()
-            for topic in topics:
-                entry = report["topics"][topic]
-                if not args.skip_speed:
-                    start = time.monotonic()
-                    table = calibrate_topic(topic, repeats, Path(tmp), began,
-                                            lambda table, topic=topic, start=start: save_partial(topic, start, table),
-                                            preload)
-                    entry["thresholds"] = {k: {**v, **judge(v)} for k, v in table.items()}
-                    entry["speed_seconds"] = round(time.monotonic() - start, 1)
+            for topic in topics if not args.skip_speed else []:
+                start = time.monotonic()
+
+                def after_process(table: dict, topic: str = topic, start: float = start) -> None:
+                    record_speed(topic, start, table)
+                    save_partial()
+
+                record_speed(topic, start, calibrate_topic(topic, repeats, Path(tmp), began, after_process, preload))
     report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
     if previous:
         try:
