@@ -18,8 +18,11 @@ impl = Topic("inf21")
 # Speed (GPU; docs/thresholds.md, inf21): the kernel at test_gqa's decode shape (Llama-3-8B heads, batch 8,
 # 32k context, bf16) against SDPA MHA with 32 KV heads. It reads the 1.07 GB of GQA-8 K/V once: the ideal is
 # 4x SDPA MHA (which streams 4.3 GB at ~4.2 TB/s on an H200). SDPA's own GQA reached 2.75x at 8k (measured
-# here); the curriculum's 2.5x is the starting threshold, to calibrate (the reference must clear it by 20%).
-KERNEL_DECODE_SPEEDUP = 2.5
+# here); the curriculum's 2.5x was the starting threshold. Calibrated on an H100 (session 11, 20 measurements
+# in six processes, two calls): the reference 2.75-3.35x (2.75-2.94 in the first call after the machine's
+# start, 3.26-3.35 in the next), the naive kernel-per-query-head 1.71-1.94x. 2.5x left the reference's
+# worst 10% over; 2.25x leaves it 22% over and the naive 14% under.
+KERNEL_DECODE_SPEEDUP = 2.25
 
 
 def check_gqa_decode_kernel(seed: int) -> None:
