@@ -94,6 +94,8 @@ class Comparison:
     key: str | None = None                    # "infNN::test[params]", the test that measured it
     card: str | None = None                   # the GPU's name; None on a CPU
     reference_ratio: float | None = None      # the reference's calibrated ratio on this card, if recorded
+    warmup_s: float = 0.0                     # host seconds of compare's warm-up calls (the first measurement's)
+    measuring_s: float = 0.0                  # host seconds of this measurement's paired rounds, a retry's included
 
     @property
     def ratio(self) -> float:
@@ -188,11 +190,14 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
     threshold = thresholds.effective(threshold, device_type)    # a card's recorded profile, if it has one
     reference, card = thresholds.reference_ratio(device_type)   # the bonus tiers' yardstick, if recorded
     key = thresholds.current_test_key()
+    began = _perf_counter()
     for _ in range(warmup):
         for fn in (baseline, candidate):
             time_call(fn, make_inputs(), device_type)
+    warmup_s = _perf_counter() - began      # where a speed process's seconds go (grading.tools.gpu_check prints it)
     results = []
     for repeat in range(speed_repeats()):
+        began = _perf_counter()
         cand, base = _paired_rounds(candidate, baseline, make_inputs, check, rounds, device_type,
                                     benchmark if repeat == 0 else None)
         result = Comparison(what, cand, base, threshold, rounds, key=key, card=card, reference_ratio=reference)
@@ -200,6 +205,8 @@ def compare(candidate: Callable, baseline: Callable, *, threshold: float, what: 
             cand, base = _paired_rounds(candidate, baseline, make_inputs, check, 2 * rounds, device_type, None)
             result = Comparison(what, cand, base, threshold, 2 * rounds, retried=True, first_ratio=result.ratio,
                                 key=key, card=card, reference_ratio=reference)
+        result.warmup_s = round(warmup_s if repeat == 0 else 0.0, 3)
+        result.measuring_s = round(_perf_counter() - began, 3)
         results.append(result)
     result = results[0]
     if benchmark is not None:

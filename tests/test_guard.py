@@ -142,6 +142,9 @@ def test_compare_reports_both_figures_and_checks_unpredictable_rounds(monkeypatc
     assert result.retried and result.first_ratio == pytest.approx(2.0) and result.rounds == 18
     assert "measured twice, the first time 2.00x" in result.message()
     assert len(checked) == 4 + 4, "first, last and two random rounds of each measurement are re-checked"
+    # where the seconds went (grading.tools.gpu_check prints it): one warm-up pair, then 9 + 18 paired rounds
+    assert (result.warmup_s, result.measuring_s) == (3.0, 81.0)
+    assert result.as_dict()["warmup_s"] == 3.0
 
 
 def test_audit_flags_code_written_to_fool_the_grader():

@@ -493,7 +493,7 @@ def test_gpu_check_leaves_what_it_measured_when_a_time_limit_kills_it(tmp_path, 
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     processes = []
 
-    def measure(topic, impl, repeat, out, tests=None, fork=False):
+    def measure(topic, impl, repeat, out, tests=None, fork=False, seconds=None):
         processes.append((topic, impl))
         if len(processes) == 8:                 # inf12's second naive process: the time limit strikes
             raise KeyboardInterrupt
@@ -513,7 +513,7 @@ def test_gpu_check_leaves_what_it_measured_when_a_time_limit_kills_it(tmp_path, 
     assert (len(row["solution"]), len(row["naive"]["one-at-a-time"])) == (7, 4) and not row["ok"]
     assert "too few measurements" in row["problems"][0]
     monkeypatch.setattr(gpu_check, "measure",
-                        lambda topic, impl, repeat, out, tests, fork: fake_ratios(topic, impl, repeat))
+                        lambda topic, impl, repeat, out, tests, fork, seconds: fake_ratios(topic, impl, repeat))
     rest = tmp_path / "rest.json"
     assert gpu_check.main(["--skip-correctness", "--topics", "inf12", "--runs", "2", "--measurements", "6",
                            "--json", str(rest), "--merge", str(cut)]) == 0
@@ -544,7 +544,7 @@ def test_gpu_check_runs_correctness_at_once_then_ten_measurements_in_three_proce
             running.remove(topic)
         return {"passed": 2, "failed": [], "skipped": 0}
 
-    def measure(topic, impl, repeat, out, tests, fork):
+    def measure(topic, impl, repeat, out, tests, fork, seconds):
         events.append(("speed", topic, impl, repeat))
         return fake_ratios(topic, impl, repeat)
 
@@ -620,7 +620,7 @@ def test_gpu_check_runs_a_naive_version_only_on_the_tests_it_is_the_baseline_of(
              "test_gqa8_decode_kernel_beats_mha32_on_gpu[bf16]": "Triton GQA decode kernel, batch 8"}
     calls = []
 
-    def measure(topic, impl, repeat, out, tests, fork):
+    def measure(topic, impl, repeat, out, tests, fork, seconds=None):
         calls.append((impl, tests))
         ratio = 3.0 if impl == "solutions" else 0.5
         return [(f"inf21::{name}", {"what": what, "threshold": 2.0, "ratio": ratio, "candidate_s": 1.0, "card": CARD})
@@ -637,6 +637,31 @@ def test_gpu_check_runs_a_naive_version_only_on_the_tests_it_is_the_baseline_of(
     assert list(gqa["naive"]) == ["expand-copies-kv"] and list(kernel["naive"]) == ["kernel-per-query-head"]
     assert len(gqa["naive"]["expand-copies-kv"]) == len(kernel["naive"]["kernel-per-query-head"]) == 10
     assert gpu_check.baseline_tests([], ["x"]) == []
+
+
+def test_gpu_check_says_where_each_speed_process_spent_its_seconds(tmp_path, monkeypatch, capsys, profiles):
+    """Issue 10's 20 minutes: after each speed process a line splits its seconds (pytest's tests; of those,
+    lab.timing.compare's warm-up and measuring rounds; the process's start, collection and exit), and the JSON
+    keeps the split per process under the topic's "processes"."""
+    from grading import runner
+    gpu_check = fake_gpu(monkeypatch, tmp_path)
+    speeds = [{"what": "x", "threshold": 1.5, "ratio": 1.9, "candidate_s": 1.0, "card": CARD, "warmup_s": 1.25,
+               "measuring_s": 3.0}, {"what": "x", "threshold": 1.5, "ratio": 1.9, "candidate_s": 1.0, "card": CARD,
+                                     "warmup_s": 0.0, "measuring_s": 2.0}]
+
+    def run_topic(root, topic, impl, limits, out, **kw):
+        return runner.TopicRun(topic, exit_code=0, duration_s=9.04, tests={
+            "exercises/inf11/test_cast.py::test_x": {"duration_s": 7.5, "speeds": speeds},
+            "exercises/inf11/test_cast.py::test_y": {"duration_s": None, "speeds": []}})
+
+    monkeypatch.setattr(gpu_check, "run_topic", run_topic)
+    out = tmp_path / "report.json"
+    gpu_check.main(["--skip-correctness", "--topics", "inf11", "--runs", "1", "--measurements", "2",
+                    "--json", str(out)])
+    split = {"process_s": 9.0, "tests_s": 7.5, "warmup_s": 1.2, "measuring_s": 5.0}
+    assert json.loads(out.read_text())["topics"]["inf11"]["processes"] == [{"impl": "solution", "process": 1, **split}]
+    assert "9.0 s: tests 7.5 (warm-up 1.2, measuring 5.0, the rest 1.3), start, collection and exit 1.5" \
+        in capsys.readouterr().out
 
 
 def test_gpu_check_preload_forks_every_topic_process(tmp_path, monkeypatch, profiles):

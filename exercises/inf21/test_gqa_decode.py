@@ -21,8 +21,9 @@ impl = Topic("inf21")
 # here); the curriculum's 2.5x was the starting threshold. Calibrated on an H100 (session 11, 20 measurements
 # in six processes, two calls): the reference 2.75-3.35x (2.75-2.94 in the first call after the machine's
 # start, 3.26-3.35 in the next), the naive kernel-per-query-head 1.71-1.94x. 2.5x left the reference's
-# worst 10% over; 2.25x leaves it 22% over and the naive 14% under.
-KERNEL_DECODE_SPEEDUP = 2.25
+# worst 10% over. Session 12 (another H100, the first call after its start) read 2.68-3.19x, naive 1.79-1.88x:
+# 2.25x left 2.68 19% over, so over the 30 measurements 2.2x leaves the reference 22% over, the naive 12% under.
+KERNEL_DECODE_SPEEDUP = 2.2
 
 
 def check_gqa_decode_kernel(seed: int) -> None:

@@ -86,9 +86,10 @@ def check_correctness(topic: str, out: Path, fork: bool = False) -> dict:
 
 
 def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | None = None,
-            fork: bool = False) -> list[tuple[str, dict]]:
+            fork: bool = False, seconds: dict | None = None) -> list[tuple[str, dict]]:
     """(test key, comparison) for every comparison one process of the topic's GPU speed tests made; only the
-    test functions named in `tests` when given (`-k`); `fork`: the process forked by grading.forkserver."""
+    test functions named in `tests` when given (`-k`); `fork`: the process forked by grading.forkserver.
+    `seconds`, when given, is filled with where the process's time went (split_seconds)."""
     select = ["-k", " or ".join(tests)] if tests else []
     run = run_topic(REPO_ROOT, topic, impl, LIMITS, out, pytest_args=["-m", "speed and gpu", *select],
                     env={"LAB_SPEED_REPEAT": str(repeat)}, hidden=False, fork=fork)
@@ -96,7 +97,30 @@ def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | No
     for nodeid, record in run.tests.items():
         key = f"{topic}::{nodeid.split('::', 1)[-1]}"
         rows += [(key, s) for s in record.get("speeds", []) if isinstance(s, dict) and "ratio" in s]
+    if seconds is not None:
+        seconds.update(split_seconds(run.duration_s, [t.get("duration_s") for t in run.tests.values()],
+                                     [s for _, s in rows]))
     return rows
+
+
+def split_seconds(process_s: float, test_s: list, speeds: list[dict]) -> dict:
+    """Where one speed process's seconds went: the whole process (start, collection and exit included), its
+    tests (pytest's setup, call and teardown), and of those lab.timing.compare's warm-up calls and measuring
+    rounds; a test's time outside both builds its model and inputs (figure tests such as inf02's have
+    neither). What the whole check's 20 minutes are spent on (issue 10)."""
+    def total(values) -> float:
+        return round(sum(v for v in values if isinstance(v, (int, float))), 1)
+
+    return {"process_s": round(process_s, 1), "tests_s": total(test_s),
+            "warmup_s": total(s.get("warmup_s") for s in speeds),
+            "measuring_s": total(s.get("measuring_s") for s in speeds)}
+
+
+def seconds_line(split: dict) -> str:
+    outside = split["process_s"] - split["tests_s"]
+    rest = split["tests_s"] - split["warmup_s"] - split["measuring_s"]
+    return (f"    {split['process_s']:.1f} s: tests {split['tests_s']:.1f} (warm-up {split['warmup_s']:.1f}, "
+            f"measuring {split['measuring_s']:.1f}, the rest {rest:.1f}), start, collection and exit {outside:.1f}")
 
 
 def check_all(topics: list[str], out: Path, jobs: int, began: float, fork: bool = False) -> dict[str, dict]:
@@ -117,10 +141,11 @@ def per_process(runs: int, measurements: int) -> list[int]:
 
 
 def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, after_process=None,
-                    fork: bool = False) -> dict:
+                    fork: bool = False, processes: list | None = None) -> dict:
     """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}; {} at once when the
     first reference process measured nothing (the topic has no speed test that runs on this GPU).
-    `after_process(table)` is called with the table so far after every process (the partial JSON)."""
+    `after_process(table)` is called with the table so far after every process (the partial JSON); each
+    process's split_seconds goes to `processes`, when given, with its implementation and number."""
     table: dict[str, dict] = {}
     with ExitStack() as stack:
         impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
@@ -132,7 +157,12 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
                 which = f"; only {', '.join(only[label])}" if label in only else ""
                 _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements{which})",
                           began)
-                rows = measure(topic, impl, repeat, out, only.get(label), fork)
+                seconds: dict = {}
+                rows = measure(topic, impl, repeat, out, only.get(label), fork, seconds)
+                if seconds:
+                    print(seconds_line(seconds), flush=True)
+                    if processes is not None:
+                        processes.append({"impl": label, "process": run, **seconds})
                 if not rows and run == 1 and label == "solution":
                     _progress(f"{topic}: no speed test measured on this GPU; nothing to calibrate", began)
                     return table
@@ -348,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                     record_speed(topic, start, table)
                     save_partial()
 
-                record_speed(topic, start, calibrate_topic(topic, repeats, Path(tmp), began, after_process, preload))
+                processes = report["topics"][topic].setdefault("processes", [])     # where its seconds went
+                record_speed(topic, start, calibrate_topic(topic, repeats, Path(tmp), began, after_process, preload,
+                                                           processes))
     report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
     if previous:
         try:
