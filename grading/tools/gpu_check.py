@@ -67,6 +67,8 @@ from lab.cli import positive_int
 from lab.paths import REPO_ROOT
 
 RULE_MEASUREMENTS = 10      # the flip check's measurements per implementation (docs/thresholds.md)
+NAIVE_MEASUREMENTS = 3      # a naive version far below its threshold: one measurement in each of the 3 processes
+NAIVE_NEAR = 0.8            # ... "far below": every reading under 80% of the threshold; nearer, the rule's ten
 
 
 def _progress(text: str, began: float) -> None:
@@ -140,20 +142,45 @@ def per_process(runs: int, measurements: int) -> list[int]:
     return [measurements // runs + (i < measurements % runs) for i in range(runs)]
 
 
+def naive_plan(repeats: list[int], naive_measurements: int) -> list[int]:
+    """A naive version's measurements per process: `naive_measurements` spread over the reference's processes
+    (at least one each, at most the reference's own): (4, 3, 3) and 3 -> [1, 1, 1]."""
+    return [min(r, n) for r, n in zip(repeats, per_process(len(repeats), max(naive_measurements, len(repeats))))]
+
+
+def near_threshold(ratios: list[float], threshold: float) -> bool:
+    """Whether a naive version's readings come within 20% under the threshold (or it is not positive): such a
+    version is measured the rule's ten times, like the reference, to show that it never flips to a pass."""
+    return threshold <= 0 or any(r >= NAIVE_NEAR * threshold for r in ratios)
+
+
+def escalated(plan: list[int], done: int, target: int) -> list[int]:
+    """`plan` with its processes after the first `done` taking what makes its total up to `target`."""
+    left, runs = target - sum(plan[:done]), len(plan) - done
+    return plan[:done] + [max(1, n) for n in per_process(runs, max(left, runs))] if runs else plan
+
+
 def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, after_process=None,
-                    fork: bool = False, processes: list | None = None) -> dict:
+                    fork: bool = False, processes: list | None = None,
+                    naive_repeats: list[int] | None = None) -> dict:
     """{test key: {"what", "threshold", "solution": [ratios], "naive": {name: [ratios]}}}; {} at once when the
     first reference process measured nothing (the topic has no speed test that runs on this GPU).
     `after_process(table)` is called with the table so far after every process (the partial JSON); each
-    process's split_seconds goes to `processes`, when given, with its implementation and number."""
+    process's split_seconds goes to `processes`, when given, with its implementation and number.
+    Each naive version takes `naive_repeats` measurements per process (default: the reference's `repeats`);
+    one whose readings come near a threshold (near_threshold) takes, in its remaining processes, what makes
+    its total the reference's."""
     table: dict[str, dict] = {}
     with ExitStack() as stack:
         impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
             (p.name, str(stack.enter_context(materialized(p))), p.naive_for)
             for p in planted_versions(topic) if p.naive]
         only: dict[str, list[str]] = {}     # naive version -> the tests it is the baseline of (from the reference's)
-        for run, repeat in enumerate(repeats, 1):
+        plans = {label: list(repeats) if label == "solution" else list(naive_repeats or repeats)
+                 for label, _, _ in impls}
+        for run in range(1, len(repeats) + 1):
             for label, impl, naive_for in impls:
+                repeat = plans[label][run - 1]
                 which = f"; only {', '.join(only[label])}" if label in only else ""
                 _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements{which})",
                           began)
@@ -181,6 +208,12 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
                         entry["solution"].append(row["ratio"])
                     else:
                         entry["naive"].setdefault(label, []).append(row["ratio"])
+                if label != "solution" and sum(plans[label]) < sum(repeats) and any(
+                        near_threshold(row["naive"].get(label, []), row["threshold"]) for row in table.values()):
+                    plans[label] = escalated(plans[label], run, sum(repeats))
+                    if run < len(repeats):
+                        _progress(f"{topic}: {label} came within {1 - NAIVE_NEAR:.0%} of a threshold: "
+                                  f"{'+'.join(map(str, plans[label]))} measurements (the rule's)", began)
                 if after_process is not None:
                     after_process(table)
     return table
@@ -218,10 +251,13 @@ def judge(entry: dict) -> dict:
         problems.append(f"a naive version reached {max(naive):.2f} >= {t:g}")
     misses = bool(problems) and bool(sol)
     counts = {"the reference": len(sol), **{name: len(r) for name, r in entry["naive"].items()}}
-    short = [f"{who} {n}" for who, n in counts.items() if 0 < n < RULE_MEASUREMENTS]
+    enough = {"the reference": RULE_MEASUREMENTS, **{     # a naive version far below its threshold: three suffice
+        name: RULE_MEASUREMENTS if near_threshold(r, t) else NAIVE_MEASUREMENTS for name, r in entry["naive"].items()}}
+    short = [f"{who} {n}" for who, n in counts.items() if 0 < n < enough[who]]
     if short:
         problems.append(f"too few measurements to calibrate ({', '.join(short)}; the rule asks "
-                        f"{RULE_MEASUREMENTS} each: pool more with --merge)")
+                        f"{RULE_MEASUREMENTS} each, {NAIVE_MEASUREMENTS} of a naive version whose every reading is "
+                        f"under {NAIVE_NEAR:.0%} of the threshold: pool more with --merge)")
     total_flips = flips(sol, t) + sum(flips(r, t) for r in entry["naive"].values())
     if total_flips:
         problems.append(f"{total_flips} verdict(s) flipped")
@@ -303,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measurements per implementation, spread over the processes (default 10: 4, 3, 3)")
     parser.add_argument("--repeat", type=positive_int,
                         help="measurements per process instead (--runs 3 --repeat 4: 12)")
+    parser.add_argument("--naive-measurements", type=positive_int, default=NAIVE_MEASUREMENTS,
+                        help=f"measurements of each naive version, one or more in each process (default "
+                             f"{NAIVE_MEASUREMENTS}); one that comes within {1 - NAIVE_NEAR:.0%} under a threshold "
+                             "takes the reference's count")
     parser.add_argument("--jobs", type=positive_int, default=4,
                         help="topics whose GPU correctness tests run at once (default 4; speed runs alone)")
     parser.add_argument("--skip-correctness", action="store_true")
@@ -328,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is None and args.measurements < args.runs:
         parser.error(f"--measurements {args.measurements} cannot give each of --runs {args.runs} processes one")
     repeats = [args.repeat] * args.runs if args.repeat else per_process(args.runs, args.measurements)
+    naive_repeats = naive_plan(repeats, args.naive_measurements)
     previous = []
     for path in args.merge:
         try:
@@ -354,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         card = torch.cuda.get_device_name()
         _progress(f"{card}, torch {torch.__version__}: {len(topics)} topic(s)", began)
         report = {"card": card, "torch": torch.__version__, "runs": args.runs, "repeat": repeats,
-                  "preload": preload, "topics": {topic: {} for topic in topics}}
+                  "naive_repeat": naive_repeats, "preload": preload, "topics": {topic: {} for topic in topics}}
 
         def save_partial() -> None:
             """The report so far, after the correctness step and after each speed process: what a call killed by
@@ -380,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 processes = report["topics"][topic].setdefault("processes", [])     # where its seconds went
                 record_speed(topic, start, calibrate_topic(topic, repeats, Path(tmp), began, after_process, preload,
-                                                           processes))
+                                                           processes, naive_repeats))
     report["seconds"] = round(time.monotonic() - began, 1)      # this call's time, before any pooling
     if previous:
         try:
@@ -419,7 +460,10 @@ def print_table(report: dict) -> bool:
     merged = f", pooled with {report['merged']} earlier report(s)" if report.get("merged") else ""
     repeat = report.get("repeat")
     each = "+".join(map(str, repeat)) if isinstance(repeat, list) else f"{report['runs']} x {repeat}"
-    print(f"\n{report['card']}: {report['runs']} process(es), {each} measurements per implementation "
+    naive = report.get("naive_repeat")
+    naive = f" ({'+'.join(map(str, naive))} of a naive version far below its threshold)" \
+        if isinstance(naive, list) and naive != repeat else ""
+    print(f"\n{report['card']}: {report['runs']} process(es), {each} measurements per implementation{naive} "
           f"in this call{merged}\n")
     print("| topic | test | threshold | reference (min-max, median; n) | naive (max; n) | flips | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
