@@ -11,16 +11,20 @@ Three steps, each a progress line:
 2. calibration and flips: the speed tests (`-m "speed and gpu"`) with the reference and with each planted
    version marked `naive = true`, in `--runs` separate processes (default 3) that share `--measurements`
    measurements (default 10: 4, 3 and 3; `--repeat N` takes N in every process instead), one process at a
-   time: three processes per implementation and the flip check's ten measurements in one pass. A threshold
-   holds on this card when the reference clears it by 20% in every measurement, every naive measurement
-   misses it, and no verdict flips. A topic whose first reference process measured nothing (no speed test
+   time: three processes per implementation and the flip check's ten measurements in one pass. A naive
+   version takes `--naive-measurements` (default 3: one in each process) while every reading stays under 80%
+   of the threshold, and the reference's count as soon as one comes nearer (inf21's kernel-per-query-head):
+   a version whose failing is far from in doubt needs no ten, and about half of a heavy topic's seconds were
+   its naive processes (issue 10's 20 minutes). A threshold holds on this card when the reference clears it
+   by 20% in every measurement, every naive measurement misses it, and no verdict flips. A topic whose first reference process measured nothing (no speed test
    runs on a GPU: inf00, inf03) is not run again; a naive version that is the baseline of some thresholds
    only (`naive_for`: inf02, inf21, inf23) runs only the tests that measure those (`-k`, from the reference's
    first process), not its topic's other GPU speed tests;
 3. the table: per threshold, the reference's and the naive versions' ratios, the worst margins, the flips,
    and where a rule breaks, by how much. It is printed and written as JSON (`--json`). Fewer than the rule's
-   ten measurements of an implementation (`--runs 1`, a call cut short) is a problem of its own: such a row
-   informs, it does not calibrate, until `--merge` pools enough.
+   ten measurements of the reference or of a naive version near its threshold, or fewer than three of a far
+   one (`--runs 1`, a call cut short), is a problem of its own: such a row informs, it does not calibrate,
+   until `--merge` pools enough.
 
 The JSON is written after every speed process too, marked `"partial": true` until the call ends, so a call
 that a time limit kills (`timeout`, a device's 10-minute window) leaves what it measured; `--merge` pools it.
