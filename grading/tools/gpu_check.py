@@ -16,10 +16,10 @@ Three steps, each a progress line:
    of the threshold, and the reference's count as soon as one comes nearer (inf21's kernel-per-query-head):
    a version whose failing is far from in doubt needs no ten, and about half of a heavy topic's seconds were
    its naive processes (issue 10's 20 minutes). A threshold holds on this card when the reference clears it
-   by 20% in every measurement, every naive measurement misses it, and no verdict flips. A topic whose first reference process measured nothing (no speed test
-   runs on a GPU: inf00, inf03) is not run again; a naive version that is the baseline of some thresholds
-   only (`naive_for`: inf02, inf21, inf23) runs only the tests that measure those (`-k`, from the reference's
-   first process), not its topic's other GPU speed tests;
+   by 20% in every measurement, every naive measurement misses it, and no verdict flips. A topic whose first
+   reference process measured nothing (no speed test runs on a GPU: inf00, inf03) is not run again; a naive
+   version that is the baseline of some thresholds only (`naive_for`: inf02, inf21, inf23) runs only the
+   tests that measure those (`-k`, from the reference's first process), not its topic's other GPU speed tests;
 3. the table: per threshold, the reference's and the naive versions' ratios, the worst margins, the flips,
    and where a rule breaks, by how much. It is printed and written as JSON (`--json`). Fewer than the rule's
    ten measurements of the reference or of a naive version near its threshold, or fewer than three of a far
