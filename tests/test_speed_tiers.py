@@ -647,20 +647,24 @@ def test_gpu_check_measures_a_naive_version_near_its_threshold_the_rules_ten_tim
     """A naive version far below its threshold takes one measurement per process (three in all: issue 10's 20
     minutes); one whose reading comes within 20% under it (inf21's kernel-per-query-head, 1.7 against 2.0) takes
     what makes its total the reference's ten in its remaining processes, so a flip to a pass would show; judge()
-    asks ten of it, three of a far one."""
+    asks ten of it, three of a far one. A naive version whose first process gave no ratio (inf33's no-reuse
+    fails its test's reuse check) is not run again."""
     from types import SimpleNamespace
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     monkeypatch.setattr(gpu_check, "planted_versions", lambda topic: [
         SimpleNamespace(name="expand-copies-kv", naive=True, naive_for=["gqa_attention decode"]),
-        SimpleNamespace(name="kernel-per-query-head", naive=True, naive_for=["Triton GQA decode kernel"])])
+        SimpleNamespace(name="kernel-per-query-head", naive=True, naive_for=["Triton GQA decode kernel"]),
+        SimpleNamespace(name="no-ratio", naive=True, naive_for=[])])
     whats = {"test_gqa": "gqa_attention decode, batch 8", "test_kernel": "Triton GQA decode kernel, batch 8"}
     ratio = {"solutions": 3.0, "expand-copies-kv": 0.5, "kernel-per-query-head": 1.7}
     calls = []
 
     def measure(topic, impl, repeat, out, tests, fork, seconds=None):
-        name = "solutions" if impl == "solutions" else ("expand-copies-kv" if tests == ["test_gqa"]
-                                                         else "kernel-per-query-head")
+        name = "solutions" if impl == "solutions" else ("expand-copies-kv" if tests == ["test_gqa"] else
+                                                         "kernel-per-query-head" if tests else "no-ratio")
         calls.append((name, repeat))
+        if name == "no-ratio":
+            return []
         return [(f"inf21::{test}", {"what": what, "threshold": 2.0, "ratio": ratio[name], "candidate_s": 1.0,
                                     "card": CARD})
                 for test, what in whats.items() if tests is None or test in tests] * repeat
@@ -672,7 +676,10 @@ def test_gpu_check_measures_a_naive_version_near_its_threshold_the_rules_ten_tim
     assert [r for name, r in calls if name == "expand-copies-kv"] == [1, 1, 1]
     assert [r for name, r in calls if name == "kernel-per-query-head"] == [1, 5, 4]
     assert [r for name, r in calls if name == "solutions"] == [4, 3, 3]
-    assert "kernel-per-query-head came within 20% of a threshold: 1+5+4 measurements" in capsys.readouterr().out
+    assert [r for name, r in calls if name == "no-ratio"] == [1]
+    printed = capsys.readouterr().out
+    assert "kernel-per-query-head came within 20% of a threshold: 1+5+4 measurements" in printed
+    assert "no-ratio gave no ratio" in printed and "expand-copies-kv gave no ratio" not in printed
     rows = gpu_check.judged(table)
     assert rows["inf21::test_gqa"]["ok"] and rows["inf21::test_kernel"]["ok"]
     short = {**table["inf21::test_kernel"], "naive": {"kernel-per-query-head": [1.7] * 3}}

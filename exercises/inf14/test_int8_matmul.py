@@ -22,8 +22,11 @@ impl = Topic("inf14")
 # dequantize-then-bf16 0.43x. 1.1x left the reference 20% over its worst there, but session 10 measured
 # 1.26-1.42x (10 measurements, three processes; do_bench 1.75x: the test's synchronized call also counts the
 # call's ~108 us of host work, against cuBLAS's ~43 us, docs/perf/kernel_sweep.py): 1.05x left 20%. Session 12,
-# another H100: 1.25-1.38x, so 1.05x left the worst 19% over; over the 20 measurements, 1.03x leaves 21%.
-W8A8_SPEEDUP = 1.03
+# another H100: 1.25-1.38x, so 1.05x left the worst 19% over; over the 20 measurements, 1.03x left 21%. Session
+# 13, a third H100: 1.15-1.36x (one reading of 1.15, the other nine 1.21-1.36), 12% over 1.03: over the 30
+# measurements the rule leaves 0.96x, so the test asks that the kernel keep up with cuBLAS bf16 in the lab's
+# synchronized timing (it is 1.75x by do_bench); dequantize-then-bf16 reads 0.44x.
+W8A8_SPEEDUP = 0.96
 W8A8_SHAPE = (8192, 4096, 14336)           # M, K, N
 
 
@@ -176,6 +179,6 @@ def time_w8a8_against_bf16(m: int, k: int, n: int, device: str, threshold: float
 
 @pytest.mark.gpu
 @pytest.mark.speed
-def test_w8a8_gemm_beats_bf16_at_large_m(benchmark, record_property):
+def test_w8a8_gemm_keeps_up_with_bf16_at_large_m(benchmark, record_property):
     m, k, n = W8A8_SHAPE
     time_w8a8_against_bf16(m, k, n, "cuda", W8A8_SPEEDUP, benchmark, record_property).assert_passes()

@@ -173,7 +173,8 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
     process's split_seconds goes to `processes`, when given, with its implementation and number.
     Each naive version takes `naive_repeats` measurements per process (default: the reference's `repeats`);
     one whose readings come near a threshold (near_threshold) takes, in its remaining processes, what makes
-    its total the reference's."""
+    its total the reference's; one whose first process gave no ratio (inf33's no-reuse fails its test's
+    reuse check) is not run again."""
     table: dict[str, dict] = {}
     with ExitStack() as stack:
         impls: list[tuple[str, str, list[str]]] = [("solution", "solutions", [])] + [
@@ -182,8 +183,11 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
         only: dict[str, list[str]] = {}     # naive version -> the tests it is the baseline of (from the reference's)
         plans = {label: list(repeats) if label == "solution" else list(naive_repeats or repeats)
                  for label, _, _ in impls}
+        silent: set[str] = set()            # naive versions whose first process gave no ratio: not run again
         for run in range(1, len(repeats) + 1):
             for label, impl, naive_for in impls:
+                if label in silent:
+                    continue
                 repeat = plans[label][run - 1]
                 which = f"; only {', '.join(only[label])}" if label in only else ""
                 _progress(f"{topic}: speed, {label}, process {run}/{len(repeats)} ({repeat} measurements{which})",
@@ -212,8 +216,13 @@ def calibrate_topic(topic: str, repeats: list[int], out: Path, began: float, aft
                         entry["solution"].append(row["ratio"])
                     else:
                         entry["naive"].setdefault(label, []).append(row["ratio"])
+                if label != "solution" and run == 1 and not any(row["naive"].get(label) for row in table.values()):
+                    silent.add(label)
+                    _progress(f"{topic}: {label} gave no ratio (its speed tests fail before one, e.g. a check of "
+                              "what it computed): not run again", began)
                 if label != "solution" and sum(plans[label]) < sum(repeats) and any(
-                        near_threshold(row["naive"].get(label, []), row["threshold"]) for row in table.values()):
+                        row["naive"].get(label) and near_threshold(row["naive"][label], row["threshold"])
+                        for row in table.values()):
                     plans[label] = escalated(plans[label], run, sum(repeats))
                     if run < len(repeats):
                         _progress(f"{topic}: {label} came within {1 - NAIVE_NEAR:.0%} of a threshold: "
