@@ -672,6 +672,9 @@ def test_gpu_check_measures_a_naive_version_near_its_threshold_the_rules_ten_tim
     monkeypatch.setattr(gpu_check, "measure", measure)
     assert gpu_check.naive_plan([4, 3, 3], 3) == [1, 1, 1] and gpu_check.naive_plan([4, 3, 3], 5) == [2, 2, 1]
     assert gpu_check.naive_plan([2], 3) == [2] and gpu_check.naive_plan([4, 3, 3], 20) == [4, 3, 3]
+    # near in the second process: the third takes the rest; in the last: nothing is left to run, and judge()
+    # then reads the row as too few measurements (pool more with --merge)
+    assert gpu_check.escalated([1, 1, 1], 2, 10) == [1, 1, 8] and gpu_check.escalated([1, 1, 1], 3, 10) == [1, 1, 1]
     table = gpu_check.calibrate_topic("inf21", [4, 3, 3], tmp_path, 0.0, naive_repeats=[1, 1, 1])
     assert [r for name, r in calls if name == "expand-copies-kv"] == [1, 1, 1]
     assert [r for name, r in calls if name == "kernel-per-query-head"] == [1, 5, 4]
