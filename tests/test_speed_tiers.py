@@ -308,21 +308,21 @@ def test_pytest_shows_a_passing_speed_tests_ratio_and_tier(tmp_path):
 def test_gpu_check_write_records_the_references_median_ratio(profiles):
     """gpu_check's table of one card: a paired speed-up (its reference's median goes into [reference]) and a
     measured figure (lab.figures: no tiers, so no reference figure); a failing default gets a threshold."""
-    from grading.tools import gpu_check
+    from grading.tools import gpu_check, gpu_verdicts
     speedup = {"what": "batch 16", "threshold": 6.0, "paired": True, "solution": [7.0, 14.0, 15.0] + [14.5] * 7,
                "naive": {"one-at-a-time": [0.9] * 10}}
     figure = {"what": "TTFT exponent", "threshold": 0.5, "paired": False, "solution": [1.2] * 5 + [1.1] * 5,
               "naive": {}}
-    report = {"topics": {"inf12": {"thresholds": {KEY: {**speedup, **gpu_check.judge(speedup)}}},
-                         "inf02": {"thresholds": {"inf02::test_ttft": {**figure, **gpu_check.judge(figure)}}}}}
+    report = {"topics": {"inf12": {"thresholds": {KEY: {**speedup, **gpu_verdicts.judge(speedup)}}},
+                         "inf02": {"thresholds": {"inf02::test_ttft": {**figure, **gpu_verdicts.judge(figure)}}}}}
     row = report["topics"]["inf12"]["thresholds"][KEY]
     assert row["reference_median"] == 14.5 and not row["ok"] and row["misses"] and row["workable_threshold"] == 5.83
     assert report["topics"]["inf02"]["thresholds"]["inf02::test_ttft"]["ok"]
-    assert gpu_check.reference_figures(report) == {KEY: 14.5}
+    assert gpu_verdicts.reference_figures(report) == {KEY: 14.5}
     few = {**speedup, "solution": speedup["solution"][:9]}          # one short of the rule: informs, never written
-    short = {"topics": {"inf12": {"thresholds": {KEY: {**few, **gpu_check.judge(few)}}}}}
-    assert gpu_check.reference_figures(short) == {}
-    gpu_check.write_profile(CARD, {KEY: row["workable_threshold"]}, gpu_check.reference_figures(report))
+    short = {"topics": {"inf12": {"thresholds": {KEY: {**few, **gpu_verdicts.judge(few)}}}}}
+    assert gpu_verdicts.reference_figures(short) == {}
+    gpu_check.write_profile(CARD, {KEY: row["workable_threshold"]}, gpu_verdicts.reference_figures(report))
     assert thresholds.load_profile(CARD) == {KEY: 5.83} and thresholds.load_references(CARD) == {KEY: 14.5}
 
 
@@ -423,13 +423,13 @@ def test_gpu_check_pools_calls_that_each_held_one_process(tmp_path, capsys, prof
     """`--merge`: a calibration too long for one call (inf10, inf12) is pooled from several `--runs 1` calls of
     the same card and judged as one; another card's or another threshold's report is refused; pooling needs
     no GPU (`--skip-correctness --skip-speed`)."""
-    from grading.tools import gpu_check
+    from grading.tools import gpu_check, gpu_verdicts
 
     def call(solution, naive, card=CARD, threshold=6.0):
         row = {"what": "batch 16", "threshold": threshold, "paired": True, "solution": solution,
                "naive": {"one-at-a-time": naive}}
         return {"card": card, "torch": "2.11", "runs": 1, "repeat": 2, "seconds": 100.0,
-                "topics": {"inf12": {"thresholds": {KEY: {**row, **gpu_check.judge(row)}}}}}
+                "topics": {"inf12": {"thresholds": {KEY: {**row, **gpu_verdicts.judge(row)}}}}}
 
     paths = []
     for i, report in enumerate([call([14.9, 14.8, 14.6, 15.1], [0.9] * 4), call([14.7, 15.0, 14.8], [0.95, 0.9, 0.9]),
@@ -650,6 +650,8 @@ def test_gpu_check_measures_a_naive_version_near_its_threshold_the_rules_ten_tim
     asks ten of it, three of a far one. A naive version whose first process gave no ratio (inf33's no-reuse
     fails its test's reuse check) is not run again."""
     from types import SimpleNamespace
+
+    from grading.tools import gpu_verdicts
     gpu_check = fake_gpu(monkeypatch, tmp_path)
     monkeypatch.setattr(gpu_check, "planted_versions", lambda topic: [
         SimpleNamespace(name="expand-copies-kv", naive=True, naive_for=["gqa_attention decode"]),
@@ -683,11 +685,11 @@ def test_gpu_check_measures_a_naive_version_near_its_threshold_the_rules_ten_tim
     printed = capsys.readouterr().out
     assert "kernel-per-query-head came within 20% of a threshold: 1+5+4 measurements" in printed
     assert "no-ratio gave no ratio" in printed and "expand-copies-kv gave no ratio" not in printed
-    rows = gpu_check.judged(table)
+    rows = gpu_verdicts.judged(table)
     assert rows["inf21::test_gqa"]["ok"] and rows["inf21::test_kernel"]["ok"]
     short = {**table["inf21::test_kernel"], "naive": {"kernel-per-query-head": [1.7] * 3}}
-    assert "too few measurements to calibrate (kernel-per-query-head 3;" in gpu_check.judge(short)["problems"][0]
-    assert gpu_check.judge({**short, "naive": {"kernel-per-query-head": [1.5] * 3}})["ok"]      # 75%: far below
+    assert "too few measurements to calibrate (kernel-per-query-head 3;" in gpu_verdicts.judge(short)["problems"][0]
+    assert gpu_verdicts.judge({**short, "naive": {"kernel-per-query-head": [1.5] * 3}})["ok"]      # 75%: far below
 
 
 def test_gpu_check_says_where_each_speed_process_spent_its_seconds(tmp_path, monkeypatch, capsys, profiles):
