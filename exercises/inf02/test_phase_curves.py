@@ -22,9 +22,11 @@ impl = Topic("inf02")
 # every kernel) pulls a real one below 1 at short prompts, attention's P^2 pushes it above 1 at long ones:
 # the reference measured 0.60-0.70 on the lab's CPU at a load of ~11.
 TTFT_EXPONENT_MIN, TTFT_EXPONENT_MAX = 0.4, 1.6
-# TBT flatness = 1 - exponent of TBT vs context: a cached decode step measured 0.90-1.04 on the CPU; a
-# decode without a cache re-runs the whole sequence (0.25-0.40).
-TBT_FLATNESS_MIN = 0.7
+# TBT flatness = 1 - exponent of TBT vs context, per device: a cached decode step measured 0.90-1.04 on the
+# CPU, where a decode without a cache (it re-runs the whole sequence) reads 0.25-0.40; on a GPU the cached
+# step read 0.85-1.24 on H100s and once 0.61 on an H200 (the median of every step, before a length took its
+# fastest run), and the uncached one reads below -0.1 on both cards.
+TBT_FLATNESS_MIN = {"cpu": 0.7, "cuda": 0.5}
 # Prompt lengths span 8x on a CPU (the fixed cost of a forward is small there), 3.4x on a GPU, where an
 # eager forward of the 1B shape costs ~10 ms of launches below ~2k tokens and attention (dense, masked)
 # outgrows the matmuls above ~7k.
@@ -46,7 +48,8 @@ def device_curves(device: str) -> list[dict[int, tuple[float, float]]]:
 
 
 def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[float, float]]:
-    """{prompt_len: (median TTFT, median TBT)} from your measure_latency on `device` (its regime by default)."""
+    """{prompt_len: (median TTFT, TBT: the median step of the fastest run)} from your measure_latency on `device`
+    (its regime by default)."""
     r = regime or REGIMES[device]
     model = random_model(r["shape"], r["dtype"], device)
     gen = torch.Generator().manual_seed(0)
@@ -57,16 +60,21 @@ def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[f
         return impl.latency.measure_latency(model, prompt, num_new, cache)
 
     ttft = {p: [] for p in r["prompt_lens"]}
-    tbt = {p: [] for p in r["prompt_lens"]}
+    tbt = {p: [] for p in r["prompt_lens"]}                   # per run: the median of its decode steps
     with one_cpu_thread(device):
         for prompt_len in r["prompt_lens"] if r["warm_all"] else r["prompt_lens"][:1]:
             run(prompt_len, 2)                                # warm-up: allocator, kernels, caches
         for _ in range(r["repeats"]):
             for prompt_len in r["prompt_lens"]:               # interleaved: load drift hits every length
                 timing = run(prompt_len, r["num_new"])
+                if len(timing.tbt_s) != r["num_new"] - 1:
+                    pytest.fail(f"measure_latency returned {len(timing.tbt_s)} TBTs for {r['num_new']} new tokens; "
+                                f"it times each decode step: {r['num_new'] - 1} of them", pytrace=False)
                 ttft[prompt_len].append(timing.ttft_s)
-                tbt[prompt_len].extend(timing.tbt_s)
-    return {p: (statistics.median(ttft[p]), statistics.median(tbt[p])) for p in r["prompt_lens"]}
+                tbt[prompt_len].append(statistics.median(timing.tbt_s))
+    # A length's TBT is its fastest run: a slow spell of the machine (a clock change, another process) lengthens
+    # the runs it meets and never shortens one, and a decode step's own cost is the same in every run.
+    return {p: (statistics.median(ttft[p]), min(tbt[p])) for p in r["prompt_lens"]}
 
 
 def describe(curves, column: int) -> str:
@@ -82,7 +90,7 @@ def ttft_figure(device: str, curves, record, repeat: bool = False) -> dict:
 
 def tbt_figure(device: str, curves, record, repeat: bool = False) -> dict:
     flatness = 1 - loglog_slope(list(curves), [v[1] for v in curves.values()])
-    return record_figure(f"TBT flatness vs context ({device})", ratio=flatness, threshold=TBT_FLATNESS_MIN,
+    return record_figure(f"TBT flatness vs context ({device})", ratio=flatness, threshold=TBT_FLATNESS_MIN[device],
                          record=record, repeat=repeat, tbt_s={str(p): v[1] for p, v in curves.items()})
 
 
@@ -107,6 +115,6 @@ def test_tbt_stays_flat_with_context(device, record_property):
         tbt_figure(device, more, record_property, repeat=True)
     flatness = figure["ratio"]
     assert figure["passed"], (
-        f"TBT flatness {flatness:.2f} (1 - the exponent of TBT vs context), required >= {TBT_FLATNESS_MIN}. "
+        f"TBT flatness {flatness:.2f} (1 - the exponent of TBT vs context), required >= {TBT_FLATNESS_MIN[device]}. "
         f"Your TBTs: {describe(curves, 1)}. A decode step feeds one token and reads the cache; if it grows "
         "with the context, each step re-processes the sequence")
