@@ -6,6 +6,7 @@ A curve's shape is its exponent: fit log(time) against log(length), and the slop
 (1 = proportional, 0 = flat, 2 = quadratic).
 """
 import statistics
+import time
 
 import pytest
 import torch
@@ -37,6 +38,7 @@ REGIMES = {
                  repeats=3, warm_all=True),
 }
 _curves: dict[str, list[dict[int, tuple[float, float]]]] = {}
+_spent: dict[int, dict[str, float]] = {}        # id(curves) -> the seconds that measured them (spent_once)
 
 
 def device_curves(device: str) -> list[dict[int, tuple[float, float]]]:
@@ -51,6 +53,7 @@ def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[f
     """{prompt_len: (median TTFT, TBT: the median step of the fastest run)} from your measure_latency on `device`
     (its regime by default)."""
     r = regime or REGIMES[device]
+    began = time.perf_counter()
     model = random_model(r["shape"], r["dtype"], device)
     gen = torch.Generator().manual_seed(0)
 
@@ -64,6 +67,7 @@ def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[f
     with one_cpu_thread(device):
         for prompt_len in r["prompt_lens"] if r["warm_all"] else r["prompt_lens"][:1]:
             run(prompt_len, 2)                                # warm-up: allocator, kernels, caches
+        warmed = time.perf_counter()
         for _ in range(r["repeats"]):
             for prompt_len in r["prompt_lens"]:               # interleaved: load drift hits every length
                 timing = run(prompt_len, r["num_new"])
@@ -74,7 +78,15 @@ def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[f
                 tbt[prompt_len].append(statistics.median(timing.tbt_s))
     # A length's TBT is its fastest run: a slow spell of the machine (a clock change, another process) lengthens
     # the runs it meets and never shortens one, and a decode step's own cost is the same in every run.
-    return {p: (statistics.median(ttft[p]), min(tbt[p])) for p in r["prompt_lens"]}
+    curves = {p: (statistics.median(ttft[p]), min(tbt[p])) for p in r["prompt_lens"]}
+    _spent[id(curves)] = {"warmup_s": round(warmed - began, 3), "measuring_s": round(time.perf_counter() - warmed, 3)}
+    return curves
+
+
+def spent_once(curves) -> dict[str, float]:
+    """The seconds that measured `curves` (warmup_s: the model's build and the warm-up runs; measuring_s: the
+    timed runs), for the first figure recorded from them only: grading.tools.gpu_check adds a process's up."""
+    return _spent.pop(id(curves), {})
 
 
 def describe(curves, column: int) -> str:
@@ -85,13 +97,14 @@ def ttft_figure(device: str, curves, record, repeat: bool = False) -> dict:
     exponent = loglog_slope(list(curves), [v[0] for v in curves.values()])
     return record_figure(f"TTFT exponent vs prompt length ({device})", ratio=exponent, threshold=TTFT_EXPONENT_MIN,
                          passed=TTFT_EXPONENT_MIN <= exponent <= TTFT_EXPONENT_MAX, record=record, repeat=repeat,
-                         ttft_s={str(p): v[0] for p, v in curves.items()})
+                         ttft_s={str(p): v[0] for p, v in curves.items()}, **spent_once(curves))
 
 
 def tbt_figure(device: str, curves, record, repeat: bool = False) -> dict:
     flatness = 1 - loglog_slope(list(curves), [v[1] for v in curves.values()])
     return record_figure(f"TBT flatness vs context ({device})", ratio=flatness, threshold=TBT_FLATNESS_MIN[device],
-                         record=record, repeat=repeat, tbt_s={str(p): v[1] for p, v in curves.items()})
+                         record=record, repeat=repeat, tbt_s={str(p): v[1] for p, v in curves.items()},
+                         **spent_once(curves))
 
 
 @pytest.mark.speed
