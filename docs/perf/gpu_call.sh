@@ -16,6 +16,7 @@
 # WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
+# GEMV=1     last, docs/perf/gemv_sweep.py quick: decode's weight matrices alone, cuBLAS / Inductor / lab.gemv (~2 min).
 # Each step runs under `timeout` with the time left: its SIGTERM stops gpu_check as Ctrl-C does (the running
 # topic's pytest process group is killed, the partial JSON stays; grading.processes.run_cli, since session 9);
 # a step with under 30 s left is skipped and listed in steps.txt.
@@ -102,5 +103,8 @@ if [ -n "${BENCH:-}" ]; then
     step flash-bench python3 -m lab.flash_bench --impl solutions
     step paged-bench python3 -m lab.paged_bench --impl solutions --batch 16,32 --context 4096,8192
     step w8a8-sweep python3 docs/perf/w8a8_sweep.py quick
+fi
+if [ -n "${GEMV:-}" ]; then
+    step gemv-sweep python3 docs/perf/gemv_sweep.py quick
 fi
 echo "done in $(( $(date +%s) - began )) s"

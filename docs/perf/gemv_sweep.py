@@ -1,0 +1,113 @@
+"""Issue 10: how near the copy bandwidth batch-1 decode's matrix-vector products can run on this card.
+
+lab.decode_bench's lab-fused (Inductor's multiply-and-sum reductions under CUDA graphs) reads 87.0% of the
+measured copy bandwidth on an H100 (session 13) but 67.1% on an H200 (session 14: 187.5 tok/s, 4,196 GB/s copy;
+gpt-fast 65.5% there). This script times each weight matrix of one Llama-3-8B decode step alone, with
+`triton.testing.do_bench` (which flushes the L2 before every call, as a decode step meets each layer's
+weights cold): cuBLAS `F.linear`, the Inductor reduction lab-fused compiles, and lab.gemv's Triton kernel over
+a grid of row blocks, K blocks, warps, stages and K splits. It prints each matrix's GB/s as a fraction of the
+copy bandwidth, and what a step made of the best of each would take: the 32 layers' qkv, o, gate-up and down
+plus the LM head, next to the step's bytes at the copy bandwidth (the launches, norms, RoPE and attention come
+on top, ~0.75 ms on the H100 of session 13).
+
+Prediction (before the first run): on the H200, cuBLAS reads 30-45% of the copy bandwidth on qkv and o and
+80-95% on gate-up, down and the head (measured-here.md: 1.25-1.8 TB/s and 3.5-4.2 TB/s); Inductor's reductions
+75-80% on every matrix; the best Triton configuration >= 90% on the large matrices and >= 80% on qkv and o
+with a K split, so a step of them alone would reach ~88% and lab-fused with them ~80%.
+
+    python docs/perf/gemv_sweep.py [quick|full]      # from the repository root on the GPU machine (quick: ~2 min)
+"""
+import itertools
+import os
+import sys
+
+os.environ.setdefault("LAB_IMPL", "solutions")
+sys.path.insert(0, ".")
+
+import torch                                        # noqa: E402
+import torch.nn.functional as F                     # noqa: E402
+from triton.testing import do_bench                 # noqa: E402
+
+from lab.config import get_shape                    # noqa: E402
+from lab.gemv import gemv, gemv_reference           # noqa: E402
+from lab.hardware import measure_copy_bandwidth     # noqa: E402
+
+GRIDS = {
+    "quick": dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4)),
+    "full": dict(block_n=(2, 4, 8, 16, 32), block_k=(128, 256, 512, 1024), num_warps=(2, 4, 8), num_stages=(1, 2, 3, 4),
+                 split_k=(1, 2, 4, 8)),
+}
+
+
+def matrices() -> dict[str, tuple[int, int, int]]:
+    """name -> (N, K, how many a decode step reads) for Llama-3-8B with fused qkv and gate-up (as lab-fused)."""
+    c = get_shape("llama-3-8b")
+    qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim
+    return {"qkv": (qkv, c.hidden_size, c.num_layers), "o": (c.hidden_size, c.num_heads * c.head_dim, c.num_layers),
+            "gate-up": (2 * c.intermediate_size, c.hidden_size, c.num_layers),
+            "down": (c.hidden_size, c.intermediate_size, c.num_layers), "lm-head": (c.vocab_size, c.hidden_size, 1)}
+
+
+def inductor_gemv():
+    torch._inductor.config.coordinate_descent_tuning = True       # as lab.decode_bench's lab-fused
+
+    @torch.compile(dynamic=False)
+    def mul_sum(weight, x):
+        return (x.unsqueeze(-2).float() * weight.float()).sum(-1).to(x.dtype)
+    return mul_sum
+
+
+def main(mode: str) -> int:
+    if mode not in GRIDS:
+        print(f"usage: python docs/perf/gemv_sweep.py [{'|'.join(GRIDS)}]", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("gemv_sweep needs a CUDA GPU", file=sys.stderr)
+        return 2
+    copy = measure_copy_bandwidth("cuda")
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}: copy bandwidth {copy / 1e9:,.0f} GB/s, mode {mode}")
+    mul_sum, grid = inductor_gemv(), GRIDS[mode]
+    best: dict[str, dict[str, float]] = {}
+    for name, (n, k, count) in matrices().items():
+        weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+        x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
+        want, nbytes = gemv_reference(weight, x), weight.numel() * weight.element_size()
+        tol = 2 ** -6 * (want.abs() + (weight.double().abs() @ x.double().abs()) * 2 ** -8 + 1e-6)
+        rows = {"cuBLAS": do_bench(lambda: F.linear(x[None], weight)),
+                "Inductor": do_bench(lambda: mul_sum(weight, x))}
+        triton_ms: dict[str, float] = {}
+        for bn, bk, warps, stages, split in itertools.product(*grid.values()):
+            if split > 1 and n > 8192:
+                continue                            # tens of thousands of row blocks already fill the card
+            label = f"n{bn} k{bk} w{warps} s{stages} split{split}"
+            try:
+                out = gemv(weight, x, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages)
+                if ((out.double() - want).abs() > tol).any():
+                    print(f"  {name} {label}: WRONG, skipped")
+                    continue
+                triton_ms[label] = do_bench(lambda: gemv(weight, x, block_n=bn, block_k=bk, split_k=split,
+                                                         num_warps=warps, num_stages=stages))
+            except Exception as e:                  # out of resources and the like: say so, go on
+                print(f"  {name} {label}: failed: {type(e).__name__}: {str(e)[:120]}")
+        top = sorted(triton_ms.items(), key=lambda kv: kv[1])[:3]
+        rows.update({f"Triton {label}": ms for label, ms in top})
+        print(f"\n{name}: N={n} K={k}, {nbytes / 1e6:.1f} MB, x{count} per step; {len(triton_ms)} Triton configs")
+        print("| variant | us | GB/s | of copy |\n|---|---|---|---|")
+        for label, ms in rows.items():
+            print(f"| {label} | {ms * 1e3:.1f} | {nbytes / ms / 1e6:,.0f} | {nbytes / ms / 1e6 / (copy / 1e9):.1%} |")
+        best[name] = {"cuBLAS": rows["cuBLAS"], "Inductor": rows["Inductor"],
+                      "Triton": top[0][1] if top else float("nan"), "count": count, "bytes": nbytes}
+    total_bytes = sum(b["bytes"] * b["count"] for b in best.values())
+    floor_ms = total_bytes / copy * 1e3
+    print(f"\nA step's matrices: {total_bytes / 1e9:.2f} GB, {floor_ms:.2f} ms at the copy bandwidth")
+    print("| each matrix by | ms per step | of copy bandwidth |\n|---|---|---|")
+    for family in ("cuBLAS", "Inductor", "Triton"):
+        ms = sum(b[family] * b["count"] for b in best.values())
+        print(f"| {family} | {ms:.2f} | {floor_ms / ms:.1%} |")
+    ms = sum(min(b["cuBLAS"], b["Inductor"], b["Triton"]) * b["count"] for b in best.values())
+    print(f"| the best of the three per matrix | {ms:.2f} | {floor_ms / ms:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else "quick"))

@@ -1,0 +1,61 @@
+"""A batch-1 matrix-vector product in Triton, y = W x, for measuring how close decode's GEMVs come to the
+copy bandwidth on a given card (issue 10: lab.decode_bench reads 87% of it on an H100, 67% on an H200, where
+gpt-fast reads 65.5%). `docs/perf/gemv_sweep.py` times it over its launch shapes beside cuBLAS and Inductor.
+
+Each program owns BLOCK_N rows of W and walks its share of K in BLOCK_K columns, multiplying in float32 and
+summing once at the end; SPLIT_K > 1 gives each row block SPLIT_K programs over disjoint K ranges (more bytes in
+flight for a short, wide matrix such as a 4096 x 4096 projection) that add their partial sums atomically into a
+float32 vector, cast at the end. `gemv_reference` is the definition in float64.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _gemv_kernel(w_ptr, x_ptr, y_ptr, N, K, stride_wn, K_PER_SPLIT,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ATOMIC: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_begin = tl.program_id(1) * K_PER_SPLIT
+    k_end = k_begin + K_PER_SPLIT
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in range(0, K_PER_SPLIT, BLOCK_K):
+        cols = k_begin + k0 + tl.arange(0, BLOCK_K)
+        in_k = (cols < K) & (cols < k_end)
+        w = tl.load(w_ptr + rows[:, None] * stride_wn + cols[None, :],
+                    mask=(rows[:, None] < N) & in_k[None, :], other=0.0)
+        x = tl.load(x_ptr + cols, mask=in_k, other=0.0)
+        acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+    out = tl.sum(acc, axis=1)
+    if ATOMIC:
+        tl.atomic_add(y_ptr + rows, out, mask=rows < N)
+    else:
+        tl.store(y_ptr + rows, out.to(y_ptr.dtype.element_ty), mask=rows < N)
+
+
+def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: int = 512, split_k: int = 1,
+         num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
+    """y = weight @ x for weight [N, K] (rows contiguous) and x [K]; y has x's dtype. block_n and block_k are
+    powers of two; split_k >= 1 programs share each row block's K (their sums meet in a float32 vector)."""
+    if weight.dim() != 2 or x.dim() != 1 or weight.shape[1] != x.shape[0]:
+        raise ValueError(f"gemv needs weight [N, K] and x [K], got {list(weight.shape)} and {list(x.shape)}")
+    if weight.stride(1) != 1:
+        raise ValueError("gemv needs the weight's rows contiguous (stride 1 along K)")
+    if split_k < 1 or block_n & (block_n - 1) or block_k & (block_k - 1):
+        raise ValueError(f"split_k >= 1 and power-of-two blocks, got split_k={split_k}, block_n={block_n}, "
+                         f"block_k={block_k}")
+    n, k = weight.shape
+    k_per_split = triton.cdiv(triton.cdiv(k, split_k), block_k) * block_k
+    grid = (triton.cdiv(n, block_n), triton.cdiv(k, k_per_split))
+    y = torch.zeros(n, dtype=torch.float32, device=x.device) if grid[1] > 1 else torch.empty(n, dtype=x.dtype,
+                                                                                             device=x.device)
+    _gemv_kernel[grid](weight, x, y, n, k, weight.stride(0), k_per_split, BLOCK_N=block_n, BLOCK_K=block_k,
+                       ATOMIC=grid[1] > 1, num_warps=num_warps, num_stages=num_stages)
+    return y.to(x.dtype) if grid[1] > 1 else y
+
+
+def gemv_reference(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The definition, in float64."""
+    return weight.double() @ x.double()
