@@ -4,7 +4,7 @@ lab.decode_bench's lab-fused (Inductor's multiply-and-sum reductions under CUDA 
 measured copy bandwidth on an H100 (session 13) but 67.1% on an H200 (session 14: 187.5 tok/s, 4,196 GB/s copy;
 gpt-fast 65.5% there). This script times each weight matrix of one Llama-3-8B decode step alone, with
 `triton.testing.do_bench` (which flushes the L2 before every call, as a decode step meets each layer's
-weights cold): cuBLAS `F.linear`, the Inductor reduction lab-fused compiles, and lab.gemv's Triton kernel over
+weights cold): cuBLAS `F.linear`, the Inductor reduction lab-fused compiles, and gemv_kernel.py's Triton kernel over
 a grid of row blocks, K blocks, warps, stages and K splits. It prints each matrix's GB/s as a fraction of the
 copy bandwidth, and what a step made of the best of each would take: the 32 layers' qkv, o, gate-up and down
 plus the LM head, next to the step's bytes at the copy bandwidth (the launches, norms, RoPE and attention come
@@ -22,14 +22,14 @@ import os
 import sys
 
 os.environ.setdefault("LAB_IMPL", "solutions")
-sys.path.insert(0, ".")
+sys.path[:0] = [".", "docs/perf"]
 
 import torch                                        # noqa: E402
 import torch.nn.functional as F                     # noqa: E402
 from triton.testing import do_bench                 # noqa: E402
 
 from lab.config import get_shape                    # noqa: E402
-from lab.gemv import gemv, gemv_reference           # noqa: E402
+from gemv_kernel import gemv, gemv_reference       # noqa: E402
 from lab.hardware import measure_copy_bandwidth     # noqa: E402
 
 GRIDS = {

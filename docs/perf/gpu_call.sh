@@ -16,7 +16,7 @@
 # WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
-# GEMV=1     last, docs/perf/gemv_sweep.py quick: decode's weight matrices alone, cuBLAS / Inductor / lab.gemv (~2 min).
+# GEMV=1     last, docs/perf/gemv_sweep.py quick: decode's weight matrices alone, cuBLAS / Inductor / gemv_kernel.py (~2 min).
 # Each step runs under `timeout` with the time left: its SIGTERM stops gpu_check as Ctrl-C does (the running
 # topic's pytest process group is killed, the partial JSON stays; grading.processes.run_cli, since session 9);
 # a step with under 30 s left is skipped and listed in steps.txt.

@@ -1,6 +1,8 @@
 """A batch-1 matrix-vector product in Triton, y = W x, for measuring how close decode's GEMVs come to the
 copy bandwidth on a given card (issue 10: lab.decode_bench reads 87% of it on an H100, 67% on an H200, where
 gpt-fast reads 65.5%). `docs/perf/gemv_sweep.py` times it over its launch shapes beside cuBLAS and Inductor.
+It lives here, out of the student release (docs/perf is left out of it): it is inf14's int8 GEMV kernel less
+the int8 conversion. Its test, tests/test_gemv.py, is left out too.
 
 Each program owns BLOCK_N rows of W and walks its share of K in BLOCK_K columns, multiplying in float32 and
 summing once at the end; SPLIT_K > 1 gives each row block SPLIT_K programs over disjoint K ranges (more bytes in
