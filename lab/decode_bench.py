@@ -11,18 +11,22 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
                 into bandwidth-bound reduction kernels (cuBLAS GEMV is slow at M = 1 on small matrices)
   lab-fused     lab-gemv over fused projections (model.fuse_projections: one qkv and one gate-up matmul
                 per layer, as vLLM and gpt-fast store them): fewer, larger reductions
+  lab-triton    lab-fused with every projection and the LM head a Triton GEMV (docs/perf/gemv_kernel.py; in an
+                instructor's checkout only), each matrix shape's tile, warps and K split tuned here first
   hf-eager      transformers' LlamaForCausalLM on the same weights: `generate` (includes its prefill)
   hf-compiled   transformers with a static cache and its forward compiled "reduce-overhead" (opt-in)
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
       x tokens/s / the copy bandwidth measured now (read + write, lab.hardware.measure_copy_bandwidth).
 Each variant prints a line as it finishes; compiled variants are skipped once `--budget-s` is near.
-Variants run in the order of VARIANTS whatever order they are named in: lab-gemv and lab-fused rewrite the
-model's projections in place and hf-compiled replaces transformers' forward, so each of them runs after the
-variants it would change.
+Variants run in the order of VARIANTS whatever order they are named in: lab-gemv, lab-fused and lab-triton
+rewrite the model's projections in place and hf-compiled replaces transformers' forward, so each of them runs
+after the variants it would change.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import os
 import statistics
 import time
@@ -38,9 +42,10 @@ from lab.config import SHAPES
 from lab.hardware import measure_copy_bandwidth, synchronize
 from lab.impl import Topic
 from lab.model import StaticCacheProtocol
+from lab.paths import REPO_ROOT
 from lab.weights import random_model
 
-VARIANTS = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused")     # the run order
+VARIANTS = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused", "lab-triton")  # run order
 DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-fused"
 FIRST_COMPILE_GUESS_S = 120      # before any compile has been timed here (gpt-fast's 8B on the H200: 107 s)
 
@@ -69,6 +74,72 @@ class MulSumLinear(nn.Module):
         if x.numel() != x.shape[-1]:                                    # a prefill: a matmul is the right tool
             return F.linear(x, self.weight)
         return (x.unsqueeze(-2).float() * self.weight.float()).sum(-1).to(x.dtype)   # [..., N]
+
+
+GEMV_KERNEL = REPO_ROOT / "docs" / "perf" / "gemv_kernel.py"      # not in the student release
+GEMV_GRID = dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4))
+
+
+class TritonGemvLinear(nn.Module):
+    """y = x W^T for a single token by a Triton GEMV with a fixed launch configuration (`config`)."""
+
+    def __init__(self, weight: torch.Tensor, gemv: Callable, config: dict):
+        super().__init__()
+        self.weight, self.gemv, self.config = weight, gemv, config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != x.shape[-1]:                                    # a prefill
+            return F.linear(x, self.weight)
+        return self.gemv(self.weight, x.reshape(-1), **self.config).view(*x.shape[:-1], -1)
+
+
+def tune_gemv(gemv: Callable, weight: torch.Tensor) -> tuple[dict, float]:
+    """The fastest configuration of GEMV_GRID for this weight (do_bench, L2 flushed between calls) and its
+    seconds; a configuration that fails to launch is passed over."""
+    from triton.testing import do_bench
+    x = torch.randn(weight.shape[1], device=weight.device, dtype=weight.dtype)
+    best: tuple[dict, float] = ({}, float("inf"))
+    for values in itertools.product(*GEMV_GRID.values()):
+        config = dict(zip(GEMV_GRID, values))
+        if config["split_k"] > 1 and weight.shape[0] > 8192:
+            continue
+        try:
+            ms = do_bench(lambda: gemv(weight, x, **config))
+        except Exception:                       # e.g. out of resources for this tile: not a candidate
+            continue
+        if ms < best[1] * 1e3:
+            best = (config, ms / 1e3)
+    return best
+
+
+def use_triton_gemv(model) -> None:
+    """lab-triton: fuse the projections (unless lab-fused did), then put a tuned Triton GEMV in place of every
+    projection (a linear, or lab-fused's MulSumLinear) and of the LM head, one tuning per matrix shape."""
+    spec = importlib.util.spec_from_file_location("gemv_kernel", GEMV_KERNEL)
+    if spec is None or spec.loader is None or not GEMV_KERNEL.is_file():
+        raise FileNotFoundError(f"{GEMV_KERNEL.relative_to(REPO_ROOT)} is not here (it is not in the student release)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(model.layers[0].self_attn, "qkv_proj"):
+        model.fuse_projections()
+    tuned: dict[tuple[int, int], dict] = {}
+    bandwidth = measure_copy_bandwidth(model.lm_head.weight.device)
+
+    def swap(weight: torch.Tensor) -> TritonGemvLinear:
+        shape = (int(weight.shape[0]), int(weight.shape[1]))
+        if shape not in tuned:
+            config, seconds = tune_gemv(module.gemv, weight)
+            tuned[shape] = config
+            gbs = weight.numel() * weight.element_size() / seconds / 1e9
+            print(f"  lab-triton: N={shape[0]} K={shape[1]}: {config}, {seconds * 1e6:.1f} us = {gbs:,.0f} GB/s "
+                  f"({gbs * 1e9 / bandwidth:.0%} of copy)", flush=True)
+        return TritonGemvLinear(weight, module.gemv, tuned[shape])
+
+    for _, parent in list(model.layers.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, (nn.Linear, MulSumLinear)):
+                setattr(parent, child_name, swap(child.weight))
+    model.lm_head = swap(model.lm_head.weight)
 
 
 def step_bytes(model, context_len: int) -> int:
@@ -200,13 +271,13 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}, impl {os.environ['LAB_IMPL']}: {bytes_per_token / 1e9:.2f} GB read per "
           f"token, copy bandwidth {bandwidth / 1e9:,.0f} GB/s -> ceiling {bandwidth / bytes_per_token:,.0f} tok/s")
     if variants != named:
-        print(f"running in the order {', '.join(variants)} (lab-gemv and lab-fused rewrite the model in place, "
-              "hf-compiled replaces transformers' forward)")
+        print(f"running in the order {', '.join(variants)} (lab-gemv, lab-fused and lab-triton rewrite the model in "
+              "place, hf-compiled replaces transformers' forward)")
     print("| variant      |    tok/s | ms/tok  |   MBU  | compile | same* |\n|---|---|---|---|---|---|", flush=True)
     reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
     for name in variants:
         spent = time.perf_counter() - began
-        compiles = name in ("lab-compiled", "lab-gemv", "lab-fused", "hf-compiled")
+        compiles = name in ("lab-compiled", "lab-gemv", "lab-fused", "lab-triton", "hf-compiled")
         if compiles and spent + 1.5 * compile_guess_s > args.budget_s:
             print(f"| {name:12s} | skipped: {spent:.0f} s spent, a compile may take {1.5 * compile_guess_s:.0f} s "
                   f"more, --budget-s {args.budget_s:.0f} |", flush=True)
@@ -214,6 +285,17 @@ def main(argv: list[str] | None = None) -> int:
         if name.startswith("hf"):
             hf = hf or hf_llama(model)
             row = hf_variant(hf, prompt, min(args.new_tokens, 64), name == "hf-compiled", args.repeats)
+        elif name == "lab-triton":
+            if args.device != "cuda":
+                print(f"| {name:12s} | skipped: a Triton GEMV needs a CUDA GPU |", flush=True)
+                continue
+            try:
+                torch._inductor.config.coordinate_descent_tuning = True
+                use_triton_gemv(model)
+                row = lab_variant(model, prompt, args.new_tokens, "reduce-overhead", args.repeats)
+            except Exception as e:              # a measurement tool's variant: say why, keep the others' rows
+                print(f"| {name:12s} | failed: {type(e).__name__}: {str(e)[:300]} |", flush=True)
+                continue
         else:
             if name in ("lab-gemv", "lab-fused"):
                 torch._inductor.config.coordinate_descent_tuning = True

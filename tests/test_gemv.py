@@ -51,3 +51,36 @@ def test_gemv_refuses_what_it_cannot_compute(args, message):
     gemv = gemv_module().gemv
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         gemv(*args)
+
+
+def check_decode_bench_swaps_every_matrix(seed: int) -> None:
+    """lab.decode_bench's lab-triton plumbing on a small model: after use_triton_gemv (tuning replaced by a fixed
+    configuration with a K split), every projection and the LM head is a TritonGemvLinear and a decode step's
+    logits equal the untouched model's (float32)."""
+    from lab import decode_bench
+    from lab.cache import StaticCache
+    from lab.config import ModelConfig
+    from lab.weights import random_model
+    config = ModelConfig(name="tiny", vocab_size=97, hidden_size=48, intermediate_size=80, num_layers=2, num_heads=4,
+                         num_kv_heads=2, head_dim=12, max_position_embeddings=64, tie_word_embeddings=False)
+    model = random_model(config, torch.float32, "cpu", seed=seed)
+    prompt = torch.randint(config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(seed))
+
+    def logits():
+        cache = StaticCache(config, 1, 16, torch.float32, "cpu")
+        model(prompt, cache=cache, cache_position=torch.arange(7))
+        return model(prompt[:, -1:], cache=cache, cache_position=torch.tensor([7]))[0, -1]
+
+    with torch.no_grad():
+        want = logits()
+        decode_bench.tune_gemv = lambda gemv, weight: (dict(block_n=4, block_k=16, split_k=2), 1e-3)
+        decode_bench.measure_copy_bandwidth = lambda dev: 1e12
+        decode_bench.use_triton_gemv(model)
+        swapped = [m for m in model.modules() if isinstance(m, decode_bench.TritonGemvLinear)]
+        assert len(swapped) == 4 * config.num_layers + 1, len(swapped)      # qkv, o, gate-up, down; the head
+        got = logits()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+
+
+def test_decode_bench_lab_triton_swaps_every_matrix_under_the_interpreter(seed):
+    run_in_interpreter(__file__, "check_decode_bench_swaps_every_matrix", seed)

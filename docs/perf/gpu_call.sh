@@ -16,6 +16,8 @@
 # WRITE=1    gpu_check --write (the card's profile; lab/profiles/*.toml come back in the tarball);
 # BENCH=1    last, the benchmarks issue 10 asks of an H200 (decode_bench, flash_bench, paged_bench, the
 #            W8A8 sweep and docs/perf/w8a8_gap.py), as time allows.
+# DECODE_VARIANTS, DECODE_BUDGET  BENCH's decode_bench variants and --budget-s (default hf-eager,lab-fused and 300;
+#            lab-triton tunes a Triton GEMV per matrix shape first, ~1-2 min more).
 # GEMV=1     last, docs/perf/gemv_sweep.py quick: decode's weight matrices alone, cuBLAS / Inductor / gemv_kernel.py (~2 min).
 # Each step runs under `timeout` with the time left: its SIGTERM stops gpu_check as Ctrl-C does (the running
 # topic's pytest process group is killed, the partial JSON stays; grading.processes.run_cli, since session 9);
@@ -99,7 +101,8 @@ if [ -n "${PYTESTS:-}" ]; then
 fi
 if [ -n "${BENCH:-}" ]; then
     step w8a8-gap python3 docs/perf/w8a8_gap.py
-    step decode-bench python3 -m lab.decode_bench --impl solutions --variants hf-eager,lab-fused --budget-s 300
+    step decode-bench python3 -m lab.decode_bench --impl solutions --variants "${DECODE_VARIANTS:-hf-eager,lab-fused}" \
+        --budget-s "${DECODE_BUDGET:-300}"
     step flash-bench python3 -m lab.flash_bench --impl solutions
     step paged-bench python3 -m lab.paged_bench --impl solutions --batch 16,32 --context 4096,8192
     step w8a8-sweep python3 docs/perf/w8a8_sweep.py quick
