@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any
 
 # Not pytest's plugins (pytest_benchmark, pytest_timeout): pytest rewrites a plugin's asserts as it imports
-# it, and warns where it finds one imported already.
-PRELOAD = ("torch", "numpy", "pytest", "_pytest.python", "_pytest.fixtures", "triton", "triton.language")
+# it, and warns where it finds one imported already. torch._dynamo (inf13's tests import it; it makes no CUDA
+# call on import): on the lab's 2-core CPU a forked inf13 speed process's collection took 3.0-3.3 s without it
+# and 1.4-1.6 s with it, the server's start 1.5 s more, once per gpu_check.
+PRELOAD = ("torch", "numpy", "pytest", "_pytest.python", "_pytest.fixtures", "triton", "triton.language",
+           "torch._dynamo")
 _context: Any = None
 _START_LOCK = threading.Lock()           # gpu_check's correctness step starts topics from threads
 

@@ -7,7 +7,10 @@
 #       bash docs/perf/gpu_call.sh
 #
 # LIMIT      seconds this script may take in all (keep ~30 s under run's timeout_s for the tarball);
-# TOPICS     topics for `gpu_check --skip-correctness`, one call each (its JSON: speed-<topic>.json);
+# TOPICS     topics for ONE `gpu_check --skip-correctness --topics a,b,...` (speed.json, speed.log): what
+#            `make gpu-check` runs, one fork server for all (each gpu_check starts its own, ~5 s on session 14's
+#            H200 host); its JSON is rewritten after every process, so a cut call keeps what it measured;
+# PER_TOPIC=1  instead one gpu_check per topic (speed-<topic>.json), as sessions 8-14 ran them;
 # CORRECTNESS=1  first every topic's GPU correctness tests (`gpu_check --skip-speed`, correctness.json);
 # PYTESTS=1  then the lab's own tests that touch the grader and the clock, on this machine's Python;
 # STARTUP=1  first time the parts of a speed process's start-up (imports, CUDA, pytest's collection): ~30 s;
@@ -87,10 +90,15 @@ if [ -n "${CORRECTNESS:-}" ]; then
     step correctness python3 -m grading gpu_check --skip-speed --json "$O/correctness.json"
 fi
 fresh=${FRESH:+--fresh}
-for topic in ${TOPICS:-}; do
-    step "speed-$topic" python3 -m grading gpu_check --topics "$topic" --skip-correctness $write $fresh \
-        --json "$O/speed-$topic.json"
-done
+if [ -n "${PER_TOPIC:-}" ]; then
+    for topic in ${TOPICS:-}; do
+        step "speed-$topic" python3 -m grading gpu_check --topics "$topic" --skip-correctness $write $fresh \
+            --json "$O/speed-$topic.json"
+    done
+elif [ -n "${TOPICS:-}" ]; then
+    step speed python3 -m grading gpu_check --topics "$(echo ${TOPICS} | tr ' ' ',')" --skip-correctness $write $fresh \
+        --json "$O/speed.json"
+fi
 for topic in ${FRESH_TOPICS:-}; do       # the same topics again in fresh interpreters: the seconds, the ratios
     step "speed-$topic-fresh" python3 -m grading gpu_check --topics "$topic" --skip-correctness --fresh \
         --json "$O/speed-$topic-fresh.json"
