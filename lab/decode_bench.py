@@ -18,6 +18,9 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
       x tokens/s / the copy bandwidth measured now (read + write, lab.hardware.measure_copy_bandwidth).
 Each variant prints a line as it finishes; compiled variants are skipped once `--budget-s` is near.
+`--profile N` then profiles N decode steps of each lab variant (torch.profiler; CUDA graph replays included)
+and prints where a step's time goes: its kernels grouped by name (count and microseconds per step), and their
+sum against the step's wall time (the rest is the device idle between kernels: launch gaps, the host).
 Variants run in the order of VARIANTS whatever order they are named in: lab-gemv, lab-fused and lab-triton
 rewrite the model's projections in place and hf-compiled replaces transformers' forward, so each of them runs
 after the variants it would change.
@@ -167,8 +170,40 @@ def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
     return statistics.median(times), out
 
 
-def lab_variant(model, prompt, new_tokens: int, mode: str | None, repeats: int) -> dict:
-    """Prefill eagerly, then greedy-decode `new_tokens` with the (compiled) step; time the decode."""
+def kernel_table(prof, steps: int, device_type: str) -> list[tuple[str, int, float]]:
+    """[(kernel or op name, calls per step, microseconds per step)] from a torch.profiler run of `steps`
+    decode steps, slowest first: the device's kernels on a GPU, the operators' own time on a CPU."""
+    rows = []
+    for item in prof.key_averages():
+        if device_type == "cuda":
+            us = getattr(item, "self_device_time_total", None)
+            if us is None:
+                us = getattr(item, "self_cuda_time_total", 0.0)
+            if not us or item.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+        else:
+            us = item.self_cpu_time_total
+            if not us or item.key.startswith("ProfilerStep"):
+                continue
+        rows.append((item.key, round(item.count / steps), us / steps))
+    return sorted(rows, key=lambda r: -r[2])
+
+
+def profile_report(name: str, rows: list[tuple[str, int, float]], wall_us: float, what: str, top: int = 20) -> str:
+    """The profile of one variant as text: the step's `what` (kernels, or operators on a CPU) against its wall
+    time, then the top ones."""
+    total = sum(us for _, _, us in rows)
+    lines = [f"profile of {name}: {sum(c for _, c, _ in rows)} {what} a step, {total:,.0f} us of them against "
+             f"{wall_us:,.0f} us of wall time ({total / wall_us:.0%} busy)",
+             f"| {what[:-1]} | per step | us per step | share |", "|---|---|---|---|"]
+    for key, count, us in rows[:top]:
+        lines.append(f"| {key[:90]} | {count} | {us:,.1f} | {us / total:.1%} |")
+    return "\n".join(lines)
+
+
+def lab_variant(model, prompt, new_tokens: int, mode: str | None, repeats: int, profile_steps: int = 0) -> dict:
+    """Prefill eagerly, then greedy-decode `new_tokens` with the (compiled) step; time the decode (and profile
+    `profile_steps` more steps when asked: `profile`, the kernel table)."""
     inf10, inf13 = Topic("inf10"), Topic("inf13")
     weight, max_len = model.embed_tokens.weight, prompt.shape[1] + new_tokens + 1
     cache: StaticCacheProtocol
@@ -189,8 +224,16 @@ def lab_variant(model, prompt, new_tokens: int, mode: str | None, repeats: int) 
     compile_s = time.perf_counter() - start
     seconds, tokens = timed(lambda: inf13.decode_step.greedy_decode(step, first, prompt.shape[1], new_tokens),
                             repeats)
-    return {"tok_s": new_tokens / seconds, "compile_s": compile_s if mode else 0.0,
-            "tokens": [int(first)] + tokens[0].tolist()}
+    row = {"tok_s": new_tokens / seconds, "compile_s": compile_s if mode else 0.0,
+           "tokens": [int(first)] + tokens[0].tolist()}
+    if profile_steps:
+        from torch.profiler import ProfilerActivity, profile
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if weight.is_cuda else [])
+        with profile(activities=activities) as prof:
+            inf13.decode_step.greedy_decode(step, first, prompt.shape[1], profile_steps)
+            synchronize()
+        row["profile"] = kernel_table(prof, profile_steps, weight.device.type)
+    return row
 
 
 def hf_llama(model):
@@ -252,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="decode steps timed (hf: generated tokens)")
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--budget-s", type=positive_float, default=280, help="skip compiled variants past this")
+    parser.add_argument("--profile", type=positive_int, default=0, metavar="N",
+                        help="then profile N decode steps of each lab variant: where a step's time goes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
     check_device(parser, args.device)
@@ -275,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
               "place, hf-compiled replaces transformers' forward)")
     print("| variant      |    tok/s | ms/tok  |   MBU  | compile | same* |\n|---|---|---|---|---|---|", flush=True)
     reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
+    profiles: list[str] = []
     for name in variants:
         spent = time.perf_counter() - began
         compiles = name in ("lab-compiled", "lab-gemv", "lab-fused", "lab-triton", "hf-compiled")
@@ -292,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 torch._inductor.config.coordinate_descent_tuning = True
                 use_triton_gemv(model)
-                row = lab_variant(model, prompt, args.new_tokens, "reduce-overhead", args.repeats)
+                row = lab_variant(model, prompt, args.new_tokens, "reduce-overhead", args.repeats, args.profile)
             except Exception as e:              # a measurement tool's variant: say why, keep the others' rows
                 print(f"| {name:12s} | failed: {type(e).__name__}: {str(e)[:300]} |", flush=True)
                 continue
@@ -303,8 +349,11 @@ def main(argv: list[str] | None = None) -> int:
                     model.fuse_projections()
                 model.replace_linears(lambda _, linear: MulSumLinear(linear))   # nn.Linear children only
             mode = None if name == "lab-eager" else "reduce-overhead"
-            row = lab_variant(model, prompt, args.new_tokens, mode, args.repeats)
+            row = lab_variant(model, prompt, args.new_tokens, mode, args.repeats, args.profile)
         print(report(name, row, bytes_per_token, bandwidth, reference), flush=True)
+        if row.get("profile") is not None:
+            profiles.append(profile_report(name, row["profile"], 1e6 / row["tok_s"],
+                                           "kernels" if args.device == "cuda" else "operators"))
         reference = reference or row["tokens"]
         if row["compile_s"]:
             compile_guess_s = row["compile_s"]              # the next compile takes about as long
@@ -312,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
           f"weights parts at near-ties). Published: gpt-fast 184 tok/s = 65.5% on an H200 of this workplace, "
           f"~80% on an H100 (torch 2.11). "
           f"Total {time.perf_counter() - began:.0f} s.")
+    for text in profiles:
+        print("\n" + text)
     return 0
 
 

@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 from lab import cli
+from lab.paths import REPO_ROOT
 
 BAD = [
     ("decode_bench", ["--shape", "bogus"], "invalid choice: 'bogus'"),
@@ -17,6 +18,7 @@ BAD = [
     ("decode_bench", ["--variants", ","], "--variants names none"),
     ("decode_bench", ["--variants", "lab-fast"], "unknown variants ['lab-fast']"),
     ("decode_bench", ["--impl", "nowhere"], "'nowhere' is none of these"),
+    ("decode_bench", ["--profile", "0"], "'0': must be at least 1"),
     ("flash_bench", ["--seq-lens", "1024,0"], "'0': must be at least 1"),
     ("flash_bench", ["--variants", "mine"], "variants must be among"),
     ("paged_bench", ["--batch", ","], "names no number"),
@@ -55,3 +57,27 @@ def test_cli_types():
                     ("0", cli.positive_float), ("", cli.int_list), ("4,x", cli.int_list)):
         with pytest.raises(argparse.ArgumentTypeError):
             fn(bad)
+
+
+@pytest.mark.skipif(not (REPO_ROOT / "solutions").is_dir(), reason="needs solutions/ (instructors)")
+def test_decode_bench_profiles_where_a_step_goes():
+    """`--profile N` (issue 10: where a decode step's time goes) on this CPU, the real model's shape, eager: a
+    table of the step's operators, the matrix products first, summed against the step's wall time; lab-triton
+    says it needs a GPU instead of failing. In a process of its own, as an instructor runs it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LAB_IMPL": "solutions"}
+    done = subprocess.run([sys.executable, "-m", "lab.decode_bench", "--impl", "solutions", "--shape", "smollm2-135m",
+                           "--device", "cpu", "--new-tokens", "3", "--repeats", "1", "--variants",
+                           "lab-eager,lab-triton", "--profile", "2"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| lab-triton   | skipped: a Triton GEMV needs a CUDA GPU |" in out, out
+    table = out.split("profile of lab-eager: ", 1)[1]
+    assert "operators a step" in table.splitlines()[0] and "% busy)" in table.splitlines()[0], table[:500]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[3:] if line.startswith("| ")]
+    assert rows and rows[0][0].strip() == "aten::mm", rows[:3]        # 7 projections a layer, 30 layers, the head
+    assert int(rows[0][1]) == 7 * 30 + 1, rows[0]
