@@ -83,17 +83,43 @@ GEMV_KERNEL = REPO_ROOT / "docs" / "perf" / "gemv_kernel.py"      # not in the s
 GEMV_GRID = dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4))
 
 
+_GEMV_OPS: dict[Callable, Callable] = {}
+
+
+def gemv_op(gemv: Callable) -> Callable:
+    """`gemv` as a torch custom operator (`lab_bench::gemv`): torch.compile sees one opaque op with a known
+    output shape instead of tracing into Triton's launcher, and CUDA graphs capture its launch."""
+    if gemv not in _GEMV_OPS:
+        @torch.library.custom_op(f"lab_bench::gemv_{len(_GEMV_OPS)}", mutates_args=())
+        def op(weight: torch.Tensor, x: torch.Tensor, block_n: int, block_k: int, split_k: int, num_warps: int,
+               num_stages: int) -> torch.Tensor:
+            return gemv(weight, x, block_n=block_n, block_k=block_k, split_k=split_k, num_warps=num_warps,
+                        num_stages=num_stages)
+
+        @op.register_fake
+        def _(weight, x, block_n, block_k, split_k, num_warps, num_stages):
+            return x.new_empty(weight.shape[0])
+        _GEMV_OPS[gemv] = op
+    return _GEMV_OPS[gemv]
+
+
+GEMV_DEFAULTS = dict(block_n=16, block_k=512, split_k=1, num_warps=4, num_stages=2)
+
+
 class TritonGemvLinear(nn.Module):
-    """y = x W^T for a single token by a Triton GEMV with a fixed launch configuration (`config`)."""
+    """y = x W^T for a single token by a Triton GEMV (`gemv_op`) with a fixed launch configuration (`config`)."""
 
     def __init__(self, weight: torch.Tensor, gemv: Callable, config: dict):
         super().__init__()
-        self.weight, self.gemv, self.config = weight, gemv, config
+        self.weight, self.op, self.config = weight, gemv_op(gemv), {**GEMV_DEFAULTS, **config}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() != x.shape[-1]:                                    # a prefill
             return F.linear(x, self.weight)
-        return self.gemv(self.weight, x.reshape(-1), **self.config).view(*x.shape[:-1], -1)
+        c = self.config
+        y = self.op(self.weight, x.reshape(-1), c["block_n"], c["block_k"], c["split_k"], c["num_warps"],
+                    c["num_stages"])
+        return y.view(*x.shape[:-1], -1)
 
 
 def tune_gemv(gemv: Callable, weight: torch.Tensor) -> tuple[dict, float]:

@@ -55,8 +55,8 @@ def test_gemv_refuses_what_it_cannot_compute(args, message):
 
 def check_decode_bench_swaps_every_matrix(seed: int) -> None:
     """lab.decode_bench's lab-triton plumbing on a small model: after use_triton_gemv (tuning replaced by a fixed
-    configuration with a K split), every projection and the LM head is a TritonGemvLinear and a decode step's
-    logits equal the untouched model's (float32)."""
+    configuration with a K split), every projection and the LM head is a TritonGemvLinear, a decode step's
+    logits equal the untouched model's (float32), and torch.compile traces a TritonGemvLinear whole (fullgraph)."""
     from lab import decode_bench
     from lab.cache import StaticCache
     from lab.config import ModelConfig
@@ -79,7 +79,15 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
         swapped = [m for m in model.modules() if isinstance(m, decode_bench.TritonGemvLinear)]
         assert len(swapped) == 4 * config.num_layers + 1, len(swapped)      # qkv, o, gate-up, down; the head
         got = logits()
+        head = model.lm_head                  # what torch.compile sees: one opaque operator, traced whole
+        x = torch.randn(1, 1, config.hidden_size, generator=torch.Generator().manual_seed(seed))
+        compiled = torch.compile(head, backend="eager", fullgraph=True)(x)
+        c = head.config                       # and its fake (what compile traces with) agrees with it
+        torch.library.opcheck(head.op, (head.weight, x.reshape(-1), c["block_n"], c["block_k"], c["split_k"],
+                                        c["num_warps"], c["num_stages"]), test_utils=("test_schema", "test_faketensor"))
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+    plain = x @ head.weight.t()
+    assert torch.allclose(compiled, plain, rtol=1e-4, atol=1e-4), (compiled - plain).abs().max()
 
 
 def test_decode_bench_lab_triton_swaps_every_matrix_under_the_interpreter(seed):
