@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import itertools
 import os
 import statistics
 import time
@@ -80,7 +79,6 @@ class MulSumLinear(nn.Module):
 
 
 GEMV_KERNEL = REPO_ROOT / "docs" / "perf" / "gemv_kernel.py"      # not in the student release
-GEMV_GRID = dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4))
 
 
 _GEMV_OPS: dict[Callable, Callable] = {}
@@ -103,15 +101,12 @@ def gemv_op(gemv: Callable) -> Callable:
     return _GEMV_OPS[gemv]
 
 
-GEMV_DEFAULTS = dict(block_n=16, block_k=512, split_k=1, num_warps=4, num_stages=2)
-
-
 class TritonGemvLinear(nn.Module):
     """y = x W^T for a single token by a Triton GEMV (`gemv_op`) with a fixed launch configuration (`config`)."""
 
     def __init__(self, weight: torch.Tensor, gemv: Callable, config: dict):
         super().__init__()
-        self.weight, self.op, self.config = weight, gemv_op(gemv), {**GEMV_DEFAULTS, **config}
+        self.weight, self.op, self.config = weight, gemv_op(gemv), config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() != x.shape[-1]:                                    # a prefill
@@ -122,23 +117,15 @@ class TritonGemvLinear(nn.Module):
         return y.view(*x.shape[:-1], -1)
 
 
-def tune_gemv(gemv: Callable, weight: torch.Tensor) -> tuple[dict, float]:
-    """The fastest configuration of GEMV_GRID for this weight (do_bench, L2 flushed between calls) and its
-    seconds; a configuration that fails to launch is passed over."""
-    from triton.testing import do_bench
+def tune_gemv(kernel, weight: torch.Tensor) -> tuple[dict, float]:
+    """The fastest of `kernel.configs` (docs/perf/gemv_kernel.py's quick grid) for this weight that computes it
+    right, and its seconds (`kernel.time_configs`: do_bench, L2 flushed between calls)."""
     x = torch.randn(weight.shape[1], device=weight.device, dtype=weight.dtype)
-    best: tuple[dict, float] = ({}, float("inf"))
-    for values in itertools.product(*GEMV_GRID.values()):
-        config = dict(zip(GEMV_GRID, values))
-        if config["split_k"] > 1 and weight.shape[0] > 8192:
-            continue
-        try:
-            ms = do_bench(lambda: gemv(weight, x, **config))
-        except Exception:                       # e.g. out of resources for this tile: not a candidate
-            continue
-        if ms < best[1] * 1e3:
-            best = (config, ms / 1e3)
-    return best
+    timed = kernel.time_configs(weight, x, kernel.configs(weight.shape[0]))
+    if not timed:
+        raise RuntimeError(f"no launch configuration of the Triton GEMV ran right for a {list(weight.shape)} weight")
+    config, ms = timed[0]
+    return config, ms / 1e3
 
 
 def use_triton_gemv(model) -> None:
@@ -157,7 +144,7 @@ def use_triton_gemv(model) -> None:
     def swap(weight: torch.Tensor) -> TritonGemvLinear:
         shape = (int(weight.shape[0]), int(weight.shape[1]))
         if shape not in tuned:
-            config, seconds = tune_gemv(module.gemv, weight)
+            config, seconds = tune_gemv(module, weight)
             tuned[shape] = config
             gbs = weight.numel() * weight.element_size() / seconds / 1e9
             print(f"  lab-triton: N={shape[0]} K={shape[1]}: {config}, {seconds * 1e6:.1f} us = {gbs:,.0f} GB/s "

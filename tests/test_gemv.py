@@ -43,6 +43,14 @@ def test_gemv_matches_float64_under_the_interpreter(seed):
     run_in_interpreter(__file__, "check_gemv", seed)
 
 
+def test_the_tuning_grid_splits_k_only_where_rows_are_few():
+    kernel = gemv_module()
+    few, many = kernel.configs(4096), kernel.configs(kernel.SPLIT_MAX_ROWS + 1)
+    grid = kernel.QUICK_GRID
+    assert len(few) == len(many) * len(grid["split_k"]) and {c["split_k"] for c in many} == {1}
+    assert all(set(c) == set(grid) for c in few) and kernel.label(few[0]) == "n4 k256 w4 s1 split1"
+
+
 @pytest.mark.parametrize("args, message", [
     ((torch.zeros(3, 4), torch.zeros(5)), "weight [N, K] and x [K]"),
     ((torch.zeros(4, 3).t(), torch.zeros(4)), "rows contiguous"),
@@ -73,7 +81,8 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
 
     with torch.no_grad():
         want = logits()
-        decode_bench.tune_gemv = lambda gemv, weight: (dict(block_n=4, block_k=16, split_k=2), 1e-3)
+        decode_bench.tune_gemv = lambda kernel, weight: (
+            dict(block_n=4, block_k=16, split_k=2, num_warps=4, num_stages=1), 1e-3)
         decode_bench.measure_copy_bandwidth = lambda dev: 1e12
         decode_bench.use_triton_gemv(model)
         swapped = [m for m in model.modules() if isinstance(m, decode_bench.TritonGemvLinear)]

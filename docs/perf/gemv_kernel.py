@@ -11,9 +11,16 @@ float32 vector, cast at the end. `gemv_reference` is the definition in float64.
 """
 from __future__ import annotations
 
+import itertools
+from typing import Callable
+
 import torch
 import triton
 import triton.language as tl
+
+# The launch grid docs/perf/gemv_sweep.py's quick mode and lab.decode_bench's lab-triton tune over.
+QUICK_GRID = dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4))
+SPLIT_MAX_ROWS = 8192       # above it, thousands of row blocks already fill the card: no K split is tried
 
 
 @triton.jit
@@ -61,3 +68,34 @@ def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: i
 def gemv_reference(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The definition, in float64."""
     return weight.double() @ x.double()
+
+
+def configs(n: int, grid: dict = QUICK_GRID) -> list[dict]:
+    """Every launch configuration of `grid` (gemv's keyword arguments) worth timing for a matrix of N rows."""
+    every = (dict(zip(grid, values)) for values in itertools.product(*grid.values()))
+    return [c for c in every if c["split_k"] == 1 or n <= SPLIT_MAX_ROWS]
+
+
+def label(config: dict) -> str:
+    return (f"n{config['block_n']} k{config['block_k']} w{config['num_warps']} s{config['num_stages']} "
+            f"split{config['split_k']}")
+
+
+def time_configs(weight: torch.Tensor, x: torch.Tensor, candidates: list[dict],
+                 say: Callable[[str], None] = lambda _: None) -> list[tuple[dict, float]]:
+    """[(config, milliseconds)] fastest first, by `triton.testing.do_bench` (which flushes the L2 before every
+    call), of each candidate whose output agrees with gemv_reference within bf16's rounding; a wrong one or one
+    that fails to launch (out of resources) is left out, and `say` is told why."""
+    from triton.testing import do_bench
+    want = gemv_reference(weight, x)
+    tol = 2 ** -6 * (want.abs() + (weight.double().abs() @ x.double().abs()) * 2 ** -8 + 1e-6)
+    timed = []
+    for config in candidates:
+        try:
+            if ((gemv(weight, x, **config).double() - want).abs() > tol).any():
+                say(f"{label(config)}: WRONG, left out")
+                continue
+            timed.append((config, do_bench(lambda: gemv(weight, x, **config))))
+        except Exception as e:                  # out of resources and the like: say so, go on
+            say(f"{label(config)}: failed: {type(e).__name__}: {str(e)[:120]}")
+    return sorted(timed, key=lambda kv: kv[1])

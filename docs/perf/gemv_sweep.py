@@ -17,7 +17,6 @@ with a K split, so a step of them alone would reach ~88% and lab-fused with them
 
     python docs/perf/gemv_sweep.py [quick|full]      # from the repository root on the GPU machine (quick: ~2 min)
 """
-import itertools
 import os
 import sys
 
@@ -29,11 +28,11 @@ import torch.nn.functional as F                     # noqa: E402
 from triton.testing import do_bench                 # noqa: E402
 
 from lab.config import get_shape                    # noqa: E402
-from gemv_kernel import gemv, gemv_reference       # noqa: E402
+from gemv_kernel import QUICK_GRID, configs, label, time_configs   # noqa: E402
 from lab.hardware import measure_copy_bandwidth     # noqa: E402
 
 GRIDS = {
-    "quick": dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4)),
+    "quick": QUICK_GRID,
     "full": dict(block_n=(2, 4, 8, 16, 32), block_k=(128, 256, 512, 1024), num_warps=(2, 4, 8), num_stages=(1, 2, 3, 4),
                  split_k=(1, 2, 4, 8)),
 }
@@ -71,30 +70,18 @@ def main(mode: str) -> int:
     for name, (n, k, count) in matrices().items():
         weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
         x = torch.randn(k, device="cuda", dtype=torch.bfloat16)
-        want, nbytes = gemv_reference(weight, x), weight.numel() * weight.element_size()
-        tol = 2 ** -6 * (want.abs() + (weight.double().abs() @ x.double().abs()) * 2 ** -8 + 1e-6)
+        nbytes = weight.numel() * weight.element_size()
         rows = {"cuBLAS": do_bench(lambda: F.linear(x[None], weight)),
                 "Inductor": do_bench(lambda: mul_sum(weight, x))}
-        triton_ms: dict[str, float] = {}
-        for bn, bk, warps, stages, split in itertools.product(*grid.values()):
-            if split > 1 and n > 8192:
-                continue                            # tens of thousands of row blocks already fill the card
-            label = f"n{bn} k{bk} w{warps} s{stages} split{split}"
-            try:
-                out = gemv(weight, x, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages)
-                if ((out.double() - want).abs() > tol).any():
-                    print(f"  {name} {label}: WRONG, skipped")
-                    continue
-                triton_ms[label] = do_bench(lambda: gemv(weight, x, block_n=bn, block_k=bk, split_k=split,
-                                                         num_warps=warps, num_stages=stages))
-            except Exception as e:                  # out of resources and the like: say so, go on
-                print(f"  {name} {label}: failed: {type(e).__name__}: {str(e)[:120]}")
-        top = sorted(triton_ms.items(), key=lambda kv: kv[1])[:3]
-        rows.update({f"Triton {label}": ms for label, ms in top})
-        print(f"\n{name}: N={n} K={k}, {nbytes / 1e6:.1f} MB, x{count} per step; {len(triton_ms)} Triton configs")
+        candidates = configs(n, grid)
+        timed = time_configs(weight, x, candidates, say=lambda line: print(f"  {name} {line}"))
+        top = timed[:3]
+        rows.update({f"Triton {label(config)}": ms for config, ms in top})
+        print(f"\n{name}: N={n} K={k}, {nbytes / 1e6:.1f} MB, x{count} per step; {len(timed)} of {len(candidates)} "
+              "Triton configs ran correctly")
         print("| variant | us | GB/s | of copy |\n|---|---|---|---|")
-        for label, ms in rows.items():
-            print(f"| {label} | {ms * 1e3:.1f} | {nbytes / ms / 1e6:,.0f} | {nbytes / ms / 1e6 / (copy / 1e9):.1%} |")
+        for variant, ms in rows.items():
+            print(f"| {variant} | {ms * 1e3:.1f} | {nbytes / ms / 1e6:,.0f} | {nbytes / ms / 1e6 / (copy / 1e9):.1%} |")
         best[name] = {"cuBLAS": rows["cuBLAS"], "Inductor": rows["Inductor"],
                       "Triton": top[0][1] if top else float("nan"), "count": count, "bytes": nbytes}
     total_bytes = sum(b["bytes"] * b["count"] for b in best.values())

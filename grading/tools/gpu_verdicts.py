@@ -120,10 +120,10 @@ def print_table(report: dict) -> bool:
     merged = f", pooled with {report['merged']} earlier report(s)" if report.get("merged") else ""
     repeat = report.get("repeat")
     each = "+".join(map(str, repeat)) if isinstance(repeat, list) else f"{report['runs']} x {repeat}"
-    naive = report.get("naive_repeat")
-    naive = f" ({'+'.join(map(str, naive))} of a naive version far below its threshold)" \
-        if isinstance(naive, list) and naive != repeat else ""
-    print(f"\n{report['card']}: {report['runs']} process(es), {each} measurements per implementation{naive} "
+    naive_repeat = report.get("naive_repeat")
+    far = f" ({'+'.join(map(str, naive_repeat))} of a naive version far below its threshold)" \
+        if isinstance(naive_repeat, list) and naive_repeat != repeat else ""
+    print(f"\n{report['card']}: {report['runs']} process(es), {each} measurements per implementation{far} "
           f"in this call{merged}\n")
     print("| topic | test | threshold | reference (min-max, median; n) | naive (max; n) | flips | verdict |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
