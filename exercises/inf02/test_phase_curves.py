@@ -37,11 +37,17 @@ REGIMES = {
     "cuda": dict(shape="llama-3.2-1b", dtype=torch.bfloat16, prompt_lens=(2048, 3072, 4608, 6912), num_new=9,
                  repeats=3, warm_all=True),
 }
-_curves: dict[str, list[dict[int, tuple[float, float]]]] = {}
-_spent: dict[int, dict[str, float]] = {}        # id(curves) -> the seconds that measured them (spent_once)
 
 
-def device_curves(device: str) -> list[dict[int, tuple[float, float]]]:
+class Curves(dict):
+    """{prompt_len: (TTFT, TBT)}, and `seconds`: what measuring them took (spent_once)."""
+    seconds: dict[str, float]
+
+
+_curves: dict[str, list[Curves]] = {}
+
+
+def device_curves(device: str) -> list[Curves]:
     """The curves both tests read, measured once per device: one, or speed_repeats() of them for the
     calibration tools' flip check (LAB_SPEED_REPEAT; the tests assert the first)."""
     if device not in _curves:
@@ -49,7 +55,7 @@ def device_curves(device: str) -> list[dict[int, tuple[float, float]]]:
     return _curves[device]
 
 
-def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[float, float]]:
+def measure_curves(device: str, regime: dict | None = None) -> Curves:
     """{prompt_len: (median TTFT, TBT: the median step of the fastest run)} from your measure_latency on `device`
     (its regime by default)."""
     r = regime or REGIMES[device]
@@ -78,15 +84,16 @@ def measure_curves(device: str, regime: dict | None = None) -> dict[int, tuple[f
                 tbt[prompt_len].append(statistics.median(timing.tbt_s))
     # A length's TBT is its fastest run: a slow spell of the machine (a clock change, another process) lengthens
     # the runs it meets and never shortens one, and a decode step's own cost is the same in every run.
-    curves = {p: (statistics.median(ttft[p]), min(tbt[p])) for p in r["prompt_lens"]}
-    _spent[id(curves)] = {"warmup_s": round(warmed - began, 3), "measuring_s": round(time.perf_counter() - warmed, 3)}
+    curves = Curves({p: (statistics.median(ttft[p]), min(tbt[p])) for p in r["prompt_lens"]})
+    curves.seconds = {"warmup_s": round(warmed - began, 3), "measuring_s": round(time.perf_counter() - warmed, 3)}
     return curves
 
 
-def spent_once(curves) -> dict[str, float]:
+def spent_once(curves: Curves) -> dict[str, float]:
     """The seconds that measured `curves` (warmup_s: the model's build and the warm-up runs; measuring_s: the
     timed runs), for the first figure recorded from them only: grading.tools.gpu_check adds a process's up."""
-    return _spent.pop(id(curves), {})
+    seconds, curves.seconds = curves.seconds, {}
+    return seconds
 
 
 def describe(curves, column: int) -> str:

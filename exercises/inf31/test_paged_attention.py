@@ -32,7 +32,7 @@ impl = Topic("inf31")
 # 0.6x then. Another H100, 2026-12-07 (three processes, 4+3+3): 0.62-0.71x (median 0.69), naive <= 0.07x: 0.6
 # left the reference 3% over at its worst, so 0.5x (24% under that worst). The time per call includes its
 # launches (~0.1 ms kernels). An H200 (session 14): 0.55-0.63x (median 0.59), naive <= 0.09x; 0.5 left 0.55 10%
-# over, so 0.45x (22% under the H200's worst; the H100s' worst, 0.61, clears it by 36%).
+# over, so 0.45x (23% under the H200's worst; the H100s' worst, 0.61, clears it by 36%).
 PAGED_VS_SDPA = 0.45
 SPEED_SHAPE = dict(num_seqs=16, context_len=4096, num_heads=32, num_kv_heads=8, head_dim=128, block_size=16)
 
