@@ -128,9 +128,10 @@ def tune_gemv(kernel, weight: torch.Tensor) -> tuple[dict, float]:
     return config, ms / 1e3
 
 
-def use_triton_gemv(model) -> None:
+def use_triton_gemv(model, bandwidth: float) -> None:
     """lab-triton: fuse the projections (unless lab-fused did), then put a tuned Triton GEMV in place of every
-    projection (a linear, or lab-fused's MulSumLinear) and of the LM head, one tuning per matrix shape."""
+    projection (a linear, or lab-fused's MulSumLinear) and of the LM head, one tuning per matrix shape (each
+    printed as a fraction of `bandwidth`, the copy bandwidth in bytes/s measured for the run)."""
     spec = importlib.util.spec_from_file_location("gemv_kernel", GEMV_KERNEL)
     if spec is None or spec.loader is None or not GEMV_KERNEL.is_file():
         raise FileNotFoundError(f"{GEMV_KERNEL.relative_to(REPO_ROOT)} is not here (it is not in the student release)")
@@ -139,7 +140,6 @@ def use_triton_gemv(model) -> None:
     if not hasattr(model.layers[0].self_attn, "qkv_proj"):
         model.fuse_projections()
     tuned: dict[tuple[int, int], dict] = {}
-    bandwidth = measure_copy_bandwidth(model.lm_head.weight.device)
 
     def swap(weight: torch.Tensor) -> TritonGemvLinear:
         shape = (int(weight.shape[0]), int(weight.shape[1]))
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 torch._inductor.config.coordinate_descent_tuning = True
-                use_triton_gemv(model)
+                use_triton_gemv(model, bandwidth)
                 row = lab_variant(model, prompt, args.new_tokens, "reduce-overhead", args.repeats, args.profile)
             except Exception as e:              # a measurement tool's variant: say why, keep the others' rows
                 print(f"| {name:12s} | failed: {type(e).__name__}: {str(e)[:300]} |", flush=True)

@@ -83,8 +83,7 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
         want = logits()
         decode_bench.tune_gemv = lambda kernel, weight: (
             dict(block_n=4, block_k=16, split_k=2, num_warps=4, num_stages=1), 1e-3)
-        decode_bench.measure_copy_bandwidth = lambda dev: 1e12
-        decode_bench.use_triton_gemv(model)
+        decode_bench.use_triton_gemv(model, 1e12)
         swapped = [m for m in model.modules() if isinstance(m, decode_bench.TritonGemvLinear)]
         assert len(swapped) == 4 * config.num_layers + 1, len(swapped)      # qkv, o, gate-up, down; the head
         got = logits()
