@@ -19,7 +19,8 @@ Record kinds, in the order they are written:
   `import_error` (a SyntaxError or ImportError in the chain: the student's module does not load),
   `timed_out` (pytest-timeout fired), `skip_reason`, `not_graded` (skipped by `lab.outcomes.not_graded`:
   this hardware cannot grade it; told by the exception's `grading_status`, never by the reason's text),
-  `markers`, `duration_s`, `user_properties` (dict; speed tests put `speed` there),
+  `markers`, `duration_s`, `phases_s` ({"setup": s, "call": s, "teardown": s}: pytest's phases of it),
+  `user_properties` (dict; speed tests put `speed` there),
   `speeds` (every speed figure the test recorded, in order: each `speed` property, and with
   LAB_SPEED_REPEAT each further measurement's `speed_repeat`; grading.tools.calibrate reads these);
 - "session" (last; absent when the process died): `exitstatus`, `seed`, `hardware`.
@@ -211,8 +212,9 @@ class Recorder:
 
     def pytest_runtest_logreport(self, report) -> None:
         state = self._pending.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0, "skip_reason": None,
-                                                         "user_properties": {}, "speeds": []})
+                                                         "user_properties": {}, "speeds": [], "phases_s": {}})
         state["duration_s"] += report.duration
+        state["phases_s"][report.when] = round(report.duration, 6)
         if report.when == "teardown":           # user_properties accumulate over the phases: read them once
             state["user_properties"].update(dict(report.user_properties))
             state["speeds"] = [value for key, value in report.user_properties if key in SPEED_PROPERTIES]
@@ -234,7 +236,8 @@ class Recorder:
         self.write({"kind": "test", **info, "outcome": state["outcome"], **failure,
                     "skip_reason": state["skip_reason"], "not_graded": state["outcome"] == "skipped" and
                     nodeid in self._not_graded, "duration_s": round(state["duration_s"], 6),
-                    "user_properties": state["user_properties"], "speeds": state["speeds"]})
+                    "phases_s": state["phases_s"], "user_properties": state["user_properties"],
+                    "speeds": state["speeds"]})
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         self.write({"kind": "session", "exitstatus": int(exitstatus), "seed": self._seed(),

@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class TopicRun:
     seed: int | None = None
     fallback_items: list[dict] = field(default_factory=list)    # collected from the solutions
     tampering: list[str] = field(default_factory=list)          # why the results are void, if they are
+    phases: dict[str, float] = field(default_factory=dict)      # process_phases: start_s, exit_s (the pipe only)
 
     @property
     def crashed(self) -> bool:
@@ -143,6 +145,7 @@ class _Channel(threading.Thread):
     def __init__(self, fallback_file: Path):
         super().__init__(daemon=True)
         self.lines: list[bytes] = []
+        self.arrived: list[float] = []          # time.monotonic() as each line came (the pipe only)
         self.file = fallback_file
         self.read_fd: int | None = None
         self.write_fd: int | None = None
@@ -167,12 +170,17 @@ class _Channel(threading.Thread):
             for chunk in iter(lambda: pipe.read(65536), b""):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
-                self.lines += lines
+                self._add(lines)
                 if len(pending) > self.MAX_LINE:          # a record is never this long: flooding
-                    self.lines.append(b"<an endless line>")
+                    self._add([b"<an endless line>"])
                     pending = b""
         if pending:
-            self.lines.append(pending)                    # cut short by a kill: no newline
+            self._add([pending])                          # cut short by a kill: no newline
+
+    def _add(self, lines: list[bytes]) -> None:
+        now = time.monotonic()
+        self.arrived += [now] * len(lines)
+        self.lines += lines
 
     def finish(self, timeout_s: float = 5.0) -> list[bytes]:
         if self.read_fd is None:                         # the file fallback
@@ -302,18 +310,36 @@ def run_topic(root: Path, topic: str, impl: str, limits: Limits, out_dir: Path,
     cmd = pytest_command(topic, impl, limits, root, collect_only, pytest_args or (), hidden)
     channel = _Channel(records)
     environment = _environment(channel.spec, impl, seed, root, sandbox_env, env)
+    began = time.monotonic()
     try:
         code, timed_out, seconds, text = execute(cmd, root, environment, log_path, limits.topic_s,
                                                 limits.memory_bytes, channel, fork)
     finally:
         lines = channel.finish()
+    ended = time.monotonic()
     if channel.read_fd is not None:
         records.write_bytes(b"".join(line + b"\n" for line in lines))     # what came, for the record
     run = TopicRun(topic, exit_code=code, timed_out=timed_out, duration_s=seconds, limit_s=limits.topic_s,
                    log_path=log_path, log_text=text)
     accepted, run.tampering = check_records(lines)
     _fill(run, accepted)
+    run.phases = process_phases(accepted, channel.arrived, began, ended)
     return run
+
+
+def process_phases(records: list[dict], arrived: list[float], began: float, ended: float) -> dict[str, float]:
+    """Where a topic's process spent the seconds outside its tests, by when its records reached the parent
+    (`arrived`, time.monotonic() per record line; empty without the pipe): `start_s` from the start (or fork)
+    to the collection record (the interpreter's start, imports, conftest, collection), `exit_s` from the
+    session record to the process's end (pytest's and the interpreter's exit: atexit hooks, workers, the
+    CUDA context). A diagnosis for gpu_check's seconds line (issue 10's 20 minutes), never graded."""
+    phases: dict[str, float] = {}
+    for index, record in enumerate(records[:len(arrived)]):
+        if record.get("kind") == "collection":
+            phases["start_s"] = round(arrived[index] - began, 3)
+        elif record.get("kind") == "session":
+            phases["exit_s"] = round(ended - arrived[index], 3)
+    return phases
 
 
 def run_topics(root: Path, topics: list[str], impl: str, limits: Limits, out_dir: Path,

@@ -313,6 +313,33 @@ def test_a_forked_topic_process_records_what_a_fresh_one_does(tmp_path):
         runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-sandbox", fork=True, sandbox_env={})
 
 
+@pytest.mark.parametrize("fork", [False, True] if __import__("grading.forkserver").forkserver.available() else [False])
+def test_a_topic_run_says_where_its_process_spent_the_seconds_outside_its_tests(tmp_path, fork):
+    """gpu_check's seconds line (issue 10's 20 minutes) reads each test's pytest phases (the plugin's phases_s)
+    and the process's start-and-collection and exit (grading.runner.process_phases, by when the records came):
+    a test module that sleeps at import, a fixture that sleeps in setup and teardown and an exit finalizer that
+    sleeps each show in their own phase, fresh or forked."""
+    root = make_lab(tmp_path)
+    (root / "exercises" / "inf97" / "test_slow_phases.py").write_text(
+        "import multiprocessing.util, time\n\nimport pytest\n\ntime.sleep(0.8)       # collection\n"
+        "# the exit: a finalizer both a fresh interpreter and a forked child run (the fork skips atexit's hooks)\n"
+        "multiprocessing.util.Finalize(None, time.sleep, args=(1.0,), exitpriority=0)\n\n\n"
+        "@pytest.fixture\ndef slow():\n"
+        "    time.sleep(0.4)\n    yield\n    time.sleep(0.6)\n\n\ndef test_phases(slow):\n    time.sleep(0.2)\n")
+    run = runner.run_topic(root, "inf97", "solutions", runner.Limits(test_s=60, topic_s=60), tmp_path / "out",
+                           pytest_args=["-k", "test_phases"], fork=fork)
+    record = run.tests["exercises/inf97/test_slow_phases.py::test_phases"]
+    assert record["outcome"] == "passed", run.log_text[-2000:]
+    phases = record["phases_s"]
+    assert set(phases) == {"setup", "call", "teardown"}
+    assert 0.4 <= phases["setup"] < 0.6 and 0.2 <= phases["call"] < 0.4 and 0.6 <= phases["teardown"] < 0.8, phases
+    assert abs(sum(phases.values()) - record["duration_s"]) < 1e-3
+    assert set(run.phases) == {"start_s", "exit_s"}, run.phases
+    assert run.phases["start_s"] >= 0.8 and 1.0 <= run.phases["exit_s"] < 2.5, run.phases
+    assert run.phases["start_s"] + record["duration_s"] + run.phases["exit_s"] <= run.duration_s + 0.05
+    assert runner.process_phases([{"kind": "collection"}], [], 0.0, 1.0) == {}         # no pipe: no times
+
+
 def running_in(root: Path) -> list[str]:
     """Command lines of live processes that mention `root` (Linux /proc; empty elsewhere)."""
     found = []

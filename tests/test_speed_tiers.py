@@ -715,6 +715,15 @@ def test_gpu_check_says_where_each_speed_process_spent_its_seconds(tmp_path, mon
     assert json.loads(out.read_text())["topics"]["inf11"]["processes"] == [{"impl": "solution", "process": 1, **split}]
     assert "9.0 s: tests 7.5 (warm-up 1.2, measuring 5.0, the rest 1.3), start, collection and exit 1.5" \
         in capsys.readouterr().out
+    # with the plugin's pytest phases and the runner's process phases: fixtures, start and exit apart
+    full = gpu_check.split_seconds(9.04, [7.5, 0.02], speeds, [{"setup": 0.3, "call": 7.0, "teardown": 0.2},
+                                                               {"setup": 0.01, "call": 0.0, "teardown": 0.01}],
+                                   {"start_s": 1.04, "exit_s": 0.37})
+    assert full == {"process_s": 9.0, "tests_s": 7.5, "warmup_s": 1.2, "measuring_s": 5.0, "fixtures_s": 0.5,
+                    "start_s": 1.0, "exit_s": 0.4}
+    assert gpu_check.seconds_line(full).endswith(
+        "9.0 s: tests 7.5 (warm-up 1.2, measuring 5.0, fixtures 0.5, the rest 0.8), start and collection 1.0, "
+        "exit 0.4, other 0.1")
 
 
 def test_gpu_check_preload_forks_every_topic_process(tmp_path, monkeypatch, profiles):

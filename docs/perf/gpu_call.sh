@@ -22,6 +22,9 @@
 # DECODE_VARIANTS, DECODE_BUDGET  BENCH's decode_bench variants and --budget-s (default hf-eager,lab-fused and 300;
 #            lab-triton tunes a Triton GEMV per matrix shape first, ~1-2 min more).
 # GEMV=1     last, docs/perf/gemv_sweep.py quick: decode's weight matrices alone, cuBLAS / Inductor / gemv_kernel.py (~2 min).
+# CPROFILE   topics whose reference speed tests run once more under cProfile, last (cprofile-<topic>.log: the
+#            functions by cumulative and by own time): what "the rest" of a process's seconds line is made of
+#            (inf12 and inf30: 7-11 s a process outside compare's rounds on session 13's H100).
 # Each step runs under `timeout` with the time left: its SIGTERM stops gpu_check as Ctrl-C does (the running
 # topic's pytest process group is killed, the partial JSON stays; grading.processes.run_cli, since session 9);
 # a step with under 30 s left is skipped and listed in steps.txt.
@@ -118,4 +121,9 @@ fi
 if [ -n "${GEMV:-}" ]; then
     step gemv-sweep python3 docs/perf/gemv_sweep.py quick
 fi
+for topic in ${CPROFILE:-}; do
+    step "cprofile-$topic" bash -c "python3 -m cProfile -o '$O/cprofile-$topic.prof' -m pytest -q -p no:cacheprovider \
+        --impl solutions -m 'speed and gpu' exercises/$topic && python3 -c \"import pstats; s = pstats.Stats('$O/cprofile-$topic.prof'); \
+        s.sort_stats('cumulative').print_stats(45); s.sort_stats('tottime').print_stats(25)\""
+done
 echo "done in $(( $(date +%s) - began )) s"

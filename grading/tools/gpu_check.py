@@ -100,29 +100,45 @@ def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | No
         key = f"{topic}::{nodeid.split('::', 1)[-1]}"
         rows += [(key, s) for s in record.get("speeds", []) if isinstance(s, dict) and "ratio" in s]
     if seconds is not None:
-        seconds.update(split_seconds(run.duration_s, [t.get("duration_s") for t in run.tests.values()],
-                                     [s for _, s in rows]))
+        tests = list(run.tests.values())
+        seconds.update(split_seconds(run.duration_s, [t.get("duration_s") for t in tests], [s for _, s in rows],
+                                     [t.get("phases_s") for t in tests], run.phases))
     return rows
 
 
-def split_seconds(process_s: float, test_s: list, speeds: list[dict]) -> dict:
+def split_seconds(process_s: float, test_s: list, speeds: list[dict], test_phases: list | None = None,
+                  phases: dict | None = None) -> dict:
     """Where one speed process's seconds went: the whole process (start, collection and exit included), its
     tests (pytest's setup, call and teardown), and of those lab.timing.compare's warm-up calls and measuring
     rounds; a test's time outside both builds its model and inputs (figure tests such as inf02's have
-    neither). What the whole check's 20 minutes are spent on (issue 10)."""
+    neither). With the tests' `test_phases` (the plugin's phases_s) the fixtures' setup and teardown are told
+    apart (`fixtures_s`); with the process's `phases` (grading.runner.process_phases) its start and collection
+    (`start_s`) and its exit (`exit_s`). What the whole check's 20 minutes are spent on (issue 10)."""
     def total(values) -> float:
         return round(sum(v for v in values if isinstance(v, (int, float))), 1)
 
-    return {"process_s": round(process_s, 1), "tests_s": total(test_s),
-            "warmup_s": total(s.get("warmup_s") for s in speeds),
-            "measuring_s": total(s.get("measuring_s") for s in speeds)}
+    split = {"process_s": round(process_s, 1), "tests_s": total(test_s),
+             "warmup_s": total(s.get("warmup_s") for s in speeds),
+             "measuring_s": total(s.get("measuring_s") for s in speeds)}
+    fixtures = [p.get(when) for p in test_phases or () if isinstance(p, dict) for when in ("setup", "teardown")]
+    if fixtures:
+        split["fixtures_s"] = total(fixtures)
+    for key in ("start_s", "exit_s"):
+        if isinstance((phases or {}).get(key), (int, float)):
+            split[key] = round(phases[key], 1)
+    return split
 
 
 def seconds_line(split: dict) -> str:
     outside = split["process_s"] - split["tests_s"]
-    rest = split["tests_s"] - split["warmup_s"] - split["measuring_s"]
-    return (f"    {split['process_s']:.1f} s: tests {split['tests_s']:.1f} (warm-up {split['warmup_s']:.1f}, "
-            f"measuring {split['measuring_s']:.1f}, the rest {rest:.1f}), start, collection and exit {outside:.1f}")
+    rest = split["tests_s"] - split["warmup_s"] - split["measuring_s"] - split.get("fixtures_s", 0.0)
+    fixtures = f", fixtures {split['fixtures_s']:.1f}" if "fixtures_s" in split else ""
+    line = (f"    {split['process_s']:.1f} s: tests {split['tests_s']:.1f} (warm-up {split['warmup_s']:.1f}, "
+            f"measuring {split['measuring_s']:.1f}{fixtures}, the rest {rest:.1f}), ")
+    if "start_s" in split and "exit_s" in split:
+        other = outside - split["start_s"] - split["exit_s"]
+        return line + f"start and collection {split['start_s']:.1f}, exit {split['exit_s']:.1f}, other {other:.1f}"
+    return line + f"start, collection and exit {outside:.1f}"
 
 
 def check_all(topics: list[str], out: Path, jobs: int, began: float, fork: bool = False) -> dict[str, dict]:
