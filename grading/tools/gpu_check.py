@@ -100,9 +100,9 @@ def measure(topic: str, impl: str, repeat: int, out: Path, tests: list[str] | No
         key = f"{topic}::{nodeid.split('::', 1)[-1]}"
         rows += [(key, s) for s in record.get("speeds", []) if isinstance(s, dict) and "ratio" in s]
     if seconds is not None:
-        tests = list(run.tests.values())
-        seconds.update(split_seconds(run.duration_s, [t.get("duration_s") for t in tests], [s for _, s in rows],
-                                     [t.get("phases_s") for t in tests], run.phases))
+        records = list(run.tests.values())
+        seconds.update(split_seconds(run.duration_s, [t.get("duration_s") for t in records], [s for _, s in rows],
+                                     [t.get("phases_s") for t in records], run.phases))
     return rows
 
 
@@ -123,9 +123,9 @@ def split_seconds(process_s: float, test_s: list, speeds: list[dict], test_phase
     fixtures = [p.get(when) for p in test_phases or () if isinstance(p, dict) for when in ("setup", "teardown")]
     if fixtures:
         split["fixtures_s"] = total(fixtures)
-    for key in ("start_s", "exit_s"):
-        if isinstance((phases or {}).get(key), (int, float)):
-            split[key] = round(phases[key], 1)
+    for key, value in (phases or {}).items():
+        if key in ("start_s", "exit_s") and isinstance(value, (int, float)):
+            split[key] = round(value, 1)
     return split
 
 
