@@ -88,32 +88,38 @@ def gemv_op(gemv: Callable) -> Callable:
     """`gemv` as a torch custom operator (`lab_bench::gemv`): torch.compile sees one opaque op with a known
     output shape instead of tracing into Triton's launcher, and CUDA graphs capture its launch."""
     if gemv not in _GEMV_OPS:
+        # `counters` (reduce="last"'s row-block counters) are counted up and set back to zero within a call:
+        # unchanged between calls, so not declared mutated (which would make compile copy them every step)
         @torch.library.custom_op(f"lab_bench::gemv_{len(_GEMV_OPS)}", mutates_args=())
-        def op(weight: torch.Tensor, x: torch.Tensor, block_n: int, block_k: int, split_k: int, num_warps: int,
-               num_stages: int) -> torch.Tensor:
+        def op(weight: torch.Tensor, x: torch.Tensor, counters: torch.Tensor, block_n: int, block_k: int,
+               split_k: int, num_warps: int, num_stages: int, reduce: str) -> torch.Tensor:
             return gemv(weight, x, block_n=block_n, block_k=block_k, split_k=split_k, num_warps=num_warps,
-                        num_stages=num_stages)
+                        num_stages=num_stages, reduce=reduce, counters=counters)
 
         @op.register_fake
-        def _(weight, x, block_n, block_k, split_k, num_warps, num_stages):
+        def _(weight, x, counters, block_n, block_k, split_k, num_warps, num_stages, reduce):
             return x.new_empty(weight.shape[0])
         _GEMV_OPS[gemv] = op
     return _GEMV_OPS[gemv]
 
 
 class TritonGemvLinear(nn.Module):
-    """y = x W^T for a single token by a Triton GEMV (`gemv_op`) with a fixed launch configuration (`config`)."""
+    """y = x W^T for a single token by a Triton GEMV (`gemv_op`) with a fixed launch configuration (`config`);
+    `kernel` is docs/perf/gemv_kernel.py as a module, whose reduce="last" counters the layer keeps."""
 
-    def __init__(self, weight: torch.Tensor, gemv: Callable, config: dict):
+    def __init__(self, weight: torch.Tensor, kernel, config: dict):
         super().__init__()
-        self.weight, self.op, self.config = weight, gemv_op(gemv), config
+        self.weight, self.op = weight, gemv_op(kernel.gemv)
+        self.config = {"num_stages": 2, "reduce": "last", **config}
+        self.register_buffer("counters", kernel.counters_for(weight.shape[0], config["block_n"], weight.device),
+                             persistent=False)       # never in a state_dict (hf_llama builds from one)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() != x.shape[-1]:                                    # a prefill
             return F.linear(x, self.weight)
         c = self.config
-        y = self.op(self.weight, x.reshape(-1), c["block_n"], c["block_k"], c["split_k"], c["num_warps"],
-                    c["num_stages"])
+        y = self.op(self.weight, x.reshape(-1), self.counters, c["block_n"], c["block_k"], c["split_k"],
+                    c["num_warps"], c["num_stages"], c["reduce"])
         return y.view(*x.shape[:-1], -1)
 
 
@@ -149,7 +155,7 @@ def use_triton_gemv(model, bandwidth: float) -> None:
             gbs = weight.numel() * weight.element_size() / seconds / 1e9
             print(f"  lab-triton: N={shape[0]} K={shape[1]}: {config}, {seconds * 1e6:.1f} us = {gbs:,.0f} GB/s "
                   f"({gbs * 1e9 / bandwidth:.0%} of copy)", flush=True)
-        return TritonGemvLinear(weight, module.gemv, tuned[shape])
+        return TritonGemvLinear(weight, module, tuned[shape])
 
     for _, parent in list(model.layers.named_modules()):
         for child_name, child in list(parent.named_children()):

@@ -17,26 +17,33 @@ def gemv_module():
     spec.loader.exec_module(module)
     return module
 
-CONFIGS = [dict(block_n=4, block_k=16, split_k=1), dict(block_n=8, block_k=32, split_k=3),
-           dict(block_n=2, block_k=64, split_k=2), dict(block_n=16, block_k=16, split_k=5)]
+CONFIGS = [dict(block_n=4, block_k=16, split_k=1), dict(block_n=8, block_k=32, split_k=3, reduce="atomic"),
+           dict(block_n=2, block_k=64, split_k=2, reduce="last"), dict(block_n=16, block_k=16, split_k=5),
+           dict(block_n=4, block_k=16, split_k=4, reduce="atomic")]
 
 
 def check_gemv(seed: int) -> None:
-    gemv, gemv_reference = gemv_module().gemv, gemv_module().gemv_reference
+    kernel = gemv_module()
     gen = torch.Generator().manual_seed(seed)
     for config in CONFIGS:
         for dtype in (torch.float32, torch.bfloat16):
             n, k = (int(v) for v in torch.randint(5, 90, (2,), generator=gen))
             weight = torch.randn(n, k, generator=gen).to(dtype)
-            x = torch.randn(k, generator=gen).to(dtype)
-            got = gemv(weight, x, **config)
-            want = gemv_reference(weight, x)
-            scale = (weight.double().abs() @ x.double().abs())
-            tol = (2 ** -7 if dtype == torch.bfloat16 else 1e-5) * (want.abs() + scale * 2 ** -8 + 1e-6)
-            assert got.dtype == dtype and got.shape == (n,), (got.dtype, got.shape)
-            bad = ((got.double() - want).abs() > tol).nonzero().flatten().tolist()
-            assert not bad, (f"{config} {dtype} N={n} K={k}: rows {bad[:5]} differ, got {got[bad[:3]].tolist()} "
-                             f"want {want[bad[:3]].tolist()}")
+            counters = kernel.counters_for(n, config["block_n"], "cpu")
+            for call in range(2):               # reduce="last" leaves its counters at zero for the next call
+                x = torch.randn(k, generator=gen).to(dtype)
+                got = kernel.gemv(weight, x, counters=counters, **config)
+                want = kernel.gemv_reference(weight, x)
+                scale = (weight.double().abs() @ x.double().abs())
+                tol = (2 ** -7 if dtype == torch.bfloat16 else 1e-5) * (want.abs() + scale * 2 ** -8 + 1e-6)
+                assert got.dtype == dtype and got.shape == (n,), (got.dtype, got.shape)
+                bad = ((got.double() - want).abs() > tol).nonzero().flatten().tolist()
+                assert not bad, (f"{config} {dtype} N={n} K={k}, call {call}: rows {bad[:5]} differ, got "
+                                 f"{got[bad[:3]].tolist()} want {want[bad[:3]].tolist()}")
+                assert not counters.any(), f"{config}: counters left at {counters.tolist()} after call {call}"
+    with pytest.raises(ValueError, match="counters must be int32 with at least 3"):
+        kernel.gemv(torch.zeros(9, 64), torch.zeros(64), block_n=4, block_k=16, split_k=2,
+                    counters=torch.zeros(2, dtype=torch.int32))
 
 
 def test_gemv_matches_float64_under_the_interpreter(seed):
@@ -44,21 +51,68 @@ def test_gemv_matches_float64_under_the_interpreter(seed):
 
 
 def test_the_tuning_grid_splits_k_only_where_rows_are_few():
+    """A K split is tried only up to SPLIT_MAX_ROWS rows, each way of meeting its sums; no split is one
+    configuration, whatever `reduce` says."""
     kernel = gemv_module()
     few, many = kernel.configs(4096), kernel.configs(kernel.SPLIT_MAX_ROWS + 1)
     grid = kernel.QUICK_GRID
-    assert len(few) == len(many) * len(grid["split_k"]) and {c["split_k"] for c in many} == {1}
+    splits = len(grid["split_k"]) - 1
+    assert len(few) == len(many) * (1 + splits * len(grid["reduce"])) and {c["split_k"] for c in many} == {1}
     assert all(set(c) == set(grid) for c in few) and kernel.label(few[0]) == "n4 k256 w4 s1 split1"
+    assert {kernel.label(c).split(" ", 4)[-1] for c in few} == {"split1", "split2 last", "split2 atomic",
+                                                                 "split4 last", "split4 atomic"}
+
+
+def check_time_configs(seed: int) -> None:
+    """time_configs (the tuning of gemv_sweep and lab-triton) times only the candidates that compute right and
+    leave reduce="last"'s counters at zero, fastest first, and says why it left each other one out."""
+    import triton.testing
+    kernel = gemv_module()
+    gen = torch.Generator().manual_seed(seed)
+    weight, x = torch.randn(37, 70, generator=gen), torch.randn(70, generator=gen)
+    real_gemv = kernel.gemv
+    good = [dict(block_n=4, block_k=16, split_k=s, reduce=r, num_warps=1, num_stages=1)
+            for s, r in ((1, "last"), (2, "last"), (3, "atomic"))]
+    wrong, stuck, broken = ({**good[0], "block_k": 32}, {**good[1], "block_n": 8}, {**good[0], "block_n": 16})
+
+    def gemv(w, v, counters=None, **config):
+        y = real_gemv(w, v, counters=counters, **config)
+        if config == wrong:
+            return y + 1
+        if config == stuck:
+            counters += 1                                   # a reset forgotten
+        if config == broken:
+            raise RuntimeError("out of resources")
+        return y
+
+    times = iter([3.0, 2.0, 1.0])                           # the candidates timed, in order: the last is fastest
+
+    def do_bench(fn, **_):
+        fn()
+        return next(times)
+
+    kernel.gemv, triton.testing.do_bench = gemv, do_bench
+    said: list[str] = []
+    timed = kernel.time_configs(weight, x, [good[2], wrong, good[0], stuck, broken, good[1]], say=said.append)
+    assert timed == [(good[1], 1.0), (good[0], 2.0), (good[2], 3.0)], timed
+    assert said[:2] == [f"{kernel.label(wrong)}: WRONG, left out", f"{kernel.label(stuck)}: WRONG, left out"], said
+    assert said[2].startswith(f"{kernel.label(broken)}: failed: RuntimeError: out of resources"), said
+
+
+def test_tuning_times_only_what_computes_right_under_the_interpreter(seed):
+    run_in_interpreter(__file__, "check_time_configs", seed)
 
 
 @pytest.mark.parametrize("args, message", [
     ((torch.zeros(3, 4), torch.zeros(5)), "weight [N, K] and x [K]"),
     ((torch.zeros(4, 3).t(), torch.zeros(4)), "rows contiguous"),
+    ((torch.zeros(4, 3), torch.zeros(3), "sum"), "reduce must be one of"),
 ])
 def test_gemv_refuses_what_it_cannot_compute(args, message):
     gemv = gemv_module().gemv
+    *tensors, reduce = args if len(args) == 3 else (*args, "last")
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        gemv(*args)
+        gemv(*tensors, reduce=reduce)
 
 
 def check_decode_bench_swaps_every_matrix(seed: int) -> None:
@@ -82,7 +136,7 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
     with torch.no_grad():
         want = logits()
         decode_bench.tune_gemv = lambda kernel, weight: (
-            dict(block_n=4, block_k=16, split_k=2, num_warps=4, num_stages=1), 1e-3)
+            dict(block_n=4, block_k=16, split_k=2, num_warps=4, num_stages=1, reduce="last"), 1e-3)
         decode_bench.use_triton_gemv(model, 1e12)
         swapped = [m for m in model.modules() if isinstance(m, decode_bench.TritonGemvLinear)]
         assert len(swapped) == 4 * config.num_layers + 1, len(swapped)      # qkv, o, gate-up, down; the head
@@ -91,8 +145,10 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
         x = torch.randn(1, 1, config.hidden_size, generator=torch.Generator().manual_seed(seed))
         compiled = torch.compile(head, backend="eager", fullgraph=True)(x)
         c = head.config                       # and its fake (what compile traces with) agrees with it
-        torch.library.opcheck(head.op, (head.weight, x.reshape(-1), c["block_n"], c["block_k"], c["split_k"],
-                                        c["num_warps"], c["num_stages"]), test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(head.op, (head.weight, x.reshape(-1), head.counters, c["block_n"], c["block_k"],
+                                        c["split_k"], c["num_warps"], c["num_stages"], c["reduce"]),
+                              test_utils=("test_schema", "test_faketensor"))
+        assert not any(m.counters.any() for m in swapped)       # reduce="last" leaves its counters at zero
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
     plain = x @ head.weight.t()
     assert torch.allclose(compiled, plain, rtol=1e-4, atol=1e-4), (compiled - plain).abs().max()

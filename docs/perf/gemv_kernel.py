@@ -5,9 +5,16 @@ It lives here, out of the student release (docs/perf is left out of it): it is i
 the int8 conversion. Its test, tests/test_gemv.py, is left out too.
 
 Each program owns BLOCK_N rows of W and walks its share of K in BLOCK_K columns, multiplying in float32 and
-summing once at the end; SPLIT_K > 1 gives each row block SPLIT_K programs over disjoint K ranges (more bytes in
-flight for a short, wide matrix such as a 4096 x 4096 projection) that add their partial sums atomically into a
-float32 vector, cast at the end. `gemv_reference` is the definition in float64.
+summing once at the end; split_k > 1 gives each row block split_k programs over disjoint K ranges (more bytes in
+flight for a short, wide matrix such as a 4096 x 4096 projection). Their partial sums meet one of two ways:
+  reduce="atomic"  added atomically into a zeroed float32 vector, cast at the end: three launches (zeros, the
+                   kernel, the cast), and the sum's order (so its last bits) varies from call to call;
+  reduce="last"    each program stores its partial sums in a workspace and counts itself in on its row block's
+                   counter; the program that arrives last adds the row block's partials in a fixed order, writes
+                   the output and sets the counter back to 0: one launch, the same bits every call. The counters
+                   (`counters`, int32 zeros, one per row block) persist between calls, zero again after each.
+Three launches against one matter in a decode step under CUDA graphs: 32 layers x 2-3 split matrices x 2 extra
+kernels is ~130-190 more kernels a step, each with its launch gap. `gemv_reference` is the definition in float64.
 """
 from __future__ import annotations
 
@@ -19,15 +26,18 @@ import triton
 import triton.language as tl
 
 # The launch grid docs/perf/gemv_sweep.py's quick mode and lab.decode_bench's lab-triton tune over.
-QUICK_GRID = dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4))
+QUICK_GRID = dict(block_n=(4, 8, 16), block_k=(256, 512), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4),
+                  reduce=("last", "atomic"))
 SPLIT_MAX_ROWS = 8192       # above it, thousands of row blocks already fill the card: no K split is tried
+REDUCTIONS = ("last", "atomic")
 
 
 @triton.jit
-def _gemv_kernel(w_ptr, x_ptr, y_ptr, N, K, stride_wn, K_PER_SPLIT,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, ATOMIC: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    k_begin = tl.program_id(1) * K_PER_SPLIT
+def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, N, K, stride_wn, K_PER_SPLIT,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLITS: tl.constexpr, LAST: tl.constexpr):
+    pid_n, pid_k = tl.program_id(0), tl.program_id(1)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    k_begin = pid_k * K_PER_SPLIT
     k_end = k_begin + K_PER_SPLIT
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in range(0, K_PER_SPLIT, BLOCK_K):
@@ -38,16 +48,33 @@ def _gemv_kernel(w_ptr, x_ptr, y_ptr, N, K, stride_wn, K_PER_SPLIT,
         x = tl.load(x_ptr + cols, mask=in_k, other=0.0)
         acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
     out = tl.sum(acc, axis=1)
-    if ATOMIC:
-        tl.atomic_add(y_ptr + rows, out, mask=rows < N)
-    else:
+    if SPLITS == 1:
         tl.store(y_ptr + rows, out.to(y_ptr.dtype.element_ty), mask=rows < N)
+    elif LAST:
+        tl.store(partial_ptr + pid_k * N + rows, out, mask=rows < N)
+        tl.debug_barrier()                      # every thread's partial stored before the count (release below)
+        arrived = tl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLITS - 1:               # the row block's last program: the others' partials are in
+            total = tl.zeros((BLOCK_N,), dtype=tl.float32)
+            for split in tl.static_range(SPLITS):          # a fixed order: the same bits every call
+                total += tl.load(partial_ptr + split * N + rows, mask=rows < N, other=0.0, cache_modifier=".cg")
+            tl.store(y_ptr + rows, total.to(y_ptr.dtype.element_ty), mask=rows < N)
+            tl.atomic_xchg(count_ptr + pid_n, 0, sem="relaxed", scope="gpu")     # ready for the next call
+    else:
+        tl.atomic_add(y_ptr + rows, out, mask=rows < N)
+
+
+def counters_for(n: int, block_n: int, device) -> torch.Tensor:
+    """The row-block counters reduce="last" needs: int32 zeros, one per row block, reusable across calls."""
+    return torch.zeros(triton.cdiv(n, block_n), dtype=torch.int32, device=device)
 
 
 def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: int = 512, split_k: int = 1,
-         num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
+         num_warps: int = 4, num_stages: int = 2, reduce: str = "last",
+         counters: torch.Tensor | None = None) -> torch.Tensor:
     """y = weight @ x for weight [N, K] (rows contiguous) and x [K]; y has x's dtype. block_n and block_k are
-    powers of two; split_k >= 1 programs share each row block's K (their sums meet in a float32 vector)."""
+    powers of two; split_k >= 1 programs share each row block's K, their sums met as `reduce` says (see the
+    module's docstring); `counters` (counters_for) are reduce="last"'s, made zero here when not given."""
     if weight.dim() != 2 or x.dim() != 1 or weight.shape[1] != x.shape[0]:
         raise ValueError(f"gemv needs weight [N, K] and x [K], got {list(weight.shape)} and {list(x.shape)}")
     if weight.stride(1) != 1:
@@ -55,14 +82,26 @@ def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: i
     if split_k < 1 or block_n & (block_n - 1) or block_k & (block_k - 1):
         raise ValueError(f"split_k >= 1 and power-of-two blocks, got split_k={split_k}, block_n={block_n}, "
                          f"block_k={block_k}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     n, k = weight.shape
     k_per_split = triton.cdiv(triton.cdiv(k, split_k), block_k) * block_k
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, k_per_split))
-    y = torch.zeros(n, dtype=torch.float32, device=x.device) if grid[1] > 1 else torch.empty(n, dtype=x.dtype,
-                                                                                             device=x.device)
-    _gemv_kernel[grid](weight, x, y, n, k, weight.stride(0), k_per_split, BLOCK_N=block_n, BLOCK_K=block_k,
-                       ATOMIC=grid[1] > 1, num_warps=num_warps, num_stages=num_stages)
-    return y.to(x.dtype) if grid[1] > 1 else y
+    splits, last = grid[1], reduce == "last"
+    partial = counts = x                                     # unused pointers when there is no split to meet
+    if splits > 1 and last:
+        if counters is None:
+            counters = counters_for(n, block_n, x.device)
+        if counters.dtype != torch.int32 or counters.numel() < grid[0]:
+            raise ValueError(f"counters must be int32 with at least {grid[0]} entries (counters_for), got "
+                             f"{counters.dtype} [{counters.numel()}]")
+        partial, counts = torch.empty(splits * n, dtype=torch.float32, device=x.device), counters
+    atomic = splits > 1 and not last
+    y = torch.zeros(n, dtype=torch.float32, device=x.device) if atomic else torch.empty(n, dtype=x.dtype,
+                                                                                        device=x.device)
+    _gemv_kernel[grid](weight, x, y, partial, counts, n, k, weight.stride(0), k_per_split, BLOCK_N=block_n,
+                       BLOCK_K=block_k, SPLITS=splits, LAST=last, num_warps=num_warps, num_stages=num_stages)
+    return y.to(x.dtype) if atomic else y
 
 
 def gemv_reference(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -71,31 +110,39 @@ def gemv_reference(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def configs(n: int, grid: dict = QUICK_GRID) -> list[dict]:
-    """Every launch configuration of `grid` (gemv's keyword arguments) worth timing for a matrix of N rows."""
+    """Every launch configuration of `grid` (gemv's keyword arguments) worth timing for a matrix of N rows: a K
+    split only up to SPLIT_MAX_ROWS rows, and without a split one configuration per `reduce` (it meets nothing)."""
     every = (dict(zip(grid, values)) for values in itertools.product(*grid.values()))
-    return [c for c in every if c["split_k"] == 1 or n <= SPLIT_MAX_ROWS]
+    first_reduce = grid.get("reduce", REDUCTIONS)[0]
+    return [c for c in every if (c["split_k"] == 1 and c.get("reduce", first_reduce) == first_reduce)
+            or (c["split_k"] > 1 and n <= SPLIT_MAX_ROWS)]
 
 
 def label(config: dict) -> str:
-    return (f"n{config['block_n']} k{config['block_k']} w{config['num_warps']} s{config['num_stages']} "
-            f"split{config['split_k']}")
+    split = f"split{config['split_k']}" + (f" {config.get('reduce', 'last')}" if config["split_k"] > 1 else "")
+    return f"n{config['block_n']} k{config['block_k']} w{config['num_warps']} s{config['num_stages']} {split}"
 
 
 def time_configs(weight: torch.Tensor, x: torch.Tensor, candidates: list[dict],
                  say: Callable[[str], None] = lambda _: None) -> list[tuple[dict, float]]:
     """[(config, milliseconds)] fastest first, by `triton.testing.do_bench` (which flushes the L2 before every
-    call), of each candidate whose output agrees with gemv_reference within bf16's rounding; a wrong one or one
-    that fails to launch (out of resources) is left out, and `say` is told why."""
+    call), of each candidate whose output agrees with gemv_reference within bf16's rounding (and, reduce="last",
+    leaves its counters at zero); a wrong one or one that fails to launch (out of resources) is left out, and
+    `say` is told why."""
     from triton.testing import do_bench
     want = gemv_reference(weight, x)
     tol = 2 ** -6 * (want.abs() + (weight.double().abs() @ x.double().abs()) * 2 ** -8 + 1e-6)
     timed = []
     for config in candidates:
+        counters = counters_for(weight.shape[0], config["block_n"], x.device)     # made once, as a layer does
         try:
-            if ((gemv(weight, x, **config).double() - want).abs() > tol).any():
+            if ((gemv(weight, x, counters=counters, **config).double() - want).abs() > tol).any() or \
+                    counters.any():
                 say(f"{label(config)}: WRONG, left out")
                 continue
-            timed.append((config, do_bench(lambda: gemv(weight, x, **config))))
+            # 50 ms of runs (each after an L2 flush, ~100 us with it): hundreds of runs of a 10-300 us GEMV, and
+            # ~0.1 s a configuration, so a 120-configuration grid tunes a shape in ~15 s plus its compiles
+            timed.append((config, do_bench(lambda: gemv(weight, x, counters=counters, **config), warmup=10, rep=50)))
         except Exception as e:                  # out of resources and the like: say so, go on
             say(f"{label(config)}: failed: {type(e).__name__}: {str(e)[:120]}")
     return sorted(timed, key=lambda kv: kv[1])

@@ -14,6 +14,9 @@ Prediction (before the first run): on the H200, cuBLAS reads 30-45% of the copy 
 80-95% on gate-up, down and the head (measured-here.md: 1.25-1.8 TB/s and 3.5-4.2 TB/s); Inductor's reductions
 75-80% on every matrix; the best Triton configuration >= 90% on the large matrices and >= 80% on qkv and o
 with a K split, so a step of them alone would reach ~88% and lab-fused with them ~80%.
+Prediction for the K split's two ways of meeting its sums (session 15, before any run): reduce="last" (one
+launch) beats reduce="atomic" (zeros, kernel, cast: three) by 2-4 us on qkv, o and down, a tenth to a quarter of
+an o projection's ~8 us at the copy bandwidth; the best configuration of those three is a "last" one.
 
     python docs/perf/gemv_sweep.py [quick|full]      # from the repository root on the GPU machine (quick: ~2 min)
 """
