@@ -34,11 +34,15 @@ from pathlib import Path
 from typing import Any
 
 # Not pytest's plugins (pytest_benchmark, pytest_timeout): pytest rewrites a plugin's asserts as it imports
-# it, and warns where it finds one imported already. torch._dynamo (inf13's tests import it; it makes no CUDA
-# call on import): on the lab's 2-core CPU a forked inf13 speed process's collection took 3.0-3.3 s without it
-# and 1.4-1.6 s with it, the server's start 1.5 s more, once per gpu_check.
-PRELOAD = ("torch", "numpy", "pytest", "_pytest.python", "_pytest.fixtures", "triton", "triton.language",
-           "torch._dynamo")
+# it, and warns where it finds one imported already. grading.fork_safe first: no preload may start the CUDA
+# driver in the server. torch._dynamo (inf13's tests import it): on the lab's 2-core CPU a forked inf13 speed
+# process's collection took 3.0-3.3 s without it and 1.4-1.6 s with it, the server's start 1.5 s more, once
+# per gpu_check. transformers' RoPE tables and Llama config (lab.model computes Llama-3's RoPE through them: every
+# model of the llama-3.2-1b shape, which most GPU speed tests build): a forked process built its first such
+# model (on `meta`) in 0.85-1.00 s without them on the lab's CPU, ~1,300 modules imported on the way.
+PRELOAD = ("grading.fork_safe", "torch", "numpy", "pytest", "_pytest.python", "_pytest.fixtures", "triton",
+           "triton.language", "torch._dynamo", "transformers.modeling_rope_utils",
+           "transformers.models.llama.configuration_llama")
 _context: Any = None
 _START_LOCK = threading.Lock()           # gpu_check's correctness step starts topics from threads
 

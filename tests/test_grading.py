@@ -297,7 +297,8 @@ def test_a_forked_topic_process_records_what_a_fresh_one_does(tmp_path):
         "    assert os.environ.get('LAB_SPEED_REPEAT') == '3' and os.environ.get('LAB_IMPL') == 'solutions'\n"
         f"    assert os.path.samefile(os.getcwd(), {str(root)!r})\n"
         f"    assert any(p and os.path.samefile(p, {str(root)!r}) for p in sys.path if os.path.isdir(p or '.'))\n"
-        "    assert os.getpgrp() == os.getpid() == os.getsid(0)    # a session and process group of its own\n")
+        "    assert os.getpgrp() == os.getpid() == os.getsid(0)    # a session and process group of its own\n"
+        "    assert 'PYTORCH_NVML_BASED_CUDA_CHECK' not in os.environ    # the server's own (grading.fork_safe)\n")
     done = runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-env", fork=True,
                             env={"LAB_SPEED_REPEAT": "3"})
     fresh = runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-env2", env={"LAB_SPEED_REPEAT": "3"})
@@ -305,6 +306,13 @@ def test_a_forked_topic_process_records_what_a_fresh_one_does(tmp_path):
     assert done.tests[probe]["outcome"] == fresh.tests[probe]["outcome"] == "passed", done.log_text[-2000:]
     assert done.exit_code == fresh.exit_code and not done.crashed and not done.timed_out
     assert {k: v["outcome"] for k, v in done.tests.items()} == {k: v["outcome"] for k, v in fresh.tests.items()}
+    (root / "exercises" / "inf97" / "test_preloaded.py").write_text(     # what the server imported, a fork has
+        "import sys\n\n\ndef test_preloaded():\n    from grading.forkserver import PRELOAD\n"
+        "    assert [m for m in PRELOAD if m not in sys.modules] == []\n")
+    preloaded = runner.run_topic(root, "inf97", "solutions", limits, tmp_path / "out-preload", fork=True,
+                                 pytest_args=["-k", "test_preloaded"])
+    assert preloaded.tests["exercises/inf97/test_preloaded.py::test_preloaded"]["outcome"] == "passed", \
+        preloaded.log_text[-2000:]
     for topic in ("inf96", "inf99"):            # a collection error (exit 1) and a segfault (-11, crashed)
         forked, fresh = (runner.run_topic(root, topic, "exercises", limits, tmp_path / f"out-{topic}-{fork}",
                                           fork=fork) for fork in (True, False))
