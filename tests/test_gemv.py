@@ -46,6 +46,53 @@ def check_gemv(seed: int) -> None:
                     counters=torch.zeros(2, dtype=torch.int32))
 
 
+FUSED = [dict(norm=True), dict(silu_mul=True), dict(residual=True), dict(norm=True, residual=True),
+         dict(silu_mul=True, residual=True)]
+
+
+def check_fused_gemv(seed: int) -> None:
+    """gemv's fused forms (RMSNorm before, silu(gate) * up before, a residual after: a decode layer's
+    neighbours of its projections) against lab.model's own modules and F.linear, on every way of meeting a K
+    split's sums: float32 within 1e-5, bfloat16 within the roundings of x' and of the output."""
+    kernel = gemv_module()
+    gen = torch.Generator().manual_seed(seed)
+    for config in (dict(block_n=4, block_k=16, split_k=1), dict(block_n=8, block_k=16, split_k=3),
+                   dict(block_n=4, block_k=32, split_k=2, reduce="atomic")):
+        for fused in FUSED:
+            for dtype in (torch.float32, torch.bfloat16):
+                n, k = (int(v) for v in torch.randint(5, 90, (2,), generator=gen))
+                weight = torch.randn(n, k, generator=gen).to(dtype)
+                x = (torch.randn(2 * k if fused.get("silu_mul") else k, generator=gen) * 3).to(dtype)
+                kw = dict(norm_weight=(1 + 0.5 * torch.randn(k, generator=gen)).to(dtype) if fused.get("norm") else None,
+                          eps=float(torch.rand(1, generator=gen)) + 0.5,     # large: an eps left out shows
+                          silu_mul=fused.get("silu_mul", False),
+                          residual=torch.randn(n, generator=gen).to(dtype) if fused.get("residual") else None)
+                got = kernel.gemv(weight, x, **config, **kw)
+                want = kernel.fused_reference(weight, x, **kw).double()
+                # the products' scale: |W| |x'| for x' what the product takes (normalised, or silu(gate) * up)
+                x_eff = kernel.fused_reference(torch.eye(k, dtype=dtype), x, **{**kw, "residual": None})
+                bound = weight.double().abs() @ x_eff.double().abs()
+                # bfloat16: x' rounded twice (the interpreter's casts truncate, where a GPU's round to nearest)
+                # and the output once, each up to 2^-7 of its value; float32 catches a wrong formula
+                tol = 2 ** -6 * bound + 2 ** -7 * want.abs() if dtype == torch.bfloat16 else 1e-5 * (want.abs() + bound)
+                tol = tol + 1e-6
+                assert got.dtype == dtype and got.shape == (n,), (got.dtype, got.shape)
+                bad = ((got.double() - want).abs() > tol).nonzero().flatten().tolist()
+                assert not bad, (f"{config} {fused} {dtype} N={n} K={k}: rows {bad[:5]} differ, got "
+                                 f"{got[bad[:3]].tolist()} want {want[bad[:3]].tolist()}")
+    for bad_args, message in (((torch.zeros(4, 3), torch.zeros(3)), "x [2K]"),):
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            kernel.gemv(*bad_args, silu_mul=True)
+    with pytest.raises(ValueError, match="norm_weight must be"):
+        kernel.gemv(torch.zeros(4, 3), torch.zeros(3), norm_weight=torch.ones(4))
+    with pytest.raises(ValueError, match="residual must be"):
+        kernel.gemv(torch.zeros(4, 3), torch.zeros(3), residual=torch.ones(3))
+
+
+def test_fused_gemv_matches_the_models_modules_under_the_interpreter(seed):
+    run_in_interpreter(__file__, "check_fused_gemv", seed)
+
+
 def test_gemv_matches_float64_under_the_interpreter(seed):
     run_in_interpreter(__file__, "check_gemv", seed)
 

@@ -32,13 +32,24 @@ SPLIT_MAX_ROWS = 8192       # above it, thousands of row blocks already fill the
 REDUCTIONS = ("last", "atomic")
 
 
+NO_PROLOGUE, RMS_NORM, SILU_MUL = 0, 1, 2     # what the kernel does to x before the product (see gemv)
+
+
 @triton.jit
-def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, N, K, stride_wn, K_PER_SPLIT,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLITS: tl.constexpr, LAST: tl.constexpr):
+def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, g_ptr, res_ptr, N, K, stride_wn, K_PER_SPLIT, eps,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLITS: tl.constexpr, LAST: tl.constexpr,
+                 PROLOGUE: tl.constexpr, RESIDUAL: tl.constexpr):
     pid_n, pid_k = tl.program_id(0), tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     k_begin = pid_k * K_PER_SPLIT
     k_end = k_begin + K_PER_SPLIT
+    if PROLOGUE == 1:                           # RMSNorm: the whole x's mean square first (x is 8-28 KB, in L2)
+        squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)
+            v = tl.load(x_ptr + cols, mask=cols < K, other=0.0).to(tl.float32)
+            squares += v * v
+        scale = 1.0 / tl.sqrt(tl.sum(squares, axis=0) / K + eps)
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
     for k0 in range(0, K_PER_SPLIT, BLOCK_K):
         cols = k_begin + k0 + tl.arange(0, BLOCK_K)
@@ -46,10 +57,19 @@ def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, N, K, stride_wn, K
         w = tl.load(w_ptr + rows[:, None] * stride_wn + cols[None, :],
                     mask=(rows[:, None] < N) & in_k[None, :], other=0.0)
         x = tl.load(x_ptr + cols, mask=in_k, other=0.0)
+        # Products of two values of x's dtype are exact in float32 and rounded once, as torch rounds them (and
+        # the interpreter has no bfloat16 arithmetic)
+        if PROLOGUE == 1:                       # as lab.model.RMSNorm rounds: (x * scale) in x's dtype, times g
+            g = tl.load(g_ptr + cols, mask=in_k, other=0.0)
+            x = ((x.to(tl.float32) * scale).to(x.dtype).to(tl.float32) * g.to(tl.float32)).to(x.dtype)
+        elif PROLOGUE == 2:                     # x holds gate then up (2K entries): silu(gate) * up, rounded as torch
+            gate = x.to(tl.float32)
+            up = tl.load(x_ptr + K + cols, mask=in_k, other=0.0)
+            x = ((gate * tl.sigmoid(gate)).to(up.dtype).to(tl.float32) * up.to(tl.float32)).to(up.dtype)
         acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
     out = tl.sum(acc, axis=1)
     if SPLITS == 1:
-        tl.store(y_ptr + rows, out.to(y_ptr.dtype.element_ty), mask=rows < N)
+        _gemv_finish(y_ptr, res_ptr, rows, out, N, RESIDUAL)
     elif LAST:
         tl.store(partial_ptr + pid_k * N + rows, out, mask=rows < N)
         tl.debug_barrier()                      # every thread's partial stored before the count (release below)
@@ -58,10 +78,19 @@ def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, N, K, stride_wn, K
             total = tl.zeros((BLOCK_N,), dtype=tl.float32)
             for split in tl.static_range(SPLITS):          # a fixed order: the same bits every call
                 total += tl.load(partial_ptr + split * N + rows, mask=rows < N, other=0.0, cache_modifier=".cg")
-            tl.store(y_ptr + rows, total.to(y_ptr.dtype.element_ty), mask=rows < N)
+            _gemv_finish(y_ptr, res_ptr, rows, total, N, RESIDUAL)
             tl.atomic_xchg(count_ptr + pid_n, 0, sem="relaxed", scope="gpu")     # ready for the next call
     else:
         tl.atomic_add(y_ptr + rows, out, mask=rows < N)
+
+
+@triton.jit
+def _gemv_finish(y_ptr, res_ptr, rows, out, N, RESIDUAL: tl.constexpr):
+    """Store the rows' sums in y's dtype, plus the residual as `residual + (W x)` rounds in torch."""
+    y = out.to(y_ptr.dtype.element_ty)
+    if RESIDUAL:
+        y = (y.to(tl.float32) + tl.load(res_ptr + rows, mask=rows < N, other=0.0).to(tl.float32)).to(y.dtype)
+    tl.store(y_ptr + rows, y, mask=rows < N)
 
 
 def counters_for(n: int, block_n: int, device) -> torch.Tensor:
@@ -70,13 +99,19 @@ def counters_for(n: int, block_n: int, device) -> torch.Tensor:
 
 
 def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: int = 512, split_k: int = 1,
-         num_warps: int = 4, num_stages: int = 2, reduce: str = "last",
-         counters: torch.Tensor | None = None) -> torch.Tensor:
+         num_warps: int = 4, num_stages: int = 2, reduce: str = "last", counters: torch.Tensor | None = None,
+         norm_weight: torch.Tensor | None = None, eps: float = 1e-5, silu_mul: bool = False,
+         residual: torch.Tensor | None = None) -> torch.Tensor:
     """y = weight @ x for weight [N, K] (rows contiguous) and x [K]; y has x's dtype. block_n and block_k are
     powers of two; split_k >= 1 programs share each row block's K, their sums met as `reduce` says (see the
-    module's docstring); `counters` (counters_for) are reduce="last"'s, made zero here when not given."""
-    if weight.dim() != 2 or x.dim() != 1 or weight.shape[1] != x.shape[0]:
-        raise ValueError(f"gemv needs weight [N, K] and x [K], got {list(weight.shape)} and {list(x.shape)}")
+    module's docstring); `counters` (counters_for) are reduce="last"'s, made zero here when not given.
+
+    Fused around the product, as a decode step's layer needs them (lab.model rounds each the same way):
+    `norm_weight` [K]: x is RMS-normalised first (lab.model.RMSNorm with that weight and `eps`); `silu_mul`: x is
+    [2K], gate then up, and the product takes silu(gate) * up (lab.model.MLP); `residual` [N]: y = residual + W x."""
+    if weight.dim() != 2 or x.dim() != 1 or x.shape[0] != weight.shape[1] * (2 if silu_mul else 1):
+        raise ValueError(f"gemv needs weight [N, K] and x [{'2K' if silu_mul else 'K'}], got {list(weight.shape)} "
+                         f"and {list(x.shape)}")
     if weight.stride(1) != 1:
         raise ValueError("gemv needs the weight's rows contiguous (stride 1 along K)")
     if split_k < 1 or block_n & (block_n - 1) or block_k & (block_k - 1):
@@ -85,6 +120,10 @@ def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: i
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     n, k = weight.shape
+    if norm_weight is not None and (silu_mul or norm_weight.shape != (k,)):
+        raise ValueError(f"norm_weight must be [K] = [{k}] (and not with silu_mul), got {list(norm_weight.shape)}")
+    if residual is not None and residual.shape != (n,):
+        raise ValueError(f"residual must be [N] = [{n}], got {list(residual.shape)}")
     k_per_split = triton.cdiv(triton.cdiv(k, split_k), block_k) * block_k
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, k_per_split))
     splits, last = grid[1], reduce == "last"
@@ -99,14 +138,38 @@ def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: i
     atomic = splits > 1 and not last
     y = torch.zeros(n, dtype=torch.float32, device=x.device) if atomic else torch.empty(n, dtype=x.dtype,
                                                                                         device=x.device)
-    _gemv_kernel[grid](weight, x, y, partial, counts, n, k, weight.stride(0), k_per_split, BLOCK_N=block_n,
-                       BLOCK_K=block_k, SPLITS=splits, LAST=last, num_warps=num_warps, num_stages=num_stages)
-    return y.to(x.dtype) if atomic else y
+    prologue = RMS_NORM if norm_weight is not None else SILU_MUL if silu_mul else NO_PROLOGUE
+    _gemv_kernel[grid](weight, x, y, partial, counts, norm_weight if norm_weight is not None else x,
+                       residual if residual is not None and not atomic else x, n, k, weight.stride(0), k_per_split,
+                       eps, BLOCK_N=block_n, BLOCK_K=block_k, SPLITS=splits, LAST=last, PROLOGUE=prologue,
+                       RESIDUAL=residual is not None and not atomic, num_warps=num_warps, num_stages=num_stages)
+    if atomic:
+        y = y.to(x.dtype)
+        return y if residual is None else residual + y       # the atomic path's epilogue runs in torch
+    return y
 
 
 def gemv_reference(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The definition, in float64."""
     return weight.double() @ x.double()
+
+
+def fused_reference(weight: torch.Tensor, x: torch.Tensor, norm_weight: torch.Tensor | None = None,
+                    eps: float = 1e-5, silu_mul: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """What gemv's fused forms compute, by lab.model's own modules and F.linear in x's dtype: the rounding a
+    decode step has without them."""
+    import torch.nn.functional as F
+
+    from lab.model import RMSNorm
+    if norm_weight is not None:
+        norm = RMSNorm(x.shape[0], eps).to(device=x.device, dtype=norm_weight.dtype)
+        norm.weight.data.copy_(norm_weight)
+        x = norm(x)
+    if silu_mul:
+        gate, up = x.chunk(2)
+        x = F.silu(gate) * up
+    y = F.linear(x, weight)
+    return y if residual is None else residual + y
 
 
 def configs(n: int, grid: dict = QUICK_GRID) -> list[dict]:
