@@ -13,6 +13,8 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
                 per layer, as vLLM and gpt-fast store them): fewer, larger reductions
   lab-triton    lab-fused with every projection and the LM head a Triton GEMV (docs/perf/gemv_kernel.py; in an
                 instructor's checkout only), each matrix shape's tile, warps and K split tuned here first
+  lab-triton-fused  lab-triton with each layer's RMSNorms, residual adds and silu(gate) * up done inside its four
+                GEMVs (gemv_kernel's fused forms): about three kernels a layer fewer
   hf-eager      transformers' LlamaForCausalLM on the same weights: `generate` (includes its prefill)
   hf-compiled   transformers with a static cache and its forward compiled "reduce-overhead" (opt-in)
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
@@ -21,8 +23,8 @@ Each variant prints a line as it finishes; compiled variants are skipped once `-
 `--profile N` then profiles N decode steps of each lab variant (torch.profiler; CUDA graph replays included)
 and prints where a step's time goes: its kernels grouped by name (count and microseconds per step), and their
 sum against the step's wall time (the rest is the device idle between kernels: launch gaps, the host).
-Variants run in the order of VARIANTS whatever order they are named in: lab-gemv, lab-fused and lab-triton
-rewrite the model's projections in place and hf-compiled replaces transformers' forward, so each of them runs
+Variants run in the order of VARIANTS whatever order they are named in: lab-gemv, lab-fused, lab-triton and
+lab-triton-fused rewrite the model in place and hf-compiled replaces transformers' forward, so each of them runs
 after the variants it would change.
 """
 from __future__ import annotations
@@ -47,7 +49,8 @@ from lab.model import StaticCacheProtocol
 from lab.paths import REPO_ROOT
 from lab.weights import random_model
 
-VARIANTS = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused", "lab-triton")  # run order
+VARIANTS = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused", "lab-triton",
+            "lab-triton-fused")  # run order
 DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-fused"
 FIRST_COMPILE_GUESS_S = 120      # before any compile has been timed here (gpt-fast's 8B on the H200: 107 s)
 
@@ -92,12 +95,15 @@ def gemv_op(gemv: Callable) -> Callable:
         # unchanged between calls, so not declared mutated (which would make compile copy them every step)
         @torch.library.custom_op(f"lab_bench::gemv_{len(_GEMV_OPS)}", mutates_args=())
         def op(weight: torch.Tensor, x: torch.Tensor, counters: torch.Tensor, block_n: int, block_k: int,
-               split_k: int, num_warps: int, num_stages: int, reduce: str) -> torch.Tensor:
+               split_k: int, num_warps: int, num_stages: int, reduce: str, norm_weight: torch.Tensor | None = None,
+               eps: float = 1e-5, silu_mul: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
             return gemv(weight, x, block_n=block_n, block_k=block_k, split_k=split_k, num_warps=num_warps,
-                        num_stages=num_stages, reduce=reduce, counters=counters)
+                        num_stages=num_stages, reduce=reduce, counters=counters, norm_weight=norm_weight, eps=eps,
+                        silu_mul=silu_mul, residual=residual)
 
         @op.register_fake
-        def _(weight, x, counters, block_n, block_k, split_k, num_warps, num_stages, reduce):
+        def _(weight, x, counters, block_n, block_k, split_k, num_warps, num_stages, reduce, norm_weight=None,
+              eps=1e-5, silu_mul=False, residual=None):
             return x.new_empty(weight.shape[0])
         _GEMV_OPS[gemv] = op
     return _GEMV_OPS[gemv]
@@ -117,10 +123,16 @@ class TritonGemvLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel() != x.shape[-1]:                                    # a prefill
             return F.linear(x, self.weight)
+        return self.fused(x.reshape(-1)).view(*x.shape[:-1], -1)
+
+    def fused(self, x: torch.Tensor, norm: nn.Module | None = None, silu_mul: bool = False,
+              residual: torch.Tensor | None = None) -> torch.Tensor:
+        """One token's y [N] from x [K] (or [2K], gate then up, with `silu_mul`), with `norm` (an RMSNorm) applied
+        to x first and `residual` [N] added after, inside the one kernel (gemv_kernel.gemv's fused forms)."""
         c = self.config
-        y = self.op(self.weight, x.reshape(-1), self.counters, c["block_n"], c["block_k"], c["split_k"],
-                    c["num_warps"], c["num_stages"], c["reduce"])
-        return y.view(*x.shape[:-1], -1)
+        return self.op(self.weight, x, self.counters, c["block_n"], c["block_k"], c["split_k"], c["num_warps"],
+                       c["num_stages"], c["reduce"], None if norm is None else norm.weight,
+                       1e-5 if norm is None else norm.eps, silu_mul, residual)
 
 
 def tune_gemv(kernel, weight: torch.Tensor) -> tuple[dict, float]:
@@ -218,6 +230,31 @@ def profile_report(name: str, rows: list[tuple[str, int, float]], wall_us: float
     for key, count, us in rows[:top]:
         lines.append(f"| {key[:90]} | {count} | {us:,.1f} | {us / total:.1%} |")
     return "\n".join(lines)
+
+
+def use_fused_layers(model) -> None:
+    """lab-triton-fused: every layer of a model whose projections are TritonGemvLinear (use_triton_gemv) decodes a
+    token in four GEMV kernels that also do its neighbours' work: the input RMSNorm inside qkv, the residual add
+    inside o, the post-attention RMSNorm inside gate-up, silu(gate) * up and the residual add inside down (a
+    prefill runs the layer's own forward). About three kernels a layer fewer than lab-triton."""
+    for layer in model.layers:
+        layer.forward = _fused_layer_forward(layer, layer.forward)
+
+
+def _fused_layer_forward(layer, original: Callable) -> Callable:
+    attn, mlp = layer.self_attn, layer.mlp
+    sizes = (attn.config.q_size, attn.config.kv_size, attn.config.kv_size)
+
+    def forward(x, cos, sin, mask, cache, attention, cache_position=None):
+        if x.shape[0] * x.shape[1] != 1:                                # a prefill, or a batch
+            return original(x, cos, sin, mask, cache, attention, cache_position)
+        h = x.reshape(-1)
+        q, k, v = attn.qkv_proj.fused(h, norm=layer.input_layernorm).view(1, 1, -1).split(sizes, dim=-1)
+        out = attn.attend(q, k, v, cos, sin, mask, cache, attention, cache_position)
+        h = attn.o_proj.fused(out.reshape(-1), residual=h)
+        gate_up = mlp.gate_up_proj.fused(h, norm=layer.post_attention_layernorm)
+        return mlp.down_proj.fused(gate_up, silu_mul=True, residual=h).view_as(x)
+    return forward
 
 
 def lab_variant(model, prompt, new_tokens: int, mode: str | None, repeats: int, profile_steps: int = 0) -> dict:
@@ -338,28 +375,35 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}, impl {os.environ['LAB_IMPL']}: {bytes_per_token / 1e9:.2f} GB read per "
           f"token, copy bandwidth {bandwidth / 1e9:,.0f} GB/s -> ceiling {bandwidth / bytes_per_token:,.0f} tok/s")
     if variants != named:
-        print(f"running in the order {', '.join(variants)} (lab-gemv, lab-fused and lab-triton rewrite the model in "
-              "place, hf-compiled replaces transformers' forward)")
+        print(f"running in the order {', '.join(variants)} (lab-gemv, lab-fused, lab-triton and lab-triton-fused "
+              "rewrite the model in place, hf-compiled replaces transformers' forward)")
     print("| variant      |    tok/s | ms/tok  |   MBU  | compile | same* |\n|---|---|---|---|---|---|", flush=True)
     reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
     profiles: list[str] = []
     for name in variants:
         spent = time.perf_counter() - began
-        compiles = name in ("lab-compiled", "lab-gemv", "lab-fused", "lab-triton", "hf-compiled")
+        compiles = name != "lab-eager" and name != "hf-eager"
         if compiles and spent + 1.5 * compile_guess_s > args.budget_s:
             print(f"| {name:12s} | skipped: {spent:.0f} s spent, a compile may take {1.5 * compile_guess_s:.0f} s "
                   f"more, --budget-s {args.budget_s:.0f} |", flush=True)
             continue
+        if compiles:
+            # each compiled variant traces the same step function over a rewritten model: start from no cached
+            # traces, so no variant meets dynamo's recompile limit (8 per function) and silently runs eager
+            torch._dynamo.reset()
         if name.startswith("hf"):
             hf = hf or hf_llama(model)
             row = hf_variant(hf, prompt, min(args.new_tokens, 64), name == "hf-compiled", args.repeats)
-        elif name == "lab-triton":
+        elif name.startswith("lab-triton"):
             if args.device != "cuda":
                 print(f"| {name:12s} | skipped: a Triton GEMV needs a CUDA GPU |", flush=True)
                 continue
             try:
                 torch._inductor.config.coordinate_descent_tuning = True
-                use_triton_gemv(model, bandwidth)
+                if not isinstance(model.lm_head, TritonGemvLinear):     # lab-triton has not swapped them
+                    use_triton_gemv(model, bandwidth)
+                if name == "lab-triton-fused":
+                    use_fused_layers(model)
                 row = lab_variant(model, prompt, args.new_tokens, "reduce-overhead", args.repeats, args.profile)
             except Exception as e:              # a measurement tool's variant: say why, keep the others' rows
                 print(f"| {name:12s} | failed: {type(e).__name__}: {str(e)[:300]} |", flush=True)

@@ -132,12 +132,19 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, mask, cache: Cache | StaticCacheProtocol | None, attention: AttentionFn,
                 cache_position: torch.Tensor | None = None) -> torch.Tensor:
-        b, t, _ = x.shape
         c = self.config
         if hasattr(self, "qkv_proj"):                  # fused by LlamaModel.fuse_projections: one matmul
             q, k, v = self.qkv_proj(x).split((c.q_size, c.kv_size, c.kv_size), dim=-1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        return self.o_proj(self.attend(q, k, v, cos, sin, mask, cache, attention, cache_position))
+
+    def attend(self, q, k, v, cos, sin, mask, cache: Cache | StaticCacheProtocol | None, attention: AttentionFn,
+               cache_position: torch.Tensor | None = None) -> torch.Tensor:
+        """From the projections q [B, T, q_size], k and v [B, T, kv_size] to what o_proj takes, [B, T, q_size]:
+        heads, RoPE, the cache's update, attention (lab.decode_bench's fused decode layer calls it alone)."""
+        b, t, _ = q.shape
+        c = self.config
         q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)                    # [B, H, T, D]
         k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)                 # [B, Hkv, T, D]
         v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
@@ -148,7 +155,7 @@ class Attention(nn.Module):
         elif cache is not None:
             k, v = cast(Cache, cache).update(self.layer_idx, k, v)                    # [B, Hkv, S, D]
         out = attention(q, k, v, mask)                                                # [B, H, T, D]
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, c.q_size))
+        return out.transpose(1, 2).reshape(b, t, c.q_size)
 
 
 class MLP(nn.Module):

@@ -63,7 +63,8 @@ def check_fused_gemv(seed: int) -> None:
                 n, k = (int(v) for v in torch.randint(5, 90, (2,), generator=gen))
                 weight = torch.randn(n, k, generator=gen).to(dtype)
                 x = (torch.randn(2 * k if fused.get("silu_mul") else k, generator=gen) * 3).to(dtype)
-                kw = dict(norm_weight=(1 + 0.5 * torch.randn(k, generator=gen)).to(dtype) if fused.get("norm") else None,
+                norm_weight = (1 + 0.5 * torch.randn(k, generator=gen)).to(dtype)
+                kw = dict(norm_weight=norm_weight if fused.get("norm") else None,
                           eps=float(torch.rand(1, generator=gen)) + 0.5,     # large: an eps left out shows
                           silu_mul=fused.get("silu_mul", False),
                           residual=torch.randn(n, generator=gen).to(dtype) if fused.get("residual") else None)
@@ -165,7 +166,8 @@ def test_gemv_refuses_what_it_cannot_compute(args, message):
 def check_decode_bench_swaps_every_matrix(seed: int) -> None:
     """lab.decode_bench's lab-triton plumbing on a small model: after use_triton_gemv (tuning replaced by a fixed
     configuration with a K split), every projection and the LM head is a TritonGemvLinear, a decode step's
-    logits equal the untouched model's (float32), and torch.compile traces a TritonGemvLinear whole (fullgraph)."""
+    logits equal the untouched model's (float32), and torch.compile traces a TritonGemvLinear whole (fullgraph);
+    after use_fused_layers (lab-triton-fused) a prefill and a decode step still give the untouched logits."""
     from lab import decode_bench
     from lab.cache import StaticCache
     from lab.config import ModelConfig
@@ -196,7 +198,15 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
                                         c["split_k"], c["num_warps"], c["num_stages"], c["reduce"]),
                               test_utils=("test_schema", "test_faketensor"))
         assert not any(m.counters.any() for m in swapped)       # reduce="last" leaves its counters at zero
+        layer = model.layers[0]                 # the fused forms through the operator too (lab-triton-fused)
+        down, h = layer.mlp.down_proj, torch.randn(2 * config.intermediate_size, generator=torch.Generator())
+        torch.library.opcheck(down.op, (down.weight, h, down.counters, c["block_n"], c["block_k"], c["split_k"],
+                                        c["num_warps"], c["num_stages"], c["reduce"], None, 1e-5, True,
+                                        torch.randn(config.hidden_size)), test_utils=("test_schema", "test_faketensor"))
+        decode_bench.use_fused_layers(model)    # lab-triton-fused: norms, silu * up and residuals in the GEMVs
+        fused = logits()
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+    assert torch.allclose(fused, want, rtol=1e-4, atol=1e-4), (fused - want).abs().max()
     plain = x @ head.weight.t()
     assert torch.allclose(compiled, plain, rtol=1e-4, atol=1e-4), (compiled - plain).abs().max()
 
