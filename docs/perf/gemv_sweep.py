@@ -14,6 +14,10 @@ Prediction (before the first run): on the H200, cuBLAS reads 30-45% of the copy 
 80-95% on gate-up, down and the head (measured-here.md: 1.25-1.8 TB/s and 3.5-4.2 TB/s); Inductor's reductions
 75-80% on every matrix; the best Triton configuration >= 90% on the large matrices and >= 80% on qkv and o
 with a K split, so a step of them alone would reach ~88% and lab-fused with them ~80%.
+Each matrix is also timed in its lab-triton-fused form with its best configuration (qkv and gate-up normalising
+x first, o adding a residual, down taking silu(gate) * up and adding one): predicted within 1 us of the plain
+GEMV on qkv, o and down, and 1-5 us over it on gate-up, whose 1,800-7,200 programs each read all of x for
+its mean square.
 Prediction for the K split's two ways of meeting its sums (session 15, before any run): reduce="last" (one
 launch) beats reduce="atomic" (zeros, kernel, cast: three) by 2-4 us on qkv, o and down, a tenth to a quarter of
 an o projection's ~8 us at the copy bandwidth; the best configuration of those three is a "last" one.
@@ -31,7 +35,7 @@ import torch.nn.functional as F                     # noqa: E402
 from triton.testing import do_bench                 # noqa: E402
 
 from lab.config import get_shape                    # noqa: E402
-from gemv_kernel import QUICK_GRID, configs, label, time_configs   # noqa: E402
+from gemv_kernel import QUICK_GRID, configs, counters_for, gemv, label, time_configs   # noqa: E402
 from lab.hardware import measure_copy_bandwidth     # noqa: E402
 
 GRIDS = {
@@ -48,6 +52,15 @@ def matrices() -> dict[str, tuple[int, int, int]]:
     return {"qkv": (qkv, c.hidden_size, c.num_layers), "o": (c.hidden_size, c.num_heads * c.head_dim, c.num_layers),
             "gate-up": (2 * c.intermediate_size, c.hidden_size, c.num_layers),
             "down": (c.hidden_size, c.intermediate_size, c.num_layers), "lm-head": (c.vocab_size, c.hidden_size, 1)}
+
+
+# lab-triton-fused's forms of each matrix (gemv_kernel.gemv's keyword arguments): its neighbours' work inside it
+FUSED = {
+    "qkv": lambda n, k: {"norm_weight": torch.ones(k, device="cuda", dtype=torch.bfloat16)},
+    "o": lambda n, k: {"residual": torch.randn(n, device="cuda", dtype=torch.bfloat16)},
+    "gate-up": lambda n, k: {"norm_weight": torch.ones(k, device="cuda", dtype=torch.bfloat16)},
+    "down": lambda n, k: {"silu_mul": True, "residual": torch.randn(n, device="cuda", dtype=torch.bfloat16)},
+}
 
 
 def inductor_gemv():
@@ -80,6 +93,12 @@ def main(mode: str) -> int:
         timed = time_configs(weight, x, candidates, say=lambda line: print(f"  {name} {line}"))
         top = timed[:3]
         rows.update({f"Triton {label(config)}": ms for config, ms in top})
+        if top and name in FUSED:                   # what lab-triton-fused adds to the best configuration
+            fused = FUSED[name](n, k)
+            x_in = torch.randn(2 * k, device="cuda", dtype=torch.bfloat16) if fused.get("silu_mul") else x
+            counters = counters_for(n, top[0][0]["block_n"], "cuda")
+            rows[f"Triton {label(top[0][0])} + {'+'.join(fused)}"] = do_bench(
+                lambda: gemv(weight, x_in, counters=counters, **top[0][0], **fused), warmup=10, rep=50)
         print(f"\n{name}: N={n} K={k}, {nbytes / 1e6:.1f} MB, x{count} per step; {len(timed)} of {len(candidates)} "
               "Triton configs ran correctly")
         print("| variant | us | GB/s | of copy |\n|---|---|---|---|")
