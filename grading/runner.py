@@ -331,8 +331,9 @@ def process_phases(records: list[dict], arrived: list[float], began: float, ende
     """Where a topic's process spent the seconds outside its tests, by when its records reached the parent
     (`arrived`, time.monotonic() per record line; empty without the pipe): `start_s` from the start (or fork)
     to the collection record (the interpreter's start, imports, conftest, collection), `exit_s` from the
-    session record to the process's end (pytest's and the interpreter's exit: atexit hooks, workers, the
-    CUDA context). A diagnosis for gpu_check's seconds line (issue 10's 20 minutes), never graded."""
+    session record to the process's end (pytest's and the interpreter's exit: finalizers, atexit hooks in a
+    fresh interpreter, the CUDA context). A diagnosis for gpu_check's seconds line (issue 10's 20 minutes),
+    never graded."""
     phases: dict[str, float] = {}
     for index, record in enumerate(records[:len(arrived)]):
         if record.get("kind") == "collection":
