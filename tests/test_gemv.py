@@ -106,7 +106,7 @@ def test_the_tuning_grid_splits_k_only_where_rows_are_few():
     grid = kernel.QUICK_GRID
     splits = len(grid["split_k"]) - 1
     assert len(few) == len(many) * (1 + splits * len(grid["reduce"])) and {c["split_k"] for c in many} == {1}
-    assert all(set(c) == set(grid) for c in few) and kernel.label(few[0]) == "n4 k256 w4 s1 split1"
+    assert all(set(c) == set(grid) for c in few) and kernel.label(few[0]) == "n4 k512 w4 s1 split1"
     assert {kernel.label(c).split(" ", 4)[-1] for c in few} == {"split1", "split2 last", "split2 atomic",
                                                                  "split4 last", "split4 atomic"}
 
