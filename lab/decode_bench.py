@@ -115,8 +115,7 @@ class TritonGemvLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, kernel, config: dict):
         super().__init__()
-        self.weight, self.op = weight, gemv_op(kernel.gemv)
-        self.config = {"num_stages": 2, "reduce": "last", **config}
+        self.weight, self.op, self.config = weight, gemv_op(kernel.gemv), config    # config: every gemv keyword
         self.register_buffer("counters", kernel.counters_for(weight.shape[0], config["block_n"], weight.device),
                              persistent=False)       # never in a state_dict (hf_llama builds from one)
 
@@ -169,10 +168,7 @@ def use_triton_gemv(model, bandwidth: float) -> None:
                   f"({gbs * 1e9 / bandwidth:.0%} of copy)", flush=True)
         return TritonGemvLinear(weight, module, tuned[shape])
 
-    for _, parent in list(model.layers.named_modules()):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, (nn.Linear, MulSumLinear)):
-                setattr(parent, child_name, swap(child.weight))
+    model.replace_linears(lambda _, projection: swap(projection.weight), kinds=(nn.Linear, MulSumLinear))
     model.lm_head = swap(model.lm_head.weight)
 
 

@@ -26,7 +26,7 @@ Three seams let later topics plug in a student's parts without touching this fil
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol, cast
+from typing import Any, Callable, Iterable, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -318,11 +318,13 @@ class LlamaModel(nn.Module):
                     delattr(module, name)
         return self
 
-    def replace_linears(self, factory: Callable[[str, nn.Linear], nn.Module]) -> "LlamaModel":
-        """Replace every projection inside the layers by `factory(name, linear)` (lm_head stays)."""
+    def replace_linears(self, factory: Callable[[str, Any], nn.Module],
+                        kinds: tuple[type[nn.Module], ...] = (nn.Linear,)) -> "LlamaModel":
+        """Replace every projection inside the layers by `factory(name, linear)` (lm_head stays); `kinds` are the
+        module types that count as projections (a projection already replaced once, for one)."""
         for name, module in list(self.layers.named_modules()):
             for child_name, child in list(module.named_children()):
-                if isinstance(child, nn.Linear):
+                if isinstance(child, kinds):
                     setattr(module, child_name, factory(f"layers.{name}.{child_name}", child))
         return self
 

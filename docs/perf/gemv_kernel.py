@@ -28,10 +28,10 @@ import triton.language as tl
 # The launch grid docs/perf/gemv_sweep.py's quick mode and lab.decode_bench's lab-triton tune over. block_k was
 # (256, 512) until session 15, when both H100 runs picked 512, the grid's edge, for all five shapes: 1024 is
 # tried instead of 256, which no shape picked.
+REDUCTIONS = ("last", "atomic")               # how a K split's partial sums meet (see gemv)
 QUICK_GRID = dict(block_n=(4, 8, 16), block_k=(512, 1024), num_warps=(4, 8), num_stages=(1, 3), split_k=(1, 2, 4),
-                  reduce=("last", "atomic"))
+                  reduce=REDUCTIONS)
 SPLIT_MAX_ROWS = 8192       # above it, thousands of row blocks already fill the card: no K split is tried
-REDUCTIONS = ("last", "atomic")
 
 
 NO_PROLOGUE, RMS_NORM, SILU_MUL = 0, 1, 2     # what the kernel does to x before the product (see gemv)
@@ -175,16 +175,15 @@ def fused_reference(weight: torch.Tensor, x: torch.Tensor, norm_weight: torch.Te
 
 
 def configs(n: int, grid: dict = QUICK_GRID) -> list[dict]:
-    """Every launch configuration of `grid` (gemv's keyword arguments) worth timing for a matrix of N rows: a K
-    split only up to SPLIT_MAX_ROWS rows, and without a split one configuration per `reduce` (it meets nothing)."""
+    """Every launch configuration of `grid` (gemv's keyword arguments, each named) worth timing for a matrix of
+    N rows: a K split only up to SPLIT_MAX_ROWS rows, and without a split one `reduce` (there is nothing to meet)."""
     every = (dict(zip(grid, values)) for values in itertools.product(*grid.values()))
-    first_reduce = grid.get("reduce", REDUCTIONS)[0]
-    return [c for c in every if (c["split_k"] == 1 and c.get("reduce", first_reduce) == first_reduce)
+    return [c for c in every if (c["split_k"] == 1 and c["reduce"] == grid["reduce"][0])
             or (c["split_k"] > 1 and n <= SPLIT_MAX_ROWS)]
 
 
 def label(config: dict) -> str:
-    split = f"split{config['split_k']}" + (f" {config.get('reduce', 'last')}" if config["split_k"] > 1 else "")
+    split = f"split{config['split_k']}" + (f" {config['reduce']}" if config["split_k"] > 1 else "")
     return f"n{config['block_n']} k{config['block_k']} w{config['num_warps']} s{config['num_stages']} {split}"
 
 

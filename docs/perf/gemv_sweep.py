@@ -35,13 +35,13 @@ import torch.nn.functional as F                     # noqa: E402
 from triton.testing import do_bench                 # noqa: E402
 
 from lab.config import get_shape                    # noqa: E402
-from gemv_kernel import QUICK_GRID, configs, counters_for, gemv, label, time_configs   # noqa: E402
+from gemv_kernel import QUICK_GRID, REDUCTIONS, configs, counters_for, gemv, label, time_configs   # noqa: E402
 from lab.hardware import measure_copy_bandwidth     # noqa: E402
 
 GRIDS = {
     "quick": QUICK_GRID,
     "full": dict(block_n=(2, 4, 8, 16, 32), block_k=(128, 256, 512, 1024), num_warps=(2, 4, 8), num_stages=(1, 2, 3, 4),
-                 split_k=(1, 2, 4, 8)),
+                 split_k=(1, 2, 4, 8), reduce=REDUCTIONS),
 }
 
 

@@ -123,9 +123,7 @@ def split_seconds(process_s: float, test_s: list, speeds: list[dict], test_phase
     fixtures = [p.get(when) for p in test_phases or () if isinstance(p, dict) for when in ("setup", "teardown")]
     if fixtures:
         split["fixtures_s"] = total(fixtures)
-    for key, value in (phases or {}).items():
-        if key in ("start_s", "exit_s") and isinstance(value, (int, float)):
-            split[key] = round(value, 1)
+    split.update({key: round(value, 1) for key, value in (phases or {}).items() if key in ("start_s", "exit_s")})
     return split
 
 
