@@ -13,8 +13,11 @@ Batch 1, a Llama-3-8B shape in bf16 with random weights (they run at the speed o
                 per layer, as vLLM and gpt-fast store them): fewer, larger reductions
   lab-triton    lab-fused with every projection and the LM head a Triton GEMV (docs/perf/gemv_kernel.py; in an
                 instructor's checkout only), each matrix shape's tile, warps and K split tuned here first
-  lab-triton-fused  lab-triton with each layer's RMSNorms, residual adds and silu(gate) * up done inside its four
-                GEMVs (gemv_kernel's fused forms): about three kernels a layer fewer
+  lab-triton-attn  lab-triton with each layer's RoPE, cache write and attention in one Triton launch
+                (docs/perf/decode_attention.py) instead of four kernels (RoPE and the write, cuDNN's attention and
+                two kernels around it)
+  lab-triton-fused  lab-triton-attn with each layer's RMSNorms, residual adds and silu(gate) * up done inside its
+                four GEMVs (gemv_kernel's fused forms): about three kernels a layer fewer
   hf-eager      transformers' LlamaForCausalLM on the same weights: `generate` (includes its prefill)
   hf-compiled   transformers with a static cache and its forward compiled "reduce-overhead" (opt-in)
 MBU = bytes one step must read (every weight but the embedding table, plus the KV cache so far)
@@ -23,8 +26,8 @@ Each variant prints a line as it finishes; compiled variants are skipped once `-
 `--profile N` then profiles N decode steps of each lab variant (torch.profiler; CUDA graph replays included)
 and prints where a step's time goes: its kernels grouped by name (count and microseconds per step), and their
 sum against the step's wall time (the rest is the device idle between kernels: launch gaps, the host).
-Variants run in the order of VARIANTS whatever order they are named in: lab-gemv, lab-fused, lab-triton and
-lab-triton-fused rewrite the model in place and hf-compiled replaces transformers' forward, so each of them runs
+Variants run in the order of VARIANTS whatever order they are named in: lab-gemv, lab-fused and the lab-triton
+variants rewrite the model in place and hf-compiled replaces transformers' forward, so each of them runs
 after the variants it would change.
 """
 from __future__ import annotations
@@ -50,7 +53,7 @@ from lab.paths import REPO_ROOT
 from lab.weights import random_model
 
 VARIANTS = ("lab-eager", "lab-compiled", "hf-eager", "hf-compiled", "lab-gemv", "lab-fused", "lab-triton",
-            "lab-triton-fused")  # run order
+            "lab-triton-attn", "lab-triton-fused")  # run order
 DEFAULT_VARIANTS = "lab-eager,hf-eager,lab-fused"
 FIRST_COMPILE_GUESS_S = 120      # before any compile has been timed here (gpt-fast's 8B on the H200: 107 s)
 
@@ -82,6 +85,17 @@ class MulSumLinear(nn.Module):
 
 
 GEMV_KERNEL = REPO_ROOT / "docs" / "perf" / "gemv_kernel.py"      # not in the student release
+ATTENTION_KERNEL = REPO_ROOT / "docs" / "perf" / "decode_attention.py"      # nor this
+
+
+def perf_module(path):
+    """A kernel file of docs/perf (not a package, and not in the student release) as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise FileNotFoundError(f"{path.relative_to(REPO_ROOT)} is not here (it is not in the student release)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 _GEMV_OPS: dict[Callable, Callable] = {}
@@ -149,11 +163,7 @@ def use_triton_gemv(model, bandwidth: float) -> None:
     """lab-triton: fuse the projections (unless lab-fused did), then put a tuned Triton GEMV in place of every
     projection (a linear, or lab-fused's MulSumLinear) and of the LM head, one tuning per matrix shape (each
     printed as a fraction of `bandwidth`, the copy bandwidth in bytes/s measured for the run)."""
-    spec = importlib.util.spec_from_file_location("gemv_kernel", GEMV_KERNEL)
-    if spec is None or spec.loader is None or not GEMV_KERNEL.is_file():
-        raise FileNotFoundError(f"{GEMV_KERNEL.relative_to(REPO_ROOT)} is not here (it is not in the student release)")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = perf_module(GEMV_KERNEL)
     if not hasattr(model.layers[0].self_attn, "qkv_proj"):
         model.fuse_projections()
     tuned: dict[tuple[int, int], dict] = {}
@@ -251,6 +261,50 @@ def _fused_layer_forward(layer, original: Callable) -> Callable:
         gate_up = mlp.gate_up_proj.fused(h, norm=layer.post_attention_layernorm)
         return mlp.down_proj.fused(gate_up, silu_mul=True, residual=h).view_as(x)
     return forward
+
+
+_ATTENTION_OPS: dict[Callable, Callable] = {}
+
+
+def attention_op(kernel: Callable) -> Callable:
+    """docs/perf/decode_attention.py's `rope_cache_attend` as a torch custom operator (`lab_bench::attend`),
+    declared to write the layer's two cache buffers (compile orders it after their last read)."""
+    if kernel not in _ATTENTION_OPS:
+        @torch.library.custom_op(f"lab_bench::attend_{len(_ATTENTION_OPS)}", mutates_args=("k_cache", "v_cache"))
+        def op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, k_cache: torch.Tensor,
+               v_cache: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+            return kernel(q, k, v, inv_freq, k_cache, v_cache, position)
+
+        @op.register_fake
+        def _(q, k, v, inv_freq, k_cache, v_cache, position):
+            return torch.empty_like(q)
+        _ATTENTION_OPS[kernel] = op
+    return _ATTENTION_OPS[kernel]
+
+
+def use_decode_attention(model) -> None:
+    """lab-triton-attn: each layer's `attend` for one decode token in a static cache (lab.decode_bench's step: batch
+    1, no padding, positions = cache_position) becomes one launch of docs/perf/decode_attention.py's kernel: RoPE
+    on q and k (the angles from the model's inv_freq), the cache write and attention, where compiled lab.model runs
+    four kernels (RoPE with the write, two around cuDNN's attention, cuDNN's). Anything else (a prefill, a batch, a
+    dynamic cache) runs the layer's own `attend`."""
+    op = attention_op(perf_module(ATTENTION_KERNEL).rope_cache_attend)
+    for layer in model.layers:
+        layer.self_attn.attend = _kernel_attend(model, layer.self_attn, op)
+
+
+def _kernel_attend(model, attn, op: Callable) -> Callable:
+    original = attn.attend
+
+    def attend(q, k, v, cos, sin, mask, cache, attention, cache_position=None):
+        buffers = getattr(cache, "k", None), getattr(cache, "v", None)
+        if q.shape[0] * q.shape[1] != 1 or cache_position is None or not all(isinstance(b, list) for b in buffers):
+            return original(q, k, v, cos, sin, mask, cache, attention, cache_position)
+        i = attn.layer_idx
+        out = op(q.reshape(-1), k.reshape(-1), v.reshape(-1), model.inv_freq, buffers[0][i], buffers[1][i],
+                 cache_position)
+        return out.view(1, 1, -1)
+    return attend
 
 
 def lab_variant(model, prompt, new_tokens: int, mode: str | None, repeats: int, profile_steps: int = 0) -> dict:
@@ -371,10 +425,10 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}, impl {os.environ['LAB_IMPL']}: {bytes_per_token / 1e9:.2f} GB read per "
           f"token, copy bandwidth {bandwidth / 1e9:,.0f} GB/s -> ceiling {bandwidth / bytes_per_token:,.0f} tok/s")
     if variants != named:
-        print(f"running in the order {', '.join(variants)} (lab-gemv, lab-fused, lab-triton and lab-triton-fused "
+        print(f"running in the order {', '.join(variants)} (lab-gemv, lab-fused and the lab-triton variants "
               "rewrite the model in place, hf-compiled replaces transformers' forward)")
     print("| variant      |    tok/s | ms/tok  |   MBU  | compile | same* |\n|---|---|---|---|---|---|", flush=True)
-    reference, hf, compile_guess_s = None, None, FIRST_COMPILE_GUESS_S
+    reference, hf, compile_guess_s, kernel_attention = None, None, FIRST_COMPILE_GUESS_S, False
     profiles: list[str] = []
     for name in variants:
         spent = time.perf_counter() - began
@@ -398,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
                 torch._inductor.config.coordinate_descent_tuning = True
                 if not isinstance(model.lm_head, TritonGemvLinear):     # lab-triton has not swapped them
                     use_triton_gemv(model, bandwidth)
+                if name != "lab-triton" and not kernel_attention:      # lab-triton-attn has not put it in
+                    use_decode_attention(model)
+                    kernel_attention = True
                 if name == "lab-triton-fused":
                     use_fused_layers(model)
                 row = lab_variant(model, prompt, args.new_tokens, "reduce-overhead", args.repeats, args.profile)

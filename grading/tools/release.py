@@ -12,7 +12,8 @@ What a release leaves out: solutions/, the planted versions and their test (test
 tests/test_planted.py), the correct variants the seed sweep runs (tests/variants), the hidden tests
 (grading/hidden, unless --autograder), the Gradescope scripts, notebook sources and instructors' docs
 (exercises/infNN/notebook.py, docs/adding-a-topic.md) and the GPU measurement scripts (docs/perf, which
-import the reference solutions, and tests/test_gemv.py, the test of docs/perf's GEMV kernel).
+import the reference solutions, and tests/test_gemv.py and tests/test_decode_attention.py, the tests of its
+kernels).
 The stubs in exercises/ are generated afresh from the marked solutions (the stub generator), so edits
 in the instructor's exercises/ never leak. In Markdown files, lines of code blocks that run the reference
 (`--impl solutions`, `IMPL=solutions`) or are marked `(instructors)`, and `<!-- instructors -->` ...
@@ -38,7 +39,7 @@ from lab.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 LEAVES_OUT = ("solutions", "tests/planted", "tests/variants", "tests/test_planted.py", "tests/test_gemv.py",
-              "grading/hidden", "grading/autograder", "docs/adding-a-topic.md", "docs/perf", "exercises/*/notebook.py")
+              "tests/test_decode_attention.py", "grading/hidden", "grading/autograder", "docs/adding-a-topic.md", "docs/perf", "exercises/*/notebook.py")
 AUTOGRADER_KEEPS = ("grading/hidden", "grading/autograder")
 _REFERENCE_LINE = re.compile(r"--impl[ =]solutions|IMPL=solutions|\(instructors\)")
 _BLOCK = re.compile(r"<!-- instructors -->.*?<!-- /instructors -->\n?", re.S)
