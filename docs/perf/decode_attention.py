@@ -74,9 +74,9 @@ def _rope_cache_attend_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, k_cache_ptr, v_
     q1, q2 = (q1 * c[None, :] - q2 * s[None, :]).to(dtype), (q2 * c[None, :] + q1 * s[None, :]).to(dtype)
     q1, q2 = q1.to(tl.float32) * scale, q2.to(tl.float32) * scale
 
-    # the online softmax starts from the new key: m = its score, l = 1, acc = its value
+    # the online softmax starts from the new key: m = its score, denom = 1, acc = its value
     m = tl.sum(q1 * k1.to(tl.float32)[None, :], axis=1) + tl.sum(q2 * k2.to(tl.float32)[None, :], axis=1)
-    l = tl.full((BLOCK_G,), 1.0, dtype=tl.float32)
+    denom = tl.full((BLOCK_G,), 1.0, dtype=tl.float32)
     acc1 = tl.zeros((BLOCK_G, HALF), dtype=tl.float32) + v1.to(tl.float32)[None, :]
     acc2 = tl.zeros((BLOCK_G, HALF), dtype=tl.float32) + v2.to(tl.float32)[None, :]
     if not DOT_F32:
@@ -102,7 +102,7 @@ def _rope_cache_attend_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, k_cache_ptr, v_
         m_new = tl.maximum(m, tl.max(scores, axis=1))
         alpha = tl.exp(m - m_new)
         p = tl.exp(scores - m_new[:, None])
-        l = l * alpha + tl.sum(p, axis=1)
+        denom = denom * alpha + tl.sum(p, axis=1)
         if DOT_F32:
             acc1 = acc1 * alpha[:, None] + tl.dot(p, vt1.to(tl.float32), input_precision="ieee")
             acc2 = acc2 * alpha[:, None] + tl.dot(p, vt2.to(tl.float32), input_precision="ieee")
@@ -112,8 +112,8 @@ def _rope_cache_attend_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, k_cache_ptr, v_
         m = m_new
 
     out_rows = out_ptr + (kv * group + g)[:, None] * head_dim + j[None, :]
-    tl.store(out_rows, (acc1 / l[:, None]).to(dtype), mask=q_mask)
-    tl.store(out_rows + half, (acc2 / l[:, None]).to(dtype), mask=q_mask)
+    tl.store(out_rows, (acc1 / denom[:, None]).to(dtype), mask=q_mask)
+    tl.store(out_rows + half, (acc2 / denom[:, None]).to(dtype), mask=q_mask)
 
 
 def _interpreted() -> bool:

@@ -39,7 +39,8 @@ from lab.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 LEAVES_OUT = ("solutions", "tests/planted", "tests/variants", "tests/test_planted.py", "tests/test_gemv.py",
-              "tests/test_decode_attention.py", "grading/hidden", "grading/autograder", "docs/adding-a-topic.md", "docs/perf", "exercises/*/notebook.py")
+              "tests/test_decode_attention.py", "grading/hidden", "grading/autograder", "docs/adding-a-topic.md",
+              "docs/perf", "exercises/*/notebook.py")
 AUTOGRADER_KEEPS = ("grading/hidden", "grading/autograder")
 _REFERENCE_LINE = re.compile(r"--impl[ =]solutions|IMPL=solutions|\(instructors\)")
 _BLOCK = re.compile(r"<!-- instructors -->.*?<!-- /instructors -->\n?", re.S)
