@@ -272,28 +272,60 @@ def attention_op(kernel: Callable) -> Callable:
     if kernel not in _ATTENTION_OPS:
         @torch.library.custom_op(f"lab_bench::attend_{len(_ATTENTION_OPS)}", mutates_args=("k_cache", "v_cache"))
         def op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, k_cache: torch.Tensor,
-               v_cache: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-            return kernel(q, k, v, inv_freq, k_cache, v_cache, position)
+               v_cache: torch.Tensor, position: torch.Tensor, block_s: int, num_warps: int,
+               num_stages: int) -> torch.Tensor:
+            return kernel(q, k, v, inv_freq, k_cache, v_cache, position, block_s=block_s, num_warps=num_warps,
+                          num_stages=num_stages)
 
         @op.register_fake
-        def _(q, k, v, inv_freq, k_cache, v_cache, position):
+        def _(q, k, v, inv_freq, k_cache, v_cache, position, block_s, num_warps, num_stages):
             return torch.empty_like(q)
         _ATTENTION_OPS[kernel] = op
     return _ATTENTION_OPS[kernel]
 
 
-def use_decode_attention(model) -> None:
+def use_decode_attention(model, tune_at: tuple[int, int] | None = None) -> None:
     """lab-triton-attn: each layer's `attend` for one decode token in a static cache (lab.decode_bench's step: batch
     1, no padding, positions = cache_position) becomes one launch of docs/perf/decode_attention.py's kernel: RoPE
     on q and k (the angles from the model's inv_freq), the cache write and attention, where compiled lab.model runs
     four kernels (RoPE with the write, two around cuDNN's attention, cuDNN's). Anything else (a prefill, a batch, a
-    dynamic cache) runs the layer's own `attend`."""
-    op = attention_op(perf_module(ATTENTION_KERNEL).rope_cache_attend)
+    dynamic cache) runs the layer's own `attend`. With `tune_at` = (max_len, position) the kernel's tile, warps and
+    stages are first tuned for a layer's cache of that length written at that position (each configuration
+    checked against the reference on this device, then timed; the times printed), else the kernel's defaults."""
+    module = perf_module(ATTENTION_KERNEL)
+    config = dict(block_s=64, num_warps=4, num_stages=2)
+    if tune_at is not None:
+        config = tune_decode_attention(module, model, *tune_at)
+    op = attention_op(module.rope_cache_attend)
     for layer in model.layers:
-        layer.self_attn.attend = _kernel_attend(model, layer.self_attn, op)
+        layer.self_attn.attend = _kernel_attend(model, layer.self_attn, op, config)
 
 
-def _kernel_attend(model, attn, op: Callable) -> Callable:
+def tune_decode_attention(module, model, max_len: int, position: int) -> dict:
+    """The fastest of decode_attention's configurations that computes right on this device (time_configs), for one
+    layer of `model` with a cache of `max_len` slots written at `position`; each printed with its time."""
+    c, weight = model.config, model.embed_tokens.weight
+    gen = torch.Generator(device=weight.device).manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen, device=weight.device, dtype=weight.dtype)
+    lines: list[str] = []
+    cache = (1, c.num_kv_heads, max_len, c.head_dim)
+    timed = module.time_configs(rand(c.q_size), rand(c.kv_size), rand(c.kv_size), model.inv_freq, rand(*cache),
+                                rand(*cache), torch.tensor([position], device=weight.device), module.configs(),
+                                say=lines.append)
+    for line in lines:
+        print(f"  lab-triton-attn: {line}", flush=True)
+    if not timed:
+        raise RuntimeError("no configuration of the decode attention kernel ran right on this device")
+    for config, ms in timed[:3]:
+        print(f"  lab-triton-attn: {config}: {ms * 1e3:.1f} us a layer ({max_len} slots, position {position})"
+              f"{'  <- used' if config is timed[0][0] else ''}", flush=True)
+    print(f"  lab-triton-attn: slowest {timed[-1][0]}: {timed[-1][1] * 1e3:.1f} us", flush=True)
+    return timed[0][0]
+
+
+def _kernel_attend(model, attn, op: Callable, config: dict) -> Callable:
     original = attn.attend
 
     def attend(q, k, v, cos, sin, mask, cache, attention, cache_position=None):
@@ -302,7 +334,7 @@ def _kernel_attend(model, attn, op: Callable) -> Callable:
             return original(q, k, v, cos, sin, mask, cache, attention, cache_position)
         i = attn.layer_idx
         out = op(q.reshape(-1), k.reshape(-1), v.reshape(-1), model.inv_freq, buffers[0][i], buffers[1][i],
-                 cache_position)
+                 cache_position, config["block_s"], config["num_warps"], config["num_stages"])
         return out.view(1, 1, -1)
     return attend
 
@@ -453,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not isinstance(model.lm_head, TritonGemvLinear):     # lab-triton has not swapped them
                     use_triton_gemv(model, bandwidth)
                 if name != "lab-triton" and not kernel_attention:      # lab-triton-attn has not put it in
-                    use_decode_attention(model)
+                    use_decode_attention(model, tune_at=(args.prompt_len + args.new_tokens + 1,
+                                                         args.prompt_len + args.new_tokens // 2))
                     kernel_attention = True
                 if name == "lab-triton-fused":
                     use_fused_layers(model)

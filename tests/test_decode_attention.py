@@ -123,8 +123,9 @@ def check_decode_bench_kernel_attention(seed: int) -> None:
     k_cache, v_cache = torch.randn(1, 2, 9, head), torch.randn(1, 2, 9, head)
     inv_freq = model.inv_freq
     torch.library.opcheck(op, (torch.randn(6 * head), torch.randn(2 * head), torch.randn(2 * head), inv_freq,
-                               k_cache, v_cache, torch.tensor([4])), test_utils=("test_schema", "test_faketensor"))
-    compiled = torch.compile(lambda q, k, v, f, kc, vc, p: op(q, k, v, f, kc, vc, p) * 1, backend="eager",
+                               k_cache, v_cache, torch.tensor([4]), 16, 4, 1),
+                          test_utils=("test_schema", "test_faketensor"))
+    compiled = torch.compile(lambda q, k, v, f, kc, vc, p: op(q, k, v, f, kc, vc, p, 16, 4, 1) * 1, backend="eager",
                              fullgraph=True)
     kc, vc = k_cache.clone(), v_cache.clone()
     inputs = (torch.randn(6 * head), torch.randn(2 * head), torch.randn(2 * head), inv_freq)
@@ -137,3 +138,48 @@ def check_decode_bench_kernel_attention(seed: int) -> None:
 
 def test_decode_bench_kernel_attention_under_the_interpreter(seed):
     run_in_interpreter(__file__, "check_decode_bench_kernel_attention", seed)
+
+
+def check_time_configs(seed: int) -> None:
+    """time_configs (lab-triton-attn's tuning) times only the configurations whose output and written slot agree
+    with the reference, fastest first, on copies of the caches (the caller's stay as they were), and says why it
+    left each other one out."""
+    import triton.testing
+    kernel = attention_module()
+    gen = torch.Generator().manual_seed(seed)
+    args = random_case(gen, torch.float32, 2, 3, 16, 21, int(torch.randint(1, 21, (1,), generator=gen)))
+    before = [a.clone() for a in args[4:6]]
+    real = kernel.rope_cache_attend
+    good = [dict(block_s=16, num_warps=4, num_stages=s) for s in (1, 2, 3)]
+    wrong_out, wrong_slot, broken = (dict(block_s=32, num_warps=4, num_stages=1), dict(block_s=32, num_warps=8,
+                                     num_stages=1), dict(block_s=64, num_warps=4, num_stages=1))
+
+    def attend(q, k, v, inv_freq, k_cache, v_cache, position, **config):
+        out = real(q, k, v, inv_freq, k_cache, v_cache, position, **config)
+        if config == wrong_out:
+            return out * 1.001
+        if config == wrong_slot:
+            k_cache[:, :, int(position)] += 1e-3
+        if config == broken:
+            raise RuntimeError("out of resources")
+        return out
+
+    times = iter([3.0, 2.0, 1.0])
+
+    def do_bench(fn, **_):
+        fn()
+        return next(times)
+
+    kernel.rope_cache_attend, triton.testing.do_bench = attend, do_bench
+    said: list[str] = []
+    timed = kernel.time_configs(*args, [good[2], wrong_out, good[0], wrong_slot, broken, good[1]], say=said.append)
+    assert timed == [(good[1], 1.0), (good[0], 2.0), (good[2], 3.0)], timed
+    assert said[0].startswith("block_s=32 num_warps=4 num_stages=1: WRONG") and \
+        said[1].startswith("block_s=32 num_warps=8 num_stages=1: WRONG"), said
+    assert said[2].startswith("block_s=64 num_warps=4 num_stages=1: failed: RuntimeError: out of resources"), said
+    assert torch.equal(args[4], before[0]) and torch.equal(args[5], before[1]), "time_configs wrote the caller's cache"
+    assert len(kernel.configs()) == 18 and all(set(c) == set(kernel.GRID) for c in kernel.configs())
+
+
+def test_attention_tuning_times_only_what_computes_right_under_the_interpreter(seed):
+    run_in_interpreter(__file__, "check_time_configs", seed)

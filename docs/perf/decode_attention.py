@@ -27,11 +27,21 @@ interpreter. Both live out of the student release, as docs/perf's GEMV kernel do
 """
 from __future__ import annotations
 
+import itertools
 import math
+from typing import Callable
 
 import torch
 import triton
 import triton.language as tl
+
+
+# What lab.decode_bench's lab-triton-attn tunes over (time_configs) for the bench's cache, before it compiles
+GRID = dict(block_s=(32, 64, 128), num_warps=(4, 8), num_stages=(1, 2, 3))
+
+
+def configs() -> list[dict]:
+    return [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
 
 
 @triton.jit
@@ -178,3 +188,36 @@ def rope_cache_attend_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     v_cache.index_copy_(2, position, vh)
     out = sdpa_attention(qh, k_cache, v_cache, build_static_mask(position, max_len, None))
     return out.reshape(-1)
+
+
+def time_configs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor, k_cache: torch.Tensor,
+                 v_cache: torch.Tensor, position: torch.Tensor, candidates: list[dict],
+                 say: Callable[[str], None] = lambda _: None) -> list[tuple[dict, float]]:
+    """[(config, milliseconds)] fastest first, by `triton.testing.do_bench` (the L2 flushed before every call, as a
+    decode step's 15 GB of weights flush it between layers), of each candidate whose output and written slot agree
+    with rope_cache_attend_reference (in float32, on copies of the caches) within the dtype's rounding; a wrong one
+    or one that fails to launch is left out, and `say` is told why. The caches are written at `position` (only)."""
+    from triton.testing import do_bench
+    work = [t.float() for t in (q, k, v)]
+    want_k, want_v = (t.to(torch.float32, copy=True) for t in (k_cache, v_cache))   # never the caller's
+    want = rope_cache_attend_reference(*work, inv_freq, want_k, want_v, position, angle_dtype=q.dtype)
+    slot = int(position)
+    scale = float(want_v[:, :, :slot + 1].abs().max())
+    out_tol, slot_tol = (1e-5, 1e-6) if q.dtype == torch.float32 else (2 ** -5, 2 ** -7)
+    timed = []
+    for config in candidates:
+        name = " ".join(f"{key}={value}" for key, value in config.items())
+        kc, vc = k_cache.clone(), v_cache.clone()
+        try:
+            out = rope_cache_attend(q, k, v, inv_freq, kc, vc, position, **config)
+            wrote = max(float((kc[:, :, slot].float() - want_k[:, :, slot]).abs().max()),
+                        float((vc[:, :, slot].float() - want_v[:, :, slot]).abs().max()))
+            err = float((out.float() - want).abs().max())
+            if not err <= out_tol * scale or not wrote <= slot_tol * (1 + float(want_k[:, :, slot].abs().max())):
+                say(f"{name}: WRONG (output off by {err:.3g}, slot by {wrote:.3g}), left out")
+                continue
+            timed.append((config, do_bench(lambda: rope_cache_attend(q, k, v, inv_freq, kc, vc, position, **config),
+                                           warmup=10, rep=30)))
+        except Exception as e:                  # out of resources and the like: say so, go on
+            say(f"{name}: failed: {type(e).__name__}: {str(e)[:120]}")
+    return sorted(timed, key=lambda kv: kv[1])
