@@ -97,12 +97,11 @@ def check_decode_bench_kernel_attention(seed: int) -> None:
     untouched model's logits and leave the same cache; the operator's schema and fake agree with it."""
     from lab import decode_bench
     from lab.cache import StaticCache
-    from lab.config import ModelConfig
-    from lab.weights import random_model
-    config = ModelConfig(name="tiny", vocab_size=97, hidden_size=48, intermediate_size=80, num_layers=2, num_heads=6,
-                         num_kv_heads=2, head_dim=12, max_position_embeddings=64, tie_word_embeddings=False)
-    model = random_model(config, torch.float32, "cpu", seed=seed)
-    prompt = torch.randint(config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(seed))
+    from lab.testing import random_config, random_lab_model
+    gen = torch.Generator().manual_seed(seed)
+    config = random_config(gen)                           # odd sizes, GQA groups of 1 to 3, head_dim 8 to 24
+    model = random_lab_model(config, gen)
+    prompt = torch.randint(config.vocab_size, (1, 7), generator=gen)
 
     def run():
         cache = StaticCache(config, 1, 13, torch.float32, "cpu")
@@ -119,16 +118,15 @@ def check_decode_bench_kernel_attention(seed: int) -> None:
     for a, b in zip(got_cache.k + got_cache.v, want_cache.k + want_cache.v):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
     op = decode_bench.attention_op(attention_module().rope_cache_attend)
-    head = 12
-    k_cache, v_cache = torch.randn(1, 2, 9, head), torch.randn(1, 2, 9, head)
+    q, kv, head = config.q_size, config.kv_size, config.head_dim
+    k_cache, v_cache = torch.randn(1, config.num_kv_heads, 9, head), torch.randn(1, config.num_kv_heads, 9, head)
     inv_freq = model.inv_freq
-    torch.library.opcheck(op, (torch.randn(6 * head), torch.randn(2 * head), torch.randn(2 * head), inv_freq,
-                               k_cache, v_cache, torch.tensor([4]), 16, 4, 1),
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(op, (torch.randn(q), torch.randn(kv), torch.randn(kv), inv_freq, k_cache, v_cache,
+                               torch.tensor([4]), 16, 4, 1), test_utils=("test_schema", "test_faketensor"))
     compiled = torch.compile(lambda q, k, v, f, kc, vc, p: op(q, k, v, f, kc, vc, p, 16, 4, 1) * 1, backend="eager",
                              fullgraph=True)
     kc, vc = k_cache.clone(), v_cache.clone()
-    inputs = (torch.randn(6 * head), torch.randn(2 * head), torch.randn(2 * head), inv_freq)
+    inputs = (torch.randn(q), torch.randn(kv), torch.randn(kv), inv_freq)
     out = compiled(*inputs, kc, vc, torch.tensor([4]))
     ref_kc, ref_vc = k_cache.clone(), v_cache.clone()
     ref = attention_module().rope_cache_attend_reference(*inputs, ref_kc, ref_vc, torch.tensor([4]))
