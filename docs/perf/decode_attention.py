@@ -10,12 +10,12 @@ that the step reads at the roofline. This kernel does the same work in one launc
 
 One program per KV head serves the G query heads of its group (GQA: each key and value read once for all G):
   1. it rotates the token's key (and the group's queries) by the position's angles, computed from the model's
-     inv_freq as `LlamaModel.rope` computes them, rounding to the model's dtype as lab.model's `apply_rope` does,
-     and stores the rotated key and the value at slot `position`;
-  2. it starts the online softmax with that new key and value, held in registers (a program never reads back
-     what it has just stored: no other program writes this KV head, and its own store need not be visible yet);
+     inv_freq as `LlamaModel.rope` computes them, rounding to the model's dtype as lab.model's `apply_rope` does;
+  2. it starts the online softmax with that new key and value, held in registers;
   3. it walks slots [0, position) of the cache in BLOCK_S-key tiles, tl.dot over each half of head_dim (the
-     rotation's halves: q . k = q1 . k1 + q2 . k2), the products in float32, the softmax in float32.
+     rotation's halves: q . k = q1 . k1 + q2 . k2), the products in float32, the softmax in float32;
+  4. last, it stores the rotated key and the value at slot `position` (no other program writes this KV head, and
+     none reads that slot in this launch).
 The mask is causal with no padding (slot s visible when s <= position), which is what a batch-1 decode step's
 static mask is (lab.model.build_static_mask without attention_mask). Slots at or past the cache's end are neither
 written nor read. A single program walks a whole KV head's context: fine for decode_bench's ~150 slots; a long
@@ -67,13 +67,6 @@ def _rope_cache_attend_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, k_cache_ptr, v_
     k1, k2 = (k1 * c - k2 * s).to(dtype), (k2 * c + k1 * s).to(dtype)
     v1 = tl.load(v_ptr + kv * head_dim + j, mask=in_half, other=0.0)
     v2 = tl.load(v_ptr + kv * head_dim + half + j, mask=in_half, other=0.0)
-    slot = k_cache_ptr + kv * stride_ch + pos * stride_cs
-    writes = j < tl.where(pos < max_len, half, 0)         # nothing at or past the cache's end
-    tl.store(slot + j, k1, mask=writes)
-    tl.store(slot + half + j, k2, mask=writes)
-    v_slot = v_cache_ptr + kv * stride_ch + pos * stride_cs
-    tl.store(v_slot + j, v1.to(dtype), mask=writes)
-    tl.store(v_slot + half + j, v2.to(dtype), mask=writes)
 
     # the group's queries [BLOCK_G, HALF] x 2, rotated and rounded, then scaled in float32
     g = tl.arange(0, BLOCK_G)
@@ -121,6 +114,15 @@ def _rope_cache_attend_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, k_cache_ptr, v_
             acc2 = acc2 * alpha[:, None] + tl.dot(p.to(dtype), vt2)
         m = m_new
 
+    # the new key and value into the cache last: stored before the loop, they would hold back its tile loads (the
+    # compiler cannot tell the slot from the tiles), a memory round trip more on each layer's critical path
+    slot = k_cache_ptr + kv * stride_ch + pos * stride_cs
+    writes = j < tl.where(pos < max_len, half, 0)         # nothing at or past the cache's end
+    tl.store(slot + j, k1, mask=writes)
+    tl.store(slot + half + j, k2, mask=writes)
+    v_slot = v_cache_ptr + kv * stride_ch + pos * stride_cs
+    tl.store(v_slot + j, v1.to(dtype), mask=writes)
+    tl.store(v_slot + half + j, v2.to(dtype), mask=writes)
     out_rows = out_ptr + (kv * group + g)[:, None] * head_dim + j[None, :]
     tl.store(out_rows, (acc1 / denom[:, None]).to(dtype), mask=q_mask)
     tl.store(out_rows + half, (acc2 / denom[:, None]).to(dtype), mask=q_mask)
