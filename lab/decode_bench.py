@@ -329,11 +329,12 @@ def _kernel_attend(model, attn, op: Callable, config: dict) -> Callable:
     original = attn.attend
 
     def attend(q, k, v, cos, sin, mask, cache, attention, cache_position=None):
-        buffers = getattr(cache, "k", None), getattr(cache, "v", None)
-        if q.shape[0] * q.shape[1] != 1 or cache_position is None or not all(isinstance(b, list) for b in buffers):
+        k_buffers, v_buffers = getattr(cache, "k", None), getattr(cache, "v", None)
+        if q.shape[0] * q.shape[1] != 1 or cache_position is None or not isinstance(k_buffers, list) \
+                or not isinstance(v_buffers, list):
             return original(q, k, v, cos, sin, mask, cache, attention, cache_position)
         i = attn.layer_idx
-        out = op(q.reshape(-1), k.reshape(-1), v.reshape(-1), model.inv_freq, buffers[0][i], buffers[1][i],
+        out = op(q.reshape(-1), k.reshape(-1), v.reshape(-1), model.inv_freq, k_buffers[i], v_buffers[i],
                  cache_position, config["block_s"], config["num_warps"], config["num_stages"])
         return out.view(1, 1, -1)
     return attend
