@@ -242,7 +242,8 @@ def use_fused_layers(model) -> None:
     """lab-triton-fused: every layer of a model whose projections are TritonGemvLinear (use_triton_gemv) decodes a
     token in four GEMV kernels that also do its neighbours' work: the input RMSNorm inside qkv, the residual add
     inside o, the post-attention RMSNorm inside gate-up, silu(gate) * up and the residual add inside down (a
-    prefill runs the layer's own forward). About three kernels a layer fewer than lab-triton."""
+    prefill runs the layer's own forward). About three kernels a layer fewer than lab-triton; main() puts
+    the attention kernel in first (use_decode_attention), so lab-triton-fused is lab-triton-attn plus these."""
     for layer in model.layers:
         layer.forward = _fused_layer_forward(layer, layer.forward)
 
