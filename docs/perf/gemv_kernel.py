@@ -45,8 +45,8 @@ def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, g_ptr, res_ptr, N,
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     k_begin = pid_k * K_PER_SPLIT
     k_end = k_begin + K_PER_SPLIT
-    if PROLOGUE == 1:                           # RMSNorm: the whole x's mean square first (x is 8-28 KB, in L2)
-        squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
+    squares = tl.zeros((BLOCK_K,), dtype=tl.float32)
+    if PROLOGUE == 1 and SPLITS > 1:            # RMSNorm over a K split: the whole x's mean square first (in L2)
         for k0 in range(0, K, BLOCK_K):
             cols = k0 + tl.arange(0, BLOCK_K)
             v = tl.load(x_ptr + cols, mask=cols < K, other=0.0).to(tl.float32)
@@ -61,7 +61,12 @@ def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, g_ptr, res_ptr, N,
         x = tl.load(x_ptr + cols, mask=in_k, other=0.0)
         # Products of two values of x's dtype are exact in float32 and rounded once, as torch rounds them (and
         # the interpreter has no bfloat16 arithmetic)
-        if PROLOGUE == 1:                       # as lab.model.RMSNorm rounds: (x * scale) in x's dtype, times g
+        if PROLOGUE == 1 and SPLITS == 1:       # RMSNorm in one pass: this program walks all of x anyway, so it
+            g = tl.load(g_ptr + cols, mask=in_k, other=0.0)         # sums the squares here and scales the dot
+            xf = x.to(tl.float32)                                   # product after (x * g unrounded: within two
+            squares += xf * xf                                      # of x's roundings of lab.model's RMSNorm)
+            x = xf * g.to(tl.float32)
+        elif PROLOGUE == 1:                     # as lab.model.RMSNorm rounds: (x * scale) in x's dtype, times g
             g = tl.load(g_ptr + cols, mask=in_k, other=0.0)
             x = ((x.to(tl.float32) * scale).to(x.dtype).to(tl.float32) * g.to(tl.float32)).to(x.dtype)
         elif PROLOGUE == 2:                     # x holds gate then up (2K entries): silu(gate) * up, rounded as torch
@@ -70,6 +75,8 @@ def _gemv_kernel(w_ptr, x_ptr, y_ptr, partial_ptr, count_ptr, g_ptr, res_ptr, N,
             x = ((gate * tl.sigmoid(gate)).to(up.dtype).to(tl.float32) * up.to(tl.float32)).to(up.dtype)
         acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
     out = tl.sum(acc, axis=1)
+    if PROLOGUE == 1 and SPLITS == 1:
+        out = out / tl.sqrt(tl.sum(squares, axis=0) / K + eps)
     if SPLITS == 1:
         _gemv_finish(y_ptr, res_ptr, rows, out, N, RESIDUAL)
     elif LAST:
@@ -108,8 +115,10 @@ def gemv(weight: torch.Tensor, x: torch.Tensor, *, block_n: int = 16, block_k: i
     powers of two; split_k >= 1 programs share each row block's K, their sums met as `reduce` says (see the
     module's docstring); `counters` (counters_for) are reduce="last"'s, made zero here when not given.
 
-    Fused around the product, as a decode step's layer needs them (lab.model rounds each the same way):
-    `norm_weight` [K]: x is RMS-normalised first (lab.model.RMSNorm with that weight and `eps`); `silu_mul`: x is
+    Fused around the product, as a decode step's layer needs them (rounded as lab.model rounds, but for one):
+    `norm_weight` [K]: x is RMS-normalised first (lab.model.RMSNorm with that weight and `eps`; without a K split
+    in the same pass as the product, x * g unrounded and the scale applied to the sum: within two of x's
+    roundings of lab.model's, with no loop over x before the weights stream); `silu_mul`: x is
     [2K], gate then up, and the product takes silu(gate) * up (lab.model.MLP); `residual` [N]: y = residual + W x."""
     if weight.dim() != 2 or x.dim() != 1 or x.shape[0] != weight.shape[1] * (2 if silu_mul else 1):
         raise ValueError(f"gemv needs weight [N, K] and x [{'2K' if silu_mul else 'K'}], got {list(weight.shape)} "
