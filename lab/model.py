@@ -142,7 +142,7 @@ class Attention(nn.Module):
     def attend(self, q, k, v, cos, sin, mask, cache: Cache | StaticCacheProtocol | None, attention: AttentionFn,
                cache_position: torch.Tensor | None = None) -> torch.Tensor:
         """From the projections q [B, T, q_size], k and v [B, T, kv_size] to what o_proj takes, [B, T, q_size]:
-        heads, RoPE, the cache's update, attention (lab.decode_bench's fused decode layer calls it alone)."""
+        heads, RoPE, the cache's update, attention (lab.decode_variants' fused decode layer calls it alone)."""
         b, t, _ = q.shape
         c = self.config
         q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)                    # [B, H, T, D]

@@ -43,8 +43,8 @@ def check_rope_cache_attend(seed: int) -> None:
         for dtype, block_s in ((torch.float32, 16), (torch.bfloat16, 32)):
             pos = position if position is not None else int(torch.randint(1, max_len, (1,), generator=gen))
             args = random_case(gen, dtype, num_kv_heads, group, head_dim, max_len, pos)
-            want_args = [a.double() if a.is_floating_point() and a.dim() > 1 or i < 3 else a
-                         for i, a in enumerate(args)]                      # inv_freq and position as they are
+            q, k, v, inv_freq, k_cache, v_cache, position = args
+            want_args = [*(t.double() for t in (q, k, v)), inv_freq, k_cache.double(), v_cache.double(), position]
             want = kernel.rope_cache_attend_reference(*want_args, angle_dtype=dtype)
             before = [a.clone() for a in args[4:6]]
             got = kernel.rope_cache_attend(*args, block_s=block_s)
@@ -95,7 +95,7 @@ def check_decode_bench_kernel_attention(seed: int) -> None:
     """lab.decode_bench's lab-triton-attn plumbing on a small model (float32): after use_decode_attention a prefill
     (the layers' own attend) and decode steps (the kernel, through its custom operator, compiled whole) give the
     untouched model's logits and leave the same cache; the operator's schema and fake agree with it."""
-    from lab import decode_bench
+    from lab import decode_variants
     from lab.cache import StaticCache
     from lab.testing import random_config, random_lab_model
     gen = torch.Generator().manual_seed(seed)
@@ -112,12 +112,12 @@ def check_decode_bench_kernel_attention(seed: int) -> None:
 
     with torch.no_grad():
         want, want_cache = run()
-        decode_bench.use_decode_attention(model)
+        decode_variants.use_decode_attention(model)
         got, got_cache = run()
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
     for a, b in zip(got_cache.k + got_cache.v, want_cache.k + want_cache.v):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
-    op = decode_bench.attention_op(attention_module().rope_cache_attend)
+    op = decode_variants.attention_op(attention_module().rope_cache_attend)
     q, kv, head = config.q_size, config.kv_size, config.head_dim
     k_cache, v_cache = torch.randn(1, config.num_kv_heads, 9, head), torch.randn(1, config.num_kv_heads, 9, head)
     inv_freq = model.inv_freq

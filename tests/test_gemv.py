@@ -181,7 +181,7 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
     configuration with a K split), every projection and the LM head is a TritonGemvLinear, a decode step's
     logits equal the untouched model's (float32), and torch.compile traces a TritonGemvLinear whole (fullgraph);
     after use_fused_layers (lab-triton-fused) a prefill and a decode step still give the untouched logits."""
-    from lab import decode_bench
+    from lab import decode_variants
     from lab.cache import StaticCache
     from lab.config import ModelConfig
     from lab.weights import random_model
@@ -197,10 +197,10 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
 
     with torch.no_grad():
         want = logits()
-        decode_bench.tune_gemv = lambda kernel, weight: (
+        decode_variants.tune_gemv = lambda kernel, weight: (
             dict(block_n=4, block_k=16, split_k=2, num_warps=4, num_stages=1, reduce="last"), 1e-3)
-        decode_bench.use_triton_gemv(model, 1e12)
-        swapped = [m for m in model.modules() if isinstance(m, decode_bench.TritonGemvLinear)]
+        decode_variants.use_triton_gemv(model, 1e12)
+        swapped = [m for m in model.modules() if isinstance(m, decode_variants.TritonGemvLinear)]
         assert len(swapped) == 4 * config.num_layers + 1, len(swapped)      # qkv, o, gate-up, down; the head
         got = logits()
         head = model.lm_head                  # what torch.compile sees: one opaque operator, traced whole
@@ -216,7 +216,7 @@ def check_decode_bench_swaps_every_matrix(seed: int) -> None:
         torch.library.opcheck(down.op, (down.weight, h, down.counters, c["block_n"], c["block_k"], c["split_k"],
                                         c["num_warps"], c["num_stages"], c["reduce"], None, 1e-5, True,
                                         torch.randn(config.hidden_size)), test_utils=("test_schema", "test_faketensor"))
-        decode_bench.use_fused_layers(model)    # lab-triton-fused: norms, silu * up and residuals in the GEMVs
+        decode_variants.use_fused_layers(model)    # lab-triton-fused: norms, silu * up and residuals in the GEMVs
         fused = logits()
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
     assert torch.allclose(fused, want, rtol=1e-4, atol=1e-4), (fused - want).abs().max()

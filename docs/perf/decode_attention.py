@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from typing import Callable
 
 import torch
@@ -128,11 +129,6 @@ def _rope_cache_attend_kernel(q_ptr, k_ptr, v_ptr, inv_freq_ptr, k_cache_ptr, v_
     tl.store(out_rows + half, (acc2 / denom[:, None]).to(dtype), mask=q_mask)
 
 
-def _interpreted() -> bool:
-    import os
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def rope_cache_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_freq: torch.Tensor,
                       k_cache: torch.Tensor, v_cache: torch.Tensor, position: torch.Tensor, *, block_s: int = 64,
                       num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
@@ -165,7 +161,7 @@ def rope_cache_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inv_fre
         q, k, v, inv_freq, k_cache, v_cache, position, out, group, head_dim, max_len,
         k_cache.stride(1), k_cache.stride(2), 1.0 / math.sqrt(head_dim),
         HALF=max(16, triton.next_power_of_2(head_dim // 2)), BLOCK_G=max(16, triton.next_power_of_2(group)),
-        BLOCK_S=block_s, DOT_F32=q.dtype == torch.float32 or _interpreted(),
+        BLOCK_S=block_s, DOT_F32=q.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1",
         num_warps=num_warps, num_stages=num_stages)
     return out
 
